@@ -1,0 +1,182 @@
+"""Management operations shared by the Python API, the CLI and the HTTP API.
+
+Every status change here is one guarded ``UPDATE … WHERE status IN (…)``; when
+it matches nothing, a read tells "no such job" from "wrong status".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .enqueue import MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
+from .errors import JobNotFound, JobStateError, ValidationError
+from .models import Job, JobStatus, Run, dump_json
+from .queries import DB, Queries
+from .schedules import parse_duration, parse_schedule
+
+MAX_PAGE = 1000
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+#: marks an argument that was not given (``None`` is a value: it clears the field)
+UNSET = _Unset.UNSET
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of jobs; pass ``next_cursor`` back to get the next page (None at the end)."""
+
+    jobs: list[Job]
+    next_cursor: int | None
+
+
+def _status(value: str | JobStatus | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return JobStatus(value).value
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise ValidationError("status", f"unknown status {value!r}; expected one of {allowed}") from None
+
+
+def _job_id(value: object) -> int:
+    return check_int(value, "job_id", minimum=1, maximum=2**63 - 1)
+
+
+class Admin:
+    """Job management over one pool (or connection)."""
+
+    def __init__(self, db: DB, queries: Queries) -> None:
+        self.db = db
+        self.q = queries
+
+    async def get_job(self, job_id: int) -> Job:
+        """The job with this id; :class:`JobNotFound` if there is none."""
+        row = await self.q.get_job(self.db, _job_id(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_record(row)
+
+    async def list_jobs(self, *, status: str | JobStatus | None = None, queue: str | None = None,
+                        handler: str | None = None, limit: int = 100, cursor: int | None = None) -> Page:
+        """Jobs newest first, filtered; keyset pagination through ``cursor``."""
+        check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        if cursor is not None:
+            check_int(cursor, "cursor", minimum=1, maximum=2**63 - 1)
+        check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH, required=False)
+        check_text(handler, "handler", max_length=MAX_NAME_LENGTH, required=False)
+        rows = await self.q.list_jobs(self.db, status=_status(status), queue=queue, handler=handler,
+                                      before_id=cursor, limit=limit + 1)
+        jobs = [Job.from_record(r) for r in rows[:limit]]
+        return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+
+    async def update_job(
+        self,
+        job_id: int,
+        *,
+        name: str | None | _Unset = UNSET,
+        data: Any = UNSET,
+        priority: int | _Unset = UNSET,
+        max_attempts: int | _Unset = UNSET,
+        queue: str | _Unset = UNSET,
+        run_at: datetime | _Unset = UNSET,
+        schedule: str | None | _Unset = UNSET,
+        timezone: str | None | _Unset = UNSET,
+        timeout: Duration | None | _Unset = UNSET,
+    ) -> Job:
+        """Change fields of a job (any status; the status itself is not touched).
+
+        ``schedule=None`` makes a recurring job one-off; a new schedule is
+        validated first and, unless ``run_at`` is given, moves ``next_run_at`` to
+        its first tick from now.
+        """
+        set_name = name is not UNSET
+        if set_name:
+            check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
+        data_json = None if data is UNSET else dump_json(data, "data")
+        if not isinstance(priority, _Unset):
+            check_int(priority, "priority", minimum=-(2**31 - 1))
+        if not isinstance(max_attempts, _Unset):
+            check_int(max_attempts, "max_attempts", minimum=1, maximum=10_000)
+        if not isinstance(queue, _Unset):
+            check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+        when = None if isinstance(run_at, _Unset) else check_run_at(run_at)
+        set_schedule = schedule is not UNSET or timezone is not UNSET
+        new_schedule = new_tz = None
+        if set_schedule:
+            current = await self.get_job(job_id)
+            expr = current.schedule if isinstance(schedule, _Unset) else schedule
+            tz = current.timezone if isinstance(timezone, _Unset) else timezone
+            if expr is not None:
+                check_text(expr, "schedule", max_length=200)
+                parsed = parse_schedule(expr, tz)
+                new_schedule, new_tz = parsed.expr, parsed.timezone
+                if when is None:
+                    when = parsed.next_after(datetime.now(UTC))
+            elif tz is not None and not isinstance(timezone, _Unset):
+                raise ValidationError("timezone", "only applies to a job with a schedule")
+        set_timeout = timeout is not UNSET
+        timeout_s = None
+        if not isinstance(timeout, _Unset) and timeout is not None:
+            timeout_s = parse_duration(timeout, field="timeout", allow_zero=False).total_seconds()
+        row = await self.q.update_job(self.db, (
+            _job_id(job_id), set_name, name if set_name else None,
+            data_json, None if isinstance(priority, _Unset) else priority,
+            None if isinstance(max_attempts, _Unset) else max_attempts,
+            None if isinstance(queue, _Unset) else queue, when,
+            set_schedule, new_schedule, new_tz, set_timeout, timeout_s,
+        ))
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_record(row)
+
+    async def delete_job(self, job_id: int) -> None:
+        """Delete a job and its history. A running handler is stopped at its next lease renewal."""
+        if not await self.q.delete_job(self.db, _job_id(job_id)):
+            raise JobNotFound(job_id)
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a pending or running job (a recurring job is paused; ``retry`` resumes it)."""
+        row = await self.q.cancel_job(self.db, _job_id(job_id))
+        return await self._changed_or_raise(row, job_id, "cancel")
+
+    async def retry(self, job_id: int, *, run_at: datetime | None = None) -> Job:
+        """Re-queue a failed or cancelled job with a fresh attempt count."""
+        when = None if run_at is None else check_run_at(run_at)
+        row = await self.q.requeue_job(self.db, _job_id(job_id),
+                                       [JobStatus.FAILED.value, JobStatus.CANCELLED.value], when)
+        return await self._changed_or_raise(row, job_id, "retry")
+
+    async def trigger(self, job_id: int) -> Job:
+        """Run a job now: a pending job becomes due now; a finished one is re-queued to run now."""
+        row = await self.q.requeue_job(
+            self.db, _job_id(job_id),
+            [s.value for s in JobStatus if s is not JobStatus.RUNNING], None)
+        return await self._changed_or_raise(row, job_id, "trigger")
+
+    async def history(self, job_id: int, *, limit: int = 1000) -> list[Run]:
+        """The job's runs, oldest first (empty when history is off)."""
+        await self.get_job(job_id)
+        rows = await self.q.job_runs(self.db, job_id, check_int(limit, "limit", minimum=1, maximum=100_000))
+        return [Run.from_record(r) for r in rows]
+
+    async def queue_stats(self) -> list[dict[str, Any]]:
+        """Counts per queue and status, and the oldest due pending job per queue."""
+        return [dict(r) for r in await self.q.queue_stats(self.db)]
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Live workers (all hosts) with their last heartbeat."""
+        return [dict(r) for r in await self.q.list_workers(self.db)]
+
+    async def _changed_or_raise(self, row: Any, job_id: int, operation: str) -> Job:
+        if row is not None:
+            return Job.from_record(row)
+        job = await self.get_job(job_id)
+        raise JobStateError(job_id, job.status.value, operation)

@@ -1,0 +1,307 @@
+"""``App``: the handler registry, the settings, and the composition root.
+
+``async with app`` opens the pool and migrates; enqueue and management calls
+go through it; ``run_worker`` / ``worker()`` run workers on the same pool.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import asyncpg
+import structlog
+
+from . import enqueue as enq
+from .admin import UNSET, Admin, Page, _Unset
+from .embedded import resolve_dsn
+from .errors import ConfigurationError, ValidationError
+from .executor import Backoff, Executor, Handler, HandlerSpec
+from .models import Job, Run
+from .queries import DB, Queries, init_connection
+from .schema import migrate
+from .schedules import parse_duration
+from .worker import Worker, WorkerSettings, new_worker_id
+
+log = structlog.get_logger("aiojobs_pg.app")
+
+F = TypeVar("F", bound=Handler)
+
+
+def _seconds(value: float | int | enq.Duration, field: str) -> float:
+    return parse_duration(value, field=field, allow_zero=False).total_seconds()
+
+
+class App:
+    """An aiojobs_pg application: handlers, settings, a connection pool.
+
+    ``dsn=None`` reads ``AIOJOBS_PG_DSN``, then ``DATABASE_URL``, then starts the
+    embedded server (the ``embedded`` extra). ``schema=None`` reads
+    ``AIOJOBS_PG_SCHEMA`` and defaults to ``aiojobs_pg``.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str | None = None,
+        auto_migrate: bool = True,
+        default_max_attempts: int = 3,
+        backoff: Backoff | None = None,
+        enable_history: bool = True,
+        lease: enq.Duration = 30.0,
+        poll_interval: enq.Duration = 1.0,
+        drain_timeout: enq.Duration = 30.0,
+        maintenance_interval: enq.Duration = 5.0,
+        job_timeout: enq.Duration | None = None,
+        history_retention: enq.Duration | None = "14d",
+        job_retention: enq.Duration | None = "7d",
+        validate_handlers: bool | None = None,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        command_timeout: enq.Duration = 60.0,
+    ) -> None:
+        self._dsn = dsn
+        self.queries = Queries(schema or os.environ.get("AIOJOBS_PG_SCHEMA") or "aiojobs_pg")
+        self.schema = self.queries.schema
+        self.auto_migrate = auto_migrate
+        self.default_max_attempts = enq.check_int(default_max_attempts, "default_max_attempts", minimum=1)
+        self.backoff = backoff or Backoff()
+        self.enable_history = enable_history
+        self.lease = _seconds(lease, "lease")
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.drain_timeout = parse_duration(drain_timeout, field="drain_timeout").total_seconds()
+        self.maintenance_interval = _seconds(maintenance_interval, "maintenance_interval")
+        self.job_timeout = None if job_timeout is None else _seconds(job_timeout, "job_timeout")
+        self.history_retention = None if history_retention is None else _seconds(history_retention,
+                                                                                 "history_retention")
+        self.job_retention = None if job_retention is None else _seconds(job_retention, "job_retention")
+        self.validate_handlers = validate_handlers
+        self.pool_min_size = pool_min_size
+        self.pool_max_size = pool_max_size
+        self.command_timeout = _seconds(command_timeout, "command_timeout")
+        self.handlers: dict[str, HandlerSpec] = {}
+        self._pool: asyncpg.Pool | None = None
+        self.dsn: str | None = None
+
+    # --- handlers ---
+    def handler(self, name: str | None = None, *, backoff: Backoff | None = None,
+                timeout: enq.Duration | None = None) -> Callable[[F], F]:
+        """Decorator registering an ``async def handler(data[, ctx])`` (or a sync one, run in a thread).
+
+        The name defaults to the function's name; keep it stable, since queued jobs refer to it.
+        """
+        def decorate(fn: F) -> F:
+            self.register(name or fn.__name__, fn, backoff=backoff, timeout=timeout)
+            return fn
+        return decorate
+
+    def register(self, name: str, fn: Handler, *, backoff: Backoff | None = None,
+                 timeout: enq.Duration | None = None) -> None:
+        """Register ``fn`` under ``name`` (at run time too; workers started later see it)."""
+        enq.check_text(name, "handler", max_length=enq.MAX_NAME_LENGTH)
+        if name in self.handlers and self.handlers[name].fn is not fn:
+            raise ValidationError("handler", f"{name!r} is already registered to another function")
+        self.handlers[name] = HandlerSpec.build(
+            name, fn, backoff=backoff, timeout=None if timeout is None else _seconds(timeout, "timeout"))
+
+    def _known_handlers(self) -> Sequence[str] | None:
+        check = self.validate_handlers if self.validate_handlers is not None else bool(self.handlers)
+        return list(self.handlers) if check else None
+
+    # --- lifecycle ---
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (``async with app`` first)."""
+        if self._pool is None:
+            raise ConfigurationError("the app is not open: use 'async with app:' or 'await app.open()'")
+        return self._pool
+
+    async def open(self) -> None:
+        """Resolve the DSN, open the pool, and apply pending migrations (if ``auto_migrate``)."""
+        if self._pool is not None:
+            return
+        self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
+            command_timeout=self.command_timeout, init=init_connection)
+        if self.auto_migrate:
+            await self.migrate()
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied."""
+        async with self.pool.acquire() as conn:
+            return await migrate(conn, self.schema)
+
+    # --- enqueue ---
+    async def enqueue(
+        self,
+        handler: str,
+        data: Any = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        timeout: enq.Duration | None = None,
+        delay: enq.Duration | None = None,
+        run_at: datetime | None = None,
+        dedup_key: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> Job:
+        """Add a job. With ``connection``, the insert joins that connection's transaction.
+
+        Raises :class:`~aiojobs_pg.errors.ValidationError` (naming the field) and writes
+        nothing when an argument is invalid. With ``dedup_key``, returns the pending or
+        running job that already holds the key, if there is one.
+        """
+        job = enq.prepare(
+            handler, data, name=name, queue=queue, priority=priority,
+            max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
+            timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
+            timezone=timezone, known_handlers=self._known_handlers())
+        return await enq.insert_one(connection or self.pool, self.queries, job)
+
+    async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
+                           connection: asyncpg.Connection | None = None) -> list[Job]:
+        """Add many jobs in one statement; each item takes :meth:`enqueue`'s keywords plus ``handler``.
+
+        All or nothing: one invalid item rejects the batch before anything is written.
+        """
+        prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
+                                    known_handlers=self._known_handlers())
+        if connection is not None:
+            async with connection.transaction():
+                return await enq.insert_many(connection, self.queries, prepared)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await enq.insert_many(conn, self.queries, prepared)
+
+    # --- management ---
+    def admin(self, connection: DB | None = None) -> Admin:
+        """Management operations, on ``connection`` (e.g. inside a transaction) or the pool."""
+        return Admin(connection or self.pool, self.queries)
+
+    async def get_job(self, job_id: int) -> Job:
+        """The job with this id (:class:`~aiojobs_pg.errors.JobNotFound` otherwise)."""
+        return await self.admin().get_job(job_id)
+
+    async def list_jobs(self, *, status: str | None = None, queue: str | None = None,
+                        handler: str | None = None, limit: int = 100, cursor: int | None = None) -> list[Job]:
+        """Jobs newest first (one page; see :meth:`Admin.list_jobs` for the cursor)."""
+        page: Page = await self.admin().list_jobs(status=status, queue=queue, handler=handler, limit=limit,
+                                                  cursor=cursor)
+        return page.jobs
+
+    async def job_history(self, job_id: int) -> list[Run]:
+        """Every recorded run of the job, oldest first."""
+        return await self.admin().history(job_id)
+
+    async def update_job(self, job_id: int, *, name: str | None | _Unset = UNSET, data: Any = UNSET,
+                         priority: int | _Unset = UNSET, max_attempts: int | _Unset = UNSET,
+                         queue: str | _Unset = UNSET, run_at: datetime | _Unset = UNSET,
+                         schedule: str | None | _Unset = UNSET, timezone: str | None | _Unset = UNSET,
+                         timeout: enq.Duration | None | _Unset = UNSET) -> Job:
+        """Change fields of a job; arguments not given are left as they are."""
+        return await self.admin().update_job(job_id, name=name, data=data, priority=priority,
+                                             max_attempts=max_attempts, queue=queue, run_at=run_at,
+                                             schedule=schedule, timezone=timezone, timeout=timeout)
+
+    async def delete_job(self, job_id: int) -> None:
+        """Delete a job and its history."""
+        await self.admin().delete_job(job_id)
+
+    async def trigger(self, job_id: int) -> Job:
+        """Run a job now."""
+        return await self.admin().trigger(job_id)
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a pending or running job."""
+        return await self.admin().cancel(job_id)
+
+    async def retry(self, job_id: int) -> Job:
+        """Re-queue a failed or cancelled job."""
+        return await self.admin().retry(job_id)
+
+    # --- workers ---
+    def create_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
+                      burst: bool = False, **overrides: Any) -> Worker:
+        """A worker on this app's pool; ``overrides`` replace fields of :class:`WorkerSettings`."""
+        enq.check_int(concurrency, "concurrency", minimum=1, maximum=10_000)
+        queue_list = tuple(queues or ("default",))
+        for q in queue_list:
+            enq.check_text(q, "queues", max_length=enq.MAX_QUEUE_LENGTH)
+        settings = WorkerSettings(
+            concurrency=concurrency, queues=queue_list, burst=burst, lease=self.lease,
+            poll_interval=self.poll_interval, drain_timeout=self.drain_timeout,
+            maintenance_interval=self.maintenance_interval, history=self.enable_history,
+            history_retention=self.history_retention, job_retention=self.job_retention)
+        if overrides:
+            settings = WorkerSettings(**{**settings.__dict__, **overrides})
+        worker_id = new_worker_id()
+        executor = Executor(self.handlers, worker_id=worker_id, backoff=self.backoff,
+                            default_timeout=self.job_timeout)
+        dsn = self.dsn
+        assert dsn is not None
+        return Worker(self.pool, self.queries, executor, settings,
+                      connect=lambda: asyncpg.connect(dsn, timeout=10))
+
+    async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
+                         burst: bool = False, handle_signals: bool = True, **overrides: Any) -> None:
+        """Run a worker until SIGTERM/SIGINT (or, with ``burst``, until nothing is due).
+
+        The first signal drains gracefully; a second one stops at once. Signals are
+        only handled in the main thread.
+        """
+        worker = self.create_worker(concurrency=concurrency, queues=queues, burst=burst, **overrides)
+        if not handle_signals or threading.current_thread() is not threading.main_thread():
+            await worker.run()
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signals, worker)
+            await worker.run()
+            tg.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
+                     **overrides: Any) -> AsyncIterator[Worker]:
+        """Run a worker in the background (e.g. in an ASGI lifespan); drains it on exit."""
+        w = self.create_worker(concurrency=concurrency, queues=queues, **overrides)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.run)
+            await w.started.wait()
+            try:
+                yield w
+            finally:
+                w.stop()
+
+
+async def _stop_on_signals(worker: Worker) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            log.info("signal_received", signal=signal.Signals(signum).name, forced=count > 1)
+            worker.stop(force=count > 1)

@@ -1,0 +1,90 @@
+"""Batched, fenced completion: many outcomes, one statement, one transaction.
+
+Outcomes pile up while a flush is in flight and go out together in the next one
+(group commit), so the database sees one round trip per batch however many jobs
+finished. A failed flush keeps its outcomes and tries again: the jobs stay
+``running`` under this worker's renewed leases meanwhile, and if the worker dies
+first the rescuer re-runs them and our late write is fenced off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+import asyncpg
+import structlog
+
+from .models import Outcome
+from .queries import Queries
+
+log = structlog.get_logger("aiojobs_pg.completer")
+
+OnFlushed = Callable[[Sequence[Outcome], set[int]], None]
+
+
+class Completer:
+    """Collects outcomes and writes them in batches."""
+
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, history: bool, on_flushed: OnFlushed,
+                 max_batch: int = 1000, retry_delay: float = 0.5) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.history = history
+        self.on_flushed = on_flushed
+        self.max_batch = max_batch
+        self.retry_delay = retry_delay
+        self._buffer: list[Outcome] = []
+        self._wake = anyio.Event()
+        self._closing = False
+        self._idle = anyio.Event()
+        self._idle.set()
+        #: set after every successful flush (tests and the worker wait on it)
+        self.flushed = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def put(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next flush (never blocks)."""
+        self._buffer.append(outcome)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._wake.set()
+
+    def drop(self, job_ids: set[int]) -> None:
+        """Forget outcomes of jobs this worker no longer owns (lease lost)."""
+        self._buffer = [o for o in self._buffer if o.job_id not in job_ids]
+
+    async def wait_idle(self) -> None:
+        """Wait until every queued outcome has been written."""
+        if self._buffer:
+            await self._idle.wait()
+
+    def close(self) -> None:
+        """Stop after the buffer is flushed."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Flush until closed and empty."""
+        while True:
+            if not self._buffer:
+                self._idle.set()
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                # Let handlers that finished in this same loop turn add theirs.
+                await anyio.sleep(0)
+                continue
+            batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
+            try:
+                applied = await self.queries.complete(self.pool, batch, history=self.history)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("completion_flush_failed", error=repr(exc), jobs=len(batch))
+                self._buffer = batch + self._buffer
+                await anyio.sleep(self.retry_delay)
+                continue
+            self.on_flushed(batch, applied)
+            self.flushed.set()
+            self.flushed = anyio.Event()

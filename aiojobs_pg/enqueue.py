@@ -1,0 +1,196 @@
+"""Validate new jobs, then insert them (one, or many in one statement) and notify.
+
+Everything is checked before the first byte goes to the database, so a rejected
+call writes nothing. Inserts run on the caller's connection when one is given,
+which puts the job in the caller's transaction: it exists (and its notification
+is delivered) only if that transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import UnknownHandler, ValidationError
+from .models import Job, dump_json
+from .queries import DB, Queries
+from .schedules import parse_duration, parse_schedule
+
+MAX_QUEUE_LENGTH = 100
+MAX_NAME_LENGTH = 500
+MAX_KEY_LENGTH = 500
+_INT32 = 2**31 - 1
+
+Duration = float | int | timedelta | str
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job, ready to insert."""
+
+    handler: str
+    data_json: str
+    queue: str
+    priority: int
+    max_attempts: int
+    name: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    timeout: float | None = None
+    run_at: datetime | None = None
+    delay: float | None = None
+    dedup_key: str | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        """Positional parameters $1..$12 of the insert statements."""
+        return (self.name, self.handler, self.data_json, self.queue, self.priority, self.schedule,
+                self.timezone, self.max_attempts, self.timeout, self.run_at, self.delay, self.dedup_key)
+
+
+def check_text(value: object, field: str, *, max_length: int, required: bool = True) -> str | None:
+    """A string PostgreSQL can store in ``text``: no NUL, valid UTF-8, bounded length."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ValidationError(field, "must not be empty")
+    if len(value) > max_length:
+        raise ValidationError(field, f"is {len(value)} characters long; the limit is {max_length}")
+    if "\x00" in value:
+        raise ValidationError(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "is not valid UTF-8 (lone surrogate)") from None
+    return value
+
+
+def check_int(value: object, field: str, *, minimum: int, maximum: int = _INT32) -> int:
+    """An integer (not a bool) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValidationError(field, f"must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_run_at(value: object) -> datetime:
+    """A timezone-aware datetime (naive ones are ambiguous and rejected)."""
+    if not isinstance(value, datetime):
+        raise ValidationError("run_at", f"must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError("run_at", "must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return value.astimezone(UTC)
+
+
+def prepare(
+    handler: str,
+    data: Any = None,
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+    max_attempts: int,
+    timeout: Duration | None = None,
+    delay: Duration | None = None,
+    run_at: datetime | None = None,
+    dedup_key: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    known_handlers: Collection[str] | None = None,
+) -> NewJob:
+    """Validate everything about one new job; raise :class:`ValidationError` naming the field."""
+    check_text(handler, "handler", max_length=MAX_NAME_LENGTH)
+    if known_handlers is not None and handler not in known_handlers:
+        raise UnknownHandler(handler, list(known_handlers))
+    check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+    check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
+    check_text(dedup_key, "dedup_key", max_length=MAX_KEY_LENGTH, required=False)
+    check_int(priority, "priority", minimum=-_INT32)
+    check_int(max_attempts, "max_attempts", minimum=1, maximum=10_000)
+    timeout_s = None
+    if timeout is not None:
+        timeout_s = parse_duration(timeout, field="timeout", allow_zero=False).total_seconds()
+    if delay is not None and run_at is not None:
+        raise ValidationError("delay", "give either delay or run_at, not both")
+    delay_s = None if delay is None else parse_duration(delay, field="delay").total_seconds()
+    when = None if run_at is None else check_run_at(run_at)
+    if schedule is not None:
+        check_text(schedule, "schedule", max_length=200)
+        parsed = parse_schedule(schedule, timezone)
+        schedule, timezone = parsed.expr, parsed.timezone
+        if when is None and delay_s is None:
+            # A recurring job first runs at its first tick, not at enqueue time.
+            when = parsed.next_after(datetime.now(UTC))
+    elif timezone is not None:
+        raise ValidationError("timezone", "only applies to a job with a schedule")
+    return NewJob(
+        handler=handler, data_json=dump_json(data, "data"), queue=queue, priority=priority,
+        max_attempts=max_attempts, name=name, schedule=schedule, timezone=timezone, timeout=timeout_s,
+        run_at=when, delay=delay_s, dedup_key=dedup_key,
+    )
+
+
+async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
+    """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
+    if job.dedup_key is None:
+        return Job.from_record(await queries.insert_job(db, job.params(), dedup=False))
+    # The holder of the key can finish between our insert and our lookup: try again then.
+    for _ in range(10):
+        row = await queries.insert_job(db, job.params(), dedup=True)
+        if row is None:
+            row = await queries.find_live_dedup(db, job.dedup_key)
+        if row is not None:
+            return Job.from_record(row)
+    raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
+
+
+async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[Job]:
+    """Insert jobs in one statement and notify each queue once; results follow input order.
+
+    ``db`` must be a connection inside a transaction, so that jobs and
+    notifications commit together.
+    """
+    if not jobs:
+        return []
+    columns = list(zip(*(j.params() for j in jobs), strict=True))
+    rows = await queries.insert_many(db, columns)
+    due_queues = sorted({r["queue"] for r in rows if r["next_run_at"] <= r["created_at"]})
+    if due_queues:
+        await queries.notify_queues(db, due_queues)
+    plain = iter([r for r in rows if r["dedup_key"] is None])
+    by_key = {r["dedup_key"]: r for r in rows if r["dedup_key"] is not None}
+    result = []
+    for job in jobs:
+        if job.dedup_key is None:
+            result.append(Job.from_record(next(plain)))
+            continue
+        row = by_key.get(job.dedup_key)
+        if row is None:
+            row = await queries.find_live_dedup(db, job.dedup_key)
+            if row is None:
+                raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
+            by_key[job.dedup_key] = row
+        result.append(Job.from_record(row))
+    return result
+
+
+def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
+                 known_handlers: Collection[str] | None) -> list[NewJob]:
+    """Validate a batch; the error names the item's index."""
+    prepared = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping) or "handler" not in item:
+            raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
+        kwargs = dict(item)
+        kwargs.setdefault("max_attempts", max_attempts)
+        try:
+            prepared.append(prepare(**kwargs, known_handlers=known_handlers))
+        except ValidationError as exc:
+            raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
+        except TypeError as exc:
+            raise ValidationError(f"jobs[{index}]", str(exc)) from None
+    return prepared

@@ -1,0 +1,201 @@
+"""Run one claimed job and turn what happened into an :class:`Outcome`.
+
+Nothing here touches the database: a handler can be exercised without Postgres,
+and the completer alone writes outcomes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import traceback
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from .errors import Cancel, Retry, ValidationError
+from .models import ClaimedJob, JobStatus, Outcome, RunStatus, dump_json
+from .schedules import Schedule, parse_schedule
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: ``base * factor ** (attempt - 1)``, capped.
+
+    The delay is then spread uniformly over ``±jitter`` of itself (``jitter`` is a
+    fraction in [0, 1]) so that jobs failing together do not retry together.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (self.base >= 0 and self.factor >= 1 and self.cap >= 0 and 0 <= self.jitter <= 1):
+            raise ValidationError("backoff", "need base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (1-based)."""
+        exponent = max(0, attempt - 1)
+        # Avoid float overflow for large attempt counts: the cap wins long before.
+        raw = self.cap if exponent > 1000 else min(self.cap, self.base * self.factor**exponent)
+        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, min(self.cap, raw * (1 + spread)))
+
+
+@dataclass
+class JobContext:
+    """What a handler gets besides its data."""
+
+    job_id: int
+    handler: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    worker_id: str
+    scheduled_at: datetime
+    name: str | None
+    _base_log: Any = field(repr=False)
+    _log: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def log(self) -> Any:
+        """structlog logger bound to job id, handler, attempt and worker id (bound on first use)."""
+        if self._log is None:
+            self._log = self._base_log.bind(job_id=self.job_id, handler=self.handler, attempt=self.attempt)
+        return self._log
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """True when a failure now would make the job ``failed``."""
+        return self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A registered handler and its per-handler settings."""
+
+    name: str
+    fn: Handler
+    takes_ctx: bool
+    is_async: bool
+    backoff: Backoff | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def build(cls, name: str, fn: Handler, *, backoff: Backoff | None = None, timeout: float | None = None) -> HandlerSpec:
+        """Inspect ``fn`` once: does it take ``ctx``, is it a coroutine function?"""
+        if not callable(fn):
+            raise ValidationError("handler", f"{fn!r} is not callable")
+        params = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if not 1 <= len(params) <= 2:
+            raise ValidationError("handler", f"{name!r} must take (data) or (data, ctx), got {len(params)} arguments")
+        return cls(name, fn, len(params) == 2, inspect.iscoroutinefunction(fn), backoff, timeout)
+
+    async def call(self, data: Any, ctx: JobContext) -> Any:
+        """Call the handler; sync handlers run in a worker thread."""
+        args = (data, ctx) if self.takes_ctx else (data,)
+        if self.is_async:
+            result: Awaitable[Any] = self.fn(*args)
+            return await result
+        # abandon_on_cancel: a timed-out thread cannot be stopped, but the job moves on.
+        return await anyio.to_thread.run_sync(lambda: self.fn(*args), abandon_on_cancel=True)
+
+
+@lru_cache(maxsize=1024)
+def _schedule(expr: str, timezone: str | None) -> Schedule:
+    return parse_schedule(expr, timezone)
+
+
+def next_tick(job: ClaimedJob) -> datetime:
+    """The next tick of a recurring job after the tick it ran for.
+
+    Ticks missed while no worker ran are skipped: the job ran once for them now,
+    and the grid continues after the claim time (no drift from run time).
+    """
+    assert job.schedule is not None
+    return _schedule(job.schedule, job.timezone).next_after(max(job.scheduled_at, job.claimed_at))
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now (the worker's clock; used for run durations only)."""
+    return datetime.now(UTC)
+
+
+class Executor:
+    """Runs claimed jobs against a handler registry and decides their outcomes."""
+
+    def __init__(self, handlers: dict[str, HandlerSpec], *, worker_id: str, backoff: Backoff,
+                 default_timeout: float | None = None) -> None:
+        self.handlers = handlers
+        self.worker_id = worker_id
+        self.backoff = backoff
+        self.default_timeout = default_timeout
+        self.log = structlog.get_logger("aiojobs_pg.executor").bind(worker_id=worker_id)
+
+    async def execute(self, job: ClaimedJob) -> Outcome:
+        """Run the handler of ``job`` under its timeout; never raises for handler errors."""
+        started = utcnow()
+        spec = self.handlers.get(job.handler)
+        if spec is None:
+            known = ", ".join(sorted(self.handlers)) or "none"
+            return self.failure(job, started, f"unknown handler {job.handler!r} (this worker knows: {known})")
+        timeout = job.timeout or spec.timeout or self.default_timeout
+        ctx = JobContext(job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id,
+                         job.scheduled_at, job.name, self.log)
+        try:
+            with anyio.fail_after(timeout) if timeout else nullcontext():
+                result = await spec.call(job.data, ctx)
+        except Retry as exc:
+            return self.failure(job, started, f"Retry: {exc.reason}", spec, delay=exc.after)
+        except Cancel as exc:
+            return self.outcome(job, started, JobStatus.CANCELLED, RunStatus.CANCELLED, error=f"Cancel: {exc.reason}")
+        except TimeoutError:
+            return self.failure(job, started, f"TimeoutError: job exceeded its timeout of {timeout} s", spec)
+        except Exception:
+            return self.failure(job, started, traceback.format_exc(), spec)
+        try:
+            result_json = dump_json(result, "result")
+        except ValidationError as exc:
+            return self.failure(job, started, f"handler returned a result that cannot be stored: {exc.message}", spec)
+        if job.schedule is not None:
+            return self.outcome(job, started, JobStatus.PENDING, RunStatus.COMPLETED, result_json=result_json,
+                                next_run_at=next_tick(job), reset_attempts=True)
+        return self.outcome(job, started, JobStatus.COMPLETED, RunStatus.COMPLETED, result_json=result_json)
+
+    def failure(self, job: ClaimedJob, started: datetime, error: str, spec: HandlerSpec | None = None,
+                *, delay: float | None = None, worker_id: str | None = None) -> Outcome:
+        """A failed attempt: retry after backoff, or the dead letter (or the next tick if recurring)."""
+        if job.attempt < job.max_attempts:
+            backoff = (spec.backoff if spec and spec.backoff else None) or self.backoff
+            wait = backoff.delay(job.attempt) if delay is None else max(0.0, delay)
+            return self.outcome(job, started, JobStatus.PENDING, RunStatus.FAILED, error=error, delay=wait,
+                                worker_id=worker_id)
+        if job.schedule is not None:
+            return self.outcome(job, started, JobStatus.PENDING, RunStatus.FAILED, error=error,
+                                next_run_at=next_tick(job), reset_attempts=True, worker_id=worker_id)
+        return self.outcome(job, started, JobStatus.FAILED, RunStatus.FAILED, error=error, worker_id=worker_id)
+
+    def released(self, job: ClaimedJob, started: datetime) -> Outcome:
+        """The worker stopped the run (shutdown): back to pending now, the attempt not charged."""
+        return self.outcome(job, started, JobStatus.PENDING, RunStatus.RELEASED,
+                            error="released: the worker shut down before the job finished", delay=0.0, release=True)
+
+    def outcome(self, job: ClaimedJob, started: datetime, job_status: JobStatus, run_status: RunStatus, *,
+                worker_id: str | None = None, **kwargs: Any) -> Outcome:
+        """Build an outcome stamped with now as its end."""
+        return Outcome(job_id=job.id, attempt=job.attempt, job_status=job_status, run_status=run_status,
+                       started_at=started, finished_at=utcnow(), worker_id=worker_id or self.worker_id, **kwargs)

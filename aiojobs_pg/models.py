@@ -1,0 +1,193 @@
+"""Plain data: job rows, history rows, run outcomes. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import ValidationError
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. Only these five values exist."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, enum.Enum):
+    """How one attempt (one history row) ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: the worker stopped before the handler finished; the attempt was given back
+    RELEASED = "released"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job row as stored in the ``jobs`` table."""
+
+    id: int
+    handler: str
+    data: Any
+    queue: str
+    priority: int
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    next_run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    name: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    timeout: float | None = None
+    last_run_at: datetime | None = None
+    last_error: str | None = None
+    result: Any = None
+    dedup_key: str | None = None
+    lease_expires_at: datetime | None = None
+    worker_id: str | None = None
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> Job:
+        """Build a Job from a ``jobs`` row (asyncpg Record or dict)."""
+        return cls(
+            id=row["id"],
+            handler=row["handler"],
+            data=row["data"],
+            queue=row["queue"],
+            priority=row["priority"],
+            status=JobStatus(row["status"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            next_run_at=row["next_run_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            name=row["name"],
+            schedule=row["schedule"],
+            timezone=row["timezone"],
+            timeout=row["timeout"],
+            last_run_at=row["last_run_at"],
+            last_error=row["last_error"],
+            result=row["result"],
+            dedup_key=row["dedup_key"],
+            lease_expires_at=row["lease_expires_at"],
+            worker_id=row["worker_id"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One attempt of a job: a row of the execution history."""
+
+    id: int
+    job_id: int
+    attempt: int
+    worker_id: str | None
+    status: RunStatus
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: float | None
+    error: str | None
+    result: Any
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> Run:
+        """Build a Run from a ``job_runs`` row."""
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            attempt=row["attempt"],
+            worker_id=row["worker_id"],
+            status=RunStatus(row["status"]),
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            duration_ms=row["duration_ms"],
+            error=row["error"],
+            result=row["result"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a worker gets from a claim: enough to run the job and to fence its completion."""
+
+    id: int
+    handler: str
+    data: Any
+    queue: str
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    schedule: str | None
+    timezone: str | None
+    scheduled_at: datetime
+    claimed_at: datetime
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one attempt, decided by the executor, written by the completer.
+
+    ``status`` is the job's next status; ``delay`` is seconds from the database's
+    ``now()`` until the job is due again (``None`` keeps ``next_run_at`` as it is)
+    unless ``next_run_at`` gives an absolute time (recurring jobs).
+    """
+
+    job_id: int
+    attempt: int
+    job_status: JobStatus
+    run_status: RunStatus
+    started_at: datetime
+    finished_at: datetime
+    worker_id: str
+    error: str | None = None
+    result_json: str | None = None
+    delay: float | None = None
+    next_run_at: datetime | None = None
+    #: give the attempt back (graceful shutdown): attempts is decremented
+    release: bool = False
+    #: reset the attempt counter (a recurring job moving on to its next tick)
+    reset_attempts: bool = False
+
+
+# json.dumps escapes NUL as \u0000; an even run of backslashes before it is a literal "\\u0000" text.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def dump_json(value: Any, field_name: str) -> str:
+    """Encode ``value`` as JSON that PostgreSQL's ``jsonb`` accepts.
+
+    Raises :class:`~aiojobs_pg.errors.ValidationError` naming ``field_name``
+    for values json cannot encode, NaN/Infinity, and NUL characters
+    (``jsonb`` rejects ``\\u0000``).
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(field_name, f"not JSON-serialisable: {exc}") from None
+    if _NUL_ESCAPE.search(text):
+        raise ValidationError(field_name, "contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field_name, "contains a lone surrogate, which is not valid UTF-8") from None
+    return text

@@ -1,0 +1,104 @@
+"""The claim loop: fill free slots with due jobs, on a notification, a poll tick or a free slot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+import asyncpg
+import structlog
+
+from .models import ClaimedJob
+from .queries import Queries
+
+log = structlog.get_logger("aiojobs_pg.producer")
+
+
+class Producer:
+    """Claims up to the number of free slots in one statement and hands jobs to ``spawn``.
+
+    After a claim that filled every free slot, more work is probably waiting, so
+    the next claim happens as soon as slots free up; otherwise the producer sleeps
+    until a notification or the next poll tick.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, worker_id: str, queues: Sequence[str],
+                 lease: float, poll_interval: float, free_slots: Callable[[], int],
+                 spawn: Callable[[ClaimedJob], None], burst: bool = False,
+                 idle: Callable[[], bool] = lambda: True, max_claim: int = 1000) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.free_slots = free_slots
+        self.spawn = spawn
+        self.max_claim = max_claim
+        self.burst = burst
+        self.idle = idle
+        self.stopping = False
+        self._wake = anyio.Event()
+        self._slots = anyio.Event()
+        self.claims = 0
+        self.claimed = 0
+
+    def wake(self) -> None:
+        """Claim now (a notification arrived, or the producer must notice it is stopping)."""
+        self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A job finished: a waiting producer may claim again."""
+        self._slots.set()
+
+    async def claim_once(self) -> int:
+        """One claim of up to the free slots; returns how many jobs were claimed."""
+        limit = min(self.free_slots(), self.max_claim)
+        if limit <= 0:
+            return 0
+        rows = await self.queries.claim(self.pool, self.queues, limit, self.lease, self.worker_id)
+        self.claims += 1
+        self.claimed += len(rows)
+        for row in rows:
+            self.spawn(ClaimedJob(
+                id=row["id"], handler=row["handler"], data=row["data"], queue=row["queue"],
+                attempt=row["attempts"], max_attempts=row["max_attempts"], timeout=row["timeout"],
+                schedule=row["schedule"], timezone=row["timezone"], scheduled_at=row["scheduled_at"],
+                claimed_at=row["claimed_at"], name=row["name"],
+            ))
+        return len(rows)
+
+    async def _wait_for_slot(self) -> None:
+        await self._slots.wait()
+        self._slots = anyio.Event()
+
+    async def run(self) -> None:
+        """Claim until ``stopping``; database errors are logged and retried at the next tick.
+
+        In burst mode, return once a claim finds nothing due and no job is in flight.
+        """
+        backlog = True
+        while not self.stopping:
+            while self.free_slots() <= 0 and not self.stopping:
+                await self._wait_for_slot()
+            if not backlog:
+                with anyio.move_on_after(self.poll_interval):
+                    await self._wake.wait()
+            # Reset before claiming: a notification that arrives during the claim wakes the next one.
+            self._wake = anyio.Event()
+            if self.stopping:
+                break
+            free = min(self.free_slots(), self.max_claim)
+            try:
+                got = await self.claim_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("claim_failed", error=repr(exc), worker_id=self.worker_id)
+                backlog = False
+                continue
+            if self.burst and got == 0:
+                if self.idle():
+                    return
+                await self._wait_for_slot()
+                backlog = True
+                continue
+            backlog = got > 0 and got >= free

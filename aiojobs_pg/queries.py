@@ -1,0 +1,356 @@
+"""The asyncpg seam: every SQL statement of the engine, one typed method each.
+
+Statements are rendered once per schema (the schema name is validated as an
+identifier before it is put into SQL) and sent with positional parameters only,
+so asyncpg prepares and caches each one per connection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from .errors import ConfigurationError
+from .models import Outcome
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+
+def validate_schema_name(schema: str) -> str:
+    """Return ``schema`` if it is a safe lower-case SQL identifier, else raise."""
+    if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
+        raise ConfigurationError(
+            f"invalid schema name {schema!r}: use 1-48 characters a-z, 0-9 and _, not starting with a digit"
+        )
+    return schema
+
+
+class DB(Protocol):
+    """What the queries need from a connection: an asyncpg Connection or Pool."""
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any: ...
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+
+_JOB_COLUMNS = """id, name, handler, data, queue, priority, schedule, timezone, status, attempts,
+    max_attempts, timeout, last_run_at, next_run_at, last_error, result, dedup_key,
+    lease_expires_at, worker_id, created_at, updated_at"""
+
+_INSERT_COLUMNS = "name, handler, data, queue, priority, schedule, timezone, max_attempts, timeout, next_run_at, dedup_key"
+
+_ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
+    DO NOTHING"""
+
+# $10 run_at wins over $11 delay (seconds); both NULL means now. Computed on the database clock.
+_DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::float8, 0)))"
+
+
+def _insert_one(on_conflict: str) -> str:
+    # One round trip: insert and, when the job is due now, wake the workers of its queue.
+    return f"""
+WITH ins AS (
+    INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
+    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12)
+    {on_conflict}
+    RETURNING {_JOB_COLUMNS}
+)
+SELECT ins.*, CASE WHEN ins.next_run_at <= now() THEN pg_notify($13, ins.queue) END AS notified
+FROM ins"""
+
+
+_SQL: dict[str, str] = {
+    "insert": _insert_one(""),
+    "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT),
+    "find_live_dedup": f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
+WHERE dedup_key = $1 AND status IN ('pending', 'running')""",
+    "insert_many": f"""
+INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
+SELECT n, h, d::jsonb, q, p, s, tz, m, t,
+       COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+            $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[])
+     WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, ord)
+ORDER BY ord
+{_ON_DEDUP_CONFLICT}
+RETURNING {_JOB_COLUMNS}""",
+    "notify_queues": """
+SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q""",
+    # Claim: per queue, the due pending rows in claim order, locked with SKIP LOCKED,
+    # then the best $2 of them flipped to running with a lease. One statement.
+    "claim": """
+WITH c AS (
+    SELECT x.id FROM unnest($1::text[]) AS qn(queue)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.next_run_at FROM {schema}.jobs j
+        WHERE j.status = 'pending' AND j.queue = qn.queue AND j.next_run_at <= now()
+        ORDER BY j.priority DESC, j.next_run_at, j.id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) x
+    ORDER BY x.priority DESC, x.next_run_at, x.id
+    LIMIT $2
+)
+UPDATE {schema}.jobs j
+SET status = 'running', attempts = j.attempts + 1, last_run_at = now(), updated_at = now(),
+    lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
+FROM c WHERE j.id = c.id
+RETURNING j.id, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
+          j.schedule, j.timezone, j.next_run_at AS scheduled_at, now() AS claimed_at""",
+    # Completion: every row is fenced by status and attempt; history rows are written
+    # only for the rows the fence let through, in the same statement.
+    "complete": """
+WITH o AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[],
+                         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+                         $10::timestamptz[], $11::bool[], $12::bool[], $13::text[])
+        AS o(id, attempt, job_status, run_status, delay, next_run_at, error, result,
+             started_at, finished_at, release, reset, worker_id)
+), upd AS (
+    UPDATE {schema}.jobs j
+    SET status = o.job_status,
+        attempts = CASE WHEN o.release THEN j.attempts - 1 WHEN o.reset THEN 0 ELSE j.attempts END,
+        next_run_at = CASE
+            WHEN o.next_run_at IS NOT NULL THEN o.next_run_at
+            WHEN o.delay IS NOT NULL THEN now() + make_interval(secs => o.delay)
+            ELSE j.next_run_at END,
+        last_error = COALESCE(o.error, j.last_error),
+        result = CASE WHEN o.run_status = 'completed' THEN o.result::jsonb ELSE j.result END,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM o
+    WHERE j.id = o.id AND j.status = 'running' AND j.attempts = o.attempt
+    RETURNING j.id
+), hist AS (
+    INSERT INTO {schema}.job_runs
+        (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result)
+    SELECT o.id, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at,
+           extract(epoch FROM o.finished_at - o.started_at) * 1000, o.error, o.result::jsonb
+    FROM o JOIN upd ON upd.id = o.id
+    WHERE $14
+)
+SELECT id FROM upd""",
+    "renew_leases": """
+UPDATE {schema}.jobs j SET lease_expires_at = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
+WHERE j.id = r.id AND j.attempts = r.attempt AND j.status = 'running'
+RETURNING j.id""",
+    "expired_leases": """
+SELECT id, handler, attempts, max_attempts, schedule, timezone, next_run_at, worker_id, last_run_at
+FROM {schema}.jobs
+WHERE status = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT $1
+FOR UPDATE SKIP LOCKED""",
+    "db_now": "SELECT now()",
+    "worker_heartbeat": """
+INSERT INTO {schema}.workers AS w (id, hostname, pid, queues, concurrency)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()""",
+    "worker_remove": "DELETE FROM {schema}.workers WHERE id = $1",
+    "workers_prune": """
+DELETE FROM {schema}.workers WHERE heartbeat_at < now() - make_interval(secs => $1)""",
+    "list_workers": """
+SELECT id, hostname, pid, queues, concurrency, started_at, heartbeat_at
+FROM {schema}.workers ORDER BY started_at""",
+    "prune_runs": """
+DELETE FROM {schema}.job_runs WHERE id IN (
+    SELECT id FROM {schema}.job_runs
+    WHERE completed_at < now() - make_interval(secs => $1)
+    ORDER BY id LIMIT $2)""",
+    "prune_jobs": """
+DELETE FROM {schema}.jobs WHERE id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE status IN ('completed', 'cancelled') AND schedule IS NULL
+      AND updated_at < now() - make_interval(secs => $1)
+    ORDER BY id LIMIT $2)""",
+    # --- admin ---
+    "get_job": f"SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = $1",
+    "list_jobs": f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR queue = $2)
+  AND ($3::text IS NULL OR handler = $3)
+  AND ($4::bigint IS NULL OR id < $4)
+ORDER BY id DESC
+LIMIT $5""",
+    "update_job": f"""
+UPDATE {{schema}}.jobs SET
+    name = CASE WHEN $2 THEN $3 ELSE name END,
+    data = COALESCE($4::jsonb, data),
+    priority = COALESCE($5, priority),
+    max_attempts = COALESCE($6, max_attempts),
+    queue = COALESCE($7, queue),
+    next_run_at = COALESCE($8, next_run_at),
+    schedule = CASE WHEN $9 THEN $10 ELSE schedule END,
+    timezone = CASE WHEN $9 THEN $11 ELSE timezone END,
+    timeout = CASE WHEN $12 THEN $13 ELSE timeout END,
+    updated_at = now()
+WHERE id = $1
+RETURNING {_JOB_COLUMNS}""",
+    "delete_job": """
+WITH d AS (DELETE FROM {schema}.jobs WHERE id = $1 RETURNING id),
+     h AS (DELETE FROM {schema}.job_runs WHERE job_id IN (SELECT id FROM d))
+SELECT id FROM d""",
+    "cancel_job": f"""
+UPDATE {{schema}}.jobs SET status = 'cancelled', lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND status IN ('pending', 'running')
+RETURNING {_JOB_COLUMNS}""",
+    # retry and trigger re-queue a job to run now; the notify wakes a worker.
+    "requeue_job": f"""
+WITH u AS (
+    UPDATE {{schema}}.jobs
+    SET status = 'pending', next_run_at = COALESCE($3, now()), updated_at = now(),
+        attempts = CASE WHEN status = 'pending' THEN attempts ELSE 0 END
+    WHERE id = $1 AND status = ANY($2::text[])
+    RETURNING {_JOB_COLUMNS}
+)
+SELECT u.*, pg_notify($4, u.queue) AS notified FROM u""",
+    "job_runs": """
+SELECT id, job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result
+FROM {schema}.job_runs WHERE job_id = $1 ORDER BY id
+LIMIT $2""",
+    "queue_stats": """
+SELECT queue, status, count(*) AS count,
+       min(next_run_at) FILTER (WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due
+FROM {schema}.jobs GROUP BY queue, status ORDER BY queue, status""",
+}
+
+
+class Queries:
+    """All statements of one schema. Methods take the connection (or pool) to use."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = validate_schema_name(schema)
+        self.channel = f"{schema}_jobs"
+        self.sql = {name: text.replace("{schema}", schema) for name, text in _SQL.items()}
+
+    # --- enqueue ---
+    async def insert_job(self, db: DB, params: Sequence[Any], *, dedup: bool) -> Any:
+        """Insert one job (13 params incl. the channel); None when the dedup key is taken."""
+        return await db.fetchrow(self.sql["insert_dedup" if dedup else "insert"], *params, self.channel)
+
+    async def find_live_dedup(self, db: DB, dedup_key: str) -> Any:
+        """The pending or running job holding ``dedup_key``, if any."""
+        return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
+
+    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any]]) -> list[Any]:
+        """Insert many jobs from 12 column arrays; rows come back in input order."""
+        return await db.fetch(self.sql["insert_many"], *columns)
+
+    async def notify_queues(self, db: DB, queues: Sequence[str]) -> None:
+        """One notification per queue; delivered when the transaction commits."""
+        await db.execute(self.sql["notify_queues"], self.channel, list(queues))
+
+    # --- worker ---
+    async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float, worker_id: str) -> list[Any]:
+        """Flip up to ``limit`` due pending jobs of ``queues`` to running for this worker."""
+        return await db.fetch(self.sql["claim"], list(queues), limit, lease, worker_id)
+
+    async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:
+        """Apply outcomes with fencing; returns the ids whose update went through."""
+        rows = await db.fetch(
+            self.sql["complete"],
+            [o.job_id for o in outcomes],
+            [o.attempt for o in outcomes],
+            [o.job_status.value for o in outcomes],
+            [o.run_status.value for o in outcomes],
+            [o.delay for o in outcomes],
+            [o.next_run_at for o in outcomes],
+            [o.error for o in outcomes],
+            [o.result_json for o in outcomes],
+            [o.started_at for o in outcomes],
+            [o.finished_at for o in outcomes],
+            [o.release for o in outcomes],
+            [o.reset_attempts for o in outcomes],
+            [o.worker_id for o in outcomes],
+            history,
+        )
+        return {r["id"] for r in rows}
+
+    async def renew_leases(self, db: DB, jobs: Sequence[tuple[int, int]], lease: float) -> set[int]:
+        """Extend the leases of (id, attempt) pairs still running; returns the ids renewed."""
+        rows = await db.fetch(self.sql["renew_leases"], [j[0] for j in jobs], [j[1] for j in jobs], lease)
+        return {r["id"] for r in rows}
+
+    async def expired_leases(self, db: DB, limit: int) -> list[Any]:
+        """Lock running jobs whose lease has expired (call inside a transaction)."""
+        return await db.fetch(self.sql["expired_leases"], limit)
+
+    async def db_now(self, db: DB) -> datetime:
+        """The database clock, which decides due times and leases."""
+        value: datetime = await db.fetchval(self.sql["db_now"])
+        return value
+
+    async def worker_heartbeat(
+        self, db: DB, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+    ) -> None:
+        """Register the worker or refresh its heartbeat."""
+        await db.execute(self.sql["worker_heartbeat"], worker_id, hostname, pid, list(queues), concurrency)
+
+    async def worker_remove(self, db: DB, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        await db.execute(self.sql["worker_remove"], worker_id)
+
+    async def list_workers(self, db: DB) -> list[Any]:
+        """Registered workers with their last heartbeat."""
+        return await db.fetch(self.sql["list_workers"])
+
+    async def prune(self, db: DB, *, runs_older_than: float | None, jobs_older_than: float | None,
+                    workers_older_than: float, batch: int = 5000) -> None:
+        """Delete old history, finished one-off jobs and dead worker rows, a batch at a time."""
+        if runs_older_than is not None:
+            await db.execute(self.sql["prune_runs"], runs_older_than, batch)
+        if jobs_older_than is not None:
+            await db.execute(self.sql["prune_jobs"], jobs_older_than, batch)
+        await db.execute(self.sql["workers_prune"], workers_older_than)
+
+    # --- admin ---
+    async def get_job(self, db: DB, job_id: int) -> Any:
+        """One job row or None."""
+        return await db.fetchrow(self.sql["get_job"], job_id)
+
+    async def list_jobs(self, db: DB, *, status: str | None, queue: str | None, handler: str | None,
+                        before_id: int | None, limit: int) -> list[Any]:
+        """Jobs newest first, filtered, keyset-paginated by id."""
+        return await db.fetch(self.sql["list_jobs"], status, queue, handler, before_id, limit)
+
+    async def update_job(self, db: DB, params: Sequence[Any]) -> Any:
+        """Apply an update (13 params, see the SQL); None when the id is unknown."""
+        return await db.fetchrow(self.sql["update_job"], *params)
+
+    async def delete_job(self, db: DB, job_id: int) -> bool:
+        """Delete a job and its history; False when the id is unknown."""
+        return await db.fetchval(self.sql["delete_job"], job_id) is not None
+
+    async def cancel_job(self, db: DB, job_id: int) -> Any:
+        """Cancel a pending or running job; None when it is in another status (or unknown)."""
+        return await db.fetchrow(self.sql["cancel_job"], job_id)
+
+    async def requeue_job(self, db: DB, job_id: int, from_statuses: Sequence[str], run_at: datetime | None) -> Any:
+        """Make a job pending and due at ``run_at`` (now if None) if it is in one of ``from_statuses``."""
+        return await db.fetchrow(self.sql["requeue_job"], job_id, list(from_statuses), run_at, self.channel)
+
+    async def job_runs(self, db: DB, job_id: int, limit: int) -> list[Any]:
+        """History rows of one job, oldest first."""
+        return await db.fetch(self.sql["job_runs"], job_id, limit)
+
+    async def queue_stats(self, db: DB) -> list[Any]:
+        """Counts per queue and status, with the oldest due time of pending jobs."""
+        return await db.fetch(self.sql["queue_stats"])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection setup: jsonb comes back decoded; we send it pre-encoded as text."""
+    import json
+
+    await conn.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")

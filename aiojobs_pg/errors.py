@@ -64,7 +64,7 @@ class JobStateError(AiojobsPgError):
         self.operation = operation
 
 
-class Retry(Exception):  # noqa: N818 - a signal, named like arq's and Oban's
+class Retry(Exception):
     """Raise from a handler to retry the job later.
 
     The attempt counts against ``max_attempts``; ``after`` (seconds or a
@@ -77,7 +77,7 @@ class Retry(Exception):  # noqa: N818 - a signal, named like arq's and Oban's
         self.reason = reason
 
 
-class Cancel(Exception):  # noqa: N818 - a signal, not an error
+class Cancel(Exception):
     """Raise from a handler to stop the job for good: it becomes ``cancelled``."""
 
     def __init__(self, reason: str = "cancelled by handler") -> None:

@@ -93,7 +93,8 @@ class HandlerSpec:
     timeout: float | None = None
 
     @classmethod
-    def build(cls, name: str, fn: Handler, *, backoff: Backoff | None = None, timeout: float | None = None) -> HandlerSpec:
+    def build(cls, name: str, fn: Handler, *, backoff: Backoff | None = None,
+              timeout: float | None = None) -> HandlerSpec:
         """Inspect ``fn`` once: does it take ``ctx``, is it a coroutine function?"""
         if not callable(fn):
             raise ValidationError("handler", f"{fn!r} is not callable")

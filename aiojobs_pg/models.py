@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ValidationError
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life. Only these five values exist."""
 
     PENDING = "pending"
@@ -26,7 +26,7 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """How one attempt (one history row) ended."""
 
     COMPLETED = "completed"

@@ -48,7 +48,7 @@ class Notifier:
             try:
                 conn = await self.connect()
                 lost = anyio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(self.channel, self._listener)
                 self.connected = True
                 backoff = 0.1
@@ -67,8 +67,7 @@ class Notifier:
             finally:
                 self.connected = False
                 if conn is not None and not conn.is_closed():
-                    with anyio.CancelScope(shield=True):
-                        conn.terminate()
+                    conn.terminate()
             self.reconnects += 1
             await anyio.sleep(backoff)
             backoff = min(self.max_backoff, backoff * 2)

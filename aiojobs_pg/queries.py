@@ -45,7 +45,8 @@ _JOB_COLUMNS = """id, name, handler, data, queue, priority, schedule, timezone, 
     max_attempts, timeout, last_run_at, next_run_at, last_error, result, dedup_key,
     lease_expires_at, worker_id, created_at, updated_at"""
 
-_INSERT_COLUMNS = "name, handler, data, queue, priority, schedule, timezone, max_attempts, timeout, next_run_at, dedup_key"
+_INSERT_COLUMNS = ("name, handler, data, queue, priority, schedule, timezone, max_attempts, timeout, "
+                   "next_run_at, dedup_key")
 
 _ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
     DO NOTHING"""
@@ -129,13 +130,13 @@ WITH o AS (
         updated_at = now()
     FROM o
     WHERE j.id = o.id AND j.status = 'running' AND j.attempts = o.attempt
-    RETURNING j.id
+    RETURNING j.id, o.attempt
 ), hist AS (
     INSERT INTO {schema}.job_runs
         (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result)
     SELECT o.id, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at,
            extract(epoch FROM o.finished_at - o.started_at) * 1000, o.error, o.result::jsonb
-    FROM o JOIN upd ON upd.id = o.id
+    FROM o JOIN upd ON upd.id = o.id AND upd.attempt = o.attempt
     WHERE $14
 )
 SELECT id FROM upd""",

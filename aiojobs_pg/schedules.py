@@ -27,6 +27,7 @@ from .errors import InvalidSchedule, ValidationError
 
 __all__ = ["Schedule", "parse_duration", "parse_interval", "parse_schedule"]
 
+#: Longest accepted schedule expression, after stripping.
 MAX_EXPR_LENGTH = 200
 #: Longest accepted interval; longer ones would overflow ``datetime`` arithmetic.
 MAX_INTERVAL = timedelta(days=3660)
@@ -67,7 +68,7 @@ def _show(value: object) -> str:
 
 
 def parse_duration(
-    value: float | timedelta | str, *, field: str = "duration", allow_zero: bool = True
+    value: float | int | timedelta | str, *, field: str = "duration", allow_zero: bool = True
 ) -> timedelta:
     """Convert a duration given at an API edge into a :class:`timedelta`.
 
@@ -160,15 +161,17 @@ def _to_croniter(expr: str) -> str:
     fields = expr.split()
     if len(fields) == 1:
         raise InvalidSchedule(
-            f"invalid schedule {_show(expr)}: neither an interval ({_INTERVAL_FORMS}) nor a cron expression ({_CRON_FORMS})"
+            f"invalid schedule {_show(expr)}: neither an interval ({_INTERVAL_FORMS}) "
+            f"nor a cron expression ({_CRON_FORMS})"
         )
+    bad = f"invalid cron expression {_show(expr)}:"
     if len(fields) not in (5, 6):
-        raise InvalidSchedule(f"invalid cron expression {_show(expr)}: got {len(fields)} fields, expected {_CRON_FORMS}")
+        raise InvalidSchedule(f"{bad} got {len(fields)} fields, expected {_CRON_FORMS}")
     for item in fields:
         if not _CRON_FIELD_RE.fullmatch(item):
-            raise InvalidSchedule(f"invalid cron expression {_show(expr)}: unexpected characters in field {_show(item)}")
+            raise InvalidSchedule(f"{bad} unexpected characters in field {_show(item)}")
         if _NONDETERMINISTIC_RE.search(item):
-            raise InvalidSchedule(f"invalid cron expression {_show(expr)}: random (R) and hashed (H) fields are not supported")
+            raise InvalidSchedule(f"{bad} random (R) and hashed (H) fields are not supported")
     # Our seconds field leads (it reads left to right, small to large); croniter wants it last.
     if len(fields) == 6:
         fields = fields[1:] + fields[:1]
@@ -179,8 +182,7 @@ def _cron_works(cron: str, start: datetime) -> bool:
     """Whether croniter accepts ``cron`` and finds a tick after ``start``."""
     try:
         croniter(cron, start).get_next(datetime)
-    # croniter raises assorted types (ValueError, KeyError, IndexError...) on bad input.
-    except Exception:  # noqa: BLE001
+    except Exception:  # croniter raises assorted types (ValueError, KeyError, ...) on bad input
         return False
     return True
 
@@ -272,7 +274,9 @@ class Schedule:
             if not _cron_works(cron, datetime.now(zone).replace(tzinfo=None)):
                 raise InvalidSchedule(f"invalid cron expression {_show(expr)}: {_cron_problem(cron)}")
         else:
-            raise InvalidSchedule(f"unknown schedule kind {_show(self.kind)}: expected 'interval' or 'cron'", field="kind")
+            raise InvalidSchedule(
+                f"unknown schedule kind {_show(self.kind)}: expected 'interval' or 'cron'", field="kind"
+            )
         # Frozen dataclass: object.__setattr__ is the sanctioned way to fill derived fields.
         for name, value in (("expr", expr), ("_zone", zone), ("_step", step), ("_days", days), ("_cron", cron)):
             object.__setattr__(self, name, value)

@@ -7,6 +7,8 @@ return to ``pending``), flush every outcome, and leave.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -66,12 +68,11 @@ class Worker:
         self.log = log.bind(worker_id=self.id)
         #: claimed and not yet completed in the database (running or awaiting a flush)
         self.inflight: dict[int, ClaimedJob] = {}
-        #: jobs whose handler is running, with the scope that can stop it
-        self.scopes: dict[int, anyio.CancelScope] = {}
+        #: jobs whose handler is running, with the task that runs it
+        self.tasks: dict[int, asyncio.Task[None]] = {}
         self._releasing = False
         self._stop_requested = False
         self._force = False
-        self._tg: anyio.abc.TaskGroup | None = None
         self._drain_scope: anyio.CancelScope | None = None
         self._completing_scope: anyio.CancelScope | None = None
         self._idle = anyio.Event()
@@ -95,7 +96,7 @@ class Worker:
         """Slots free for new claims; zero while the completer is far behind (backpressure)."""
         if len(self.completer) >= max(self.settings.concurrency, 1000):
             return 0
-        return self.settings.concurrency - len(self.scopes)
+        return self.settings.concurrency - len(self.tasks)
 
     def is_idle(self) -> bool:
         """Nothing running and nothing left to write."""
@@ -107,29 +108,29 @@ class Worker:
             self.producer.wake()
 
     def _spawn(self, job: ClaimedJob) -> None:
-        assert self._tg is not None
+        # A bare asyncio task per job: asyncpg ties us to asyncio anyway, and an anyio
+        # task group costs several times more per spawn on this hot path.
         self.inflight[job.id] = job
-        scope = anyio.CancelScope()
-        self.scopes[job.id] = scope
+        self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tg.start_soon(self._run_job, job, scope)
 
-    async def _run_job(self, job: ClaimedJob, scope: anyio.CancelScope) -> None:
+    async def _run_job(self, job: ClaimedJob) -> None:
         started = utcnow()
         outcome: Outcome | None = None
         try:
-            with scope:
-                outcome = await self.executor.execute(job)
-            if outcome is None and self._releasing:
+            outcome = await self.executor.execute(job)
+        except asyncio.CancelledError:
+            # Only the worker cancels job tasks: to release them at shutdown, or
+            # because the lease was lost (then the job is not ours to complete).
+            if self._releasing:
                 outcome = self.executor.released(job, started)
         finally:
-            del self.scopes[job.id]
+            del self.tasks[job.id]
             if outcome is not None and job.id in self.inflight:
                 self.completer.put(outcome)
             else:
-                # Cancelled because the lease was lost: the job is not ours to complete.
                 self.inflight.pop(job.id, None)
-            if not self.scopes:
+            if not self.tasks:
                 self._idle.set()
             self.producer.slot_freed()
 
@@ -157,9 +158,9 @@ class Worker:
         self.log.warning("jobs_lost", job_ids=sorted(lost), reason=reason)
         for job_id in lost:
             self.inflight.pop(job_id, None)
-            scope = self.scopes.get(job_id)
-            if scope is not None:
-                scope.cancel()
+            task = self.tasks.get(job_id)
+            if task is not None:
+                task.cancel()
         self.completer.drop(lost)
 
     async def _keep_leases(self) -> None:
@@ -200,21 +201,24 @@ class Worker:
                 async with anyio.create_task_group() as completing:
                     self._completing_scope = completing.cancel_scope
                     completing.start_soon(self.completer.run)
-                    async with anyio.create_task_group() as jobs:
-                        self._tg = jobs
+                    try:
                         self.started.set()
                         await self.producer.run()
                         await self._drain()
+                        while self.tasks:
+                            await self._idle.wait()
+                    finally:
+                        # Cancelled from outside: stop the handlers too; their leases expire.
+                        for task in self.tasks.values():
+                            task.cancel()
                     self.completer.close()
                     if self._force:
                         self._limit_final_flush()
                 background.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout):
-                try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout), \
+                    contextlib.suppress(_DB_ERRORS):
                     await self.queries.worker_remove(self.pool, self.id)
-                except _DB_ERRORS:
-                    pass
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
 
@@ -224,11 +228,11 @@ class Worker:
                 self._drain_scope.cancel()
             with anyio.move_on_after(self.settings.drain_timeout):
                 await self._idle.wait()
-        if self.scopes:
-            self.log.info("releasing_jobs", job_ids=sorted(self.scopes))
+        if self.tasks:
+            self.log.info("releasing_jobs", job_ids=sorted(self.tasks))
             self._releasing = True
-            for scope in self.scopes.values():
-                scope.cancel()
+            for task in self.tasks.values():
+                task.cancel()
 
     def stop(self, *, force: bool = False) -> None:
         """Ask the worker to stop: drain gracefully, or (``force``) release running jobs at once."""

@@ -21,6 +21,19 @@ from aiojobs_pg import App
 LOCAL_DSN = "postgresql://root@127.0.0.1:5432/test"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (soak, chaos)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def _answers(dsn: str) -> bool:
     async def probe() -> bool:
         try:

@@ -36,6 +36,8 @@ class Notifier:
         self.max_backoff = max_backoff
         self.connected = False
         self.reconnects = 0
+        #: server process id of the listening connection (for operators and fault tests)
+        self.backend_pid: int | None = None
 
     def _listener(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         self.on_notify(str(payload))
@@ -51,6 +53,7 @@ class Notifier:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(self.channel, self._listener)
                 self.connected = True
+                self.backend_pid = conn.get_server_pid()
                 backoff = 0.1
                 log.debug("listener_connected", channel=self.channel)
                 self.on_reconnect()

@@ -472,3 +472,48 @@ async def test_burst_returns_when_nothing_is_due(app: App, concurrency: int) -> 
     for j in jobs:
         assert await status_of(app, j.id) is JobStatus.COMPLETED
     assert await status_of(app, later.id) is JobStatus.PENDING
+
+
+async def test_worker_that_cannot_renew_stops_its_own_jobs(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @app.handler()
+    async def held(data: None) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    job = await app.enqueue("held")
+    async with app.worker() as worker:
+        await asyncio.wait_for(started.wait(), 5)
+
+        async def unreachable(*args: object, **kwargs: object) -> set[int]:
+            raise OSError("database unreachable")
+
+        monkeypatch.setattr(worker.queries, "renew_leases", unreachable)
+        # lease is 3 s: past it, the worker must give the job up by itself.
+        await asyncio.wait_for(stopped.wait(), 8)
+        assert job.id not in worker.inflight
+        monkeypatch.undo()
+    # Nothing was written by the worker that lost the job: it is still running until rescued.
+    assert (await app.get_job(job.id)).status in (JobStatus.RUNNING, JobStatus.PENDING)
+
+
+async def test_listener_reconnects_after_its_backend_is_killed(app: App) -> None:
+    ran: list[int] = []
+
+    @app.handler()
+    async def wake(data: int) -> None:
+        ran.append(data)
+
+    async with app.worker(poll_interval=30) as worker:
+        await eventually(lambda: worker.notifier.connected)
+        assert await app.pool.fetchval("SELECT pg_terminate_backend($1)", worker.notifier.backend_pid)
+        await eventually(lambda: worker.notifier.reconnects >= 1 and worker.notifier.connected, timeout=10)
+        await app.enqueue("wake", 1)
+        # poll_interval is 30 s: only the re-established LISTEN can deliver this quickly.
+        await eventually(lambda: ran == [1], timeout=5)

@@ -148,8 +148,15 @@ class Admin:
         return await self._changed_or_raise(row, job_id, "cancel")
 
     async def retry(self, job_id: int, *, run_at: datetime | None = None) -> Job:
-        """Re-queue a failed or cancelled job with a fresh attempt count."""
+        """Re-queue a failed or cancelled job with a fresh attempt count.
+
+        A recurring job resumes at its next tick (``trigger`` runs it now).
+        """
         when = None if run_at is None else check_run_at(run_at)
+        if when is None:
+            job = await self.get_job(job_id)
+            if job.schedule is not None:
+                when = parse_schedule(job.schedule, job.timezone).next_after(datetime.now(UTC))
         row = await self.q.requeue_job(self.db, _job_id(job_id),
                                        [JobStatus.FAILED.value, JobStatus.CANCELLED.value], when)
         return await self._changed_or_raise(row, job_id, "retry")
@@ -166,6 +173,10 @@ class Admin:
         await self.get_job(job_id)
         rows = await self.q.job_runs(self.db, job_id, check_int(limit, "limit", minimum=1, maximum=100_000))
         return [Run.from_record(r) for r in rows]
+
+    async def recurring(self) -> list[Job]:
+        """Every job with a schedule, soonest first."""
+        return [Job.from_record(r) for r in await self.q.recurring_jobs(self.db)]
 
     async def queue_stats(self) -> list[dict[str, Any]]:
         """Counts per queue and status, and the oldest due pending job per queue."""

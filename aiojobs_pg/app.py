@@ -88,6 +88,8 @@ class App:
         self.pool_max_size = pool_max_size
         self.command_timeout = _seconds(command_timeout, "command_timeout")
         self.handlers: dict[str, HandlerSpec] = {}
+        #: schedules declared with :meth:`periodic`, by key
+        self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: asyncpg.Pool | None = None
         self.dsn: str | None = None
 
@@ -111,6 +113,48 @@ class App:
             raise ValidationError("handler", f"{name!r} is already registered to another function")
         self.handlers[name] = HandlerSpec.build(
             name, fn, backoff=backoff, timeout=None if timeout is None else _seconds(timeout, "timeout"))
+
+    def periodic(self, schedule: str, *, name: str | None = None, data: Any = None, timezone: str | None = None,
+                 queue: str = "default", priority: int = 0, max_attempts: int | None = None,
+                 timeout: enq.Duration | None = None, misfire: str = "skip", overlap: str = "wait",
+                 backoff: Backoff | None = None) -> Callable[[F], F]:
+        """Decorator declaring a recurring job and registering its handler.
+
+        ``name`` (default: the function's name) identifies the schedule: every worker
+        creates or updates that one row when it starts, so the schedule exists once
+        however many workers declare it. Validated here, at declaration.
+        """
+        def decorate(fn: F) -> F:
+            key = name or fn.__name__
+            enq.check_text(key, "name", max_length=enq.MAX_NAME_LENGTH)
+            if key in self.periodic_jobs:
+                raise ValidationError("name", f"a schedule named {key!r} is already declared")
+            job = enq.prepare(
+                fn.__name__, data, name=key, queue=queue, priority=priority,
+                max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
+                timeout=timeout, schedule=schedule, timezone=timezone, misfire=misfire, overlap=overlap)
+            self.register(fn.__name__, fn, backoff=backoff)
+            self.periodic_jobs[key] = job
+            return fn
+        return decorate
+
+    async def sync_periodic(self) -> dict[str, str]:
+        """Create or update the rows of declared schedules; returns key → created/updated/unchanged.
+
+        Workers call this when they start. A declared schedule whose job is paused
+        (cancelled) stays paused.
+        """
+        outcome = {}
+        for key, job in self.periodic_jobs.items():
+            # The first tick is computed now, not at declaration time.
+            fresh = enq.prepare(job.handler, None, schedule=job.schedule, timezone=job.timezone,
+                                max_attempts=job.max_attempts)
+            params = (*job.params()[:9], fresh.run_at, *job.params()[10:])
+            row = await self.queries.upsert_periodic(self.pool, params, key)
+            outcome[key] = "unchanged" if row is None else ("created" if row["inserted"] else "updated")
+            if row is not None:
+                log.info("schedule_declared", key=key, schedule=job.schedule, action=outcome[key])
+        return outcome
 
     def _known_handlers(self) -> Sequence[str] | None:
         check = self.validate_handlers if self.validate_handlers is not None else bool(self.handlers)
@@ -170,6 +214,8 @@ class App:
         dedup_key: str | None = None,
         schedule: str | None = None,
         timezone: str | None = None,
+        misfire: str = "skip",
+        overlap: str = "wait",
         connection: asyncpg.Connection | None = None,
     ) -> Job:
         """Add a job. With ``connection``, the insert joins that connection's transaction.
@@ -182,7 +228,7 @@ class App:
             handler, data, name=name, queue=queue, priority=priority,
             max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
             timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
-            timezone=timezone, known_handlers=self._known_handlers())
+            timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers())
         return await enq.insert_one(connection or self.pool, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
@@ -275,6 +321,7 @@ class App:
         The first signal drains gracefully; a second one stops at once. Signals are
         only handled in the main thread.
         """
+        await self.sync_periodic()
         worker = self.create_worker(concurrency=concurrency, queues=queues, burst=burst, **overrides)
         if not handle_signals or threading.current_thread() is not threading.main_thread():
             await worker.run()
@@ -288,6 +335,7 @@ class App:
     async def worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
                      **overrides: Any) -> AsyncIterator[Worker]:
         """Run a worker in the background (e.g. in an ASGI lifespan); drains it on exit."""
+        await self.sync_periodic()
         w = self.create_worker(concurrency=concurrency, queues=queues, **overrides)
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.run)

@@ -42,11 +42,14 @@ class NewJob:
     run_at: datetime | None = None
     delay: float | None = None
     dedup_key: str | None = None
+    misfire: str = "skip"
+    overlap: str = "wait"
 
     def params(self) -> tuple[Any, ...]:
-        """Positional parameters $1..$12 of the insert statements."""
+        """Positional parameters $1..$14 of the insert statements."""
         return (self.name, self.handler, self.data_json, self.queue, self.priority, self.schedule,
-                self.timezone, self.max_attempts, self.timeout, self.run_at, self.delay, self.dedup_key)
+                self.timezone, self.max_attempts, self.timeout, self.run_at, self.delay, self.dedup_key,
+                self.misfire, self.overlap)
 
 
 def check_text(value: object, field: str, *, max_length: int, required: bool = True) -> str | None:
@@ -86,6 +89,20 @@ def check_run_at(value: object) -> datetime:
     return value.astimezone(UTC)
 
 
+MISFIRE_POLICIES = ("skip", "all")
+OVERLAP_POLICIES = ("wait", "skip")
+
+
+def check_policy(misfire: object, overlap: object, *, recurring: bool) -> None:
+    """Validate the recurring-job policies (the defaults are accepted on any job)."""
+    for field, value, allowed, default in (("misfire", misfire, MISFIRE_POLICIES, "skip"),
+                                           ("overlap", overlap, OVERLAP_POLICIES, "wait")):
+        if value not in allowed:
+            raise ValidationError(field, f"must be one of {', '.join(allowed)}; got {value!r}")
+        if value != default and not recurring:
+            raise ValidationError(field, "only applies to a job with a schedule")
+
+
 def prepare(
     handler: str,
     data: Any = None,
@@ -100,6 +117,8 @@ def prepare(
     dedup_key: str | None = None,
     schedule: str | None = None,
     timezone: str | None = None,
+    misfire: str = "skip",
+    overlap: str = "wait",
     known_handlers: Collection[str] | None = None,
 ) -> NewJob:
     """Validate everything about one new job; raise :class:`ValidationError` naming the field."""
@@ -127,10 +146,11 @@ def prepare(
             when = parsed.next_after(datetime.now(UTC))
     elif timezone is not None:
         raise ValidationError("timezone", "only applies to a job with a schedule")
+    check_policy(misfire, overlap, recurring=schedule is not None)
     return NewJob(
         handler=handler, data_json=dump_json(data, "data"), queue=queue, priority=priority,
         max_attempts=max_attempts, name=name, schedule=schedule, timezone=timezone, timeout=timeout_s,
-        run_at=when, delay=delay_s, dedup_key=dedup_key,
+        run_at=when, delay=delay_s, dedup_key=dedup_key, misfire=misfire, overlap=overlap,
     )
 
 

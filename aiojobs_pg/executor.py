@@ -122,13 +122,11 @@ def _schedule(expr: str, timezone: str | None) -> Schedule:
 
 
 def next_tick(job: ClaimedJob) -> datetime:
-    """The next tick of a recurring job after the tick it ran for.
-
-    Ticks missed while no worker ran are skipped: the job ran once for them now,
-    and the grid continues after the claim time (no drift from run time).
-    """
+    """The next run of a recurring job after the tick it ran for (see :meth:`Schedule.next_run`)."""
     assert job.schedule is not None
-    return _schedule(job.schedule, job.timezone).next_after(max(job.scheduled_at, job.claimed_at))
+    return _schedule(job.schedule, job.timezone).next_run(
+        tick=job.scheduled_at, claimed_at=job.claimed_at, finished_at=utcnow(),
+        misfire=job.misfire, overlap=job.overlap)
 
 
 def utcnow() -> datetime:
@@ -199,4 +197,5 @@ class Executor:
                 worker_id: str | None = None, **kwargs: Any) -> Outcome:
         """Build an outcome stamped with now as its end."""
         return Outcome(job_id=job.id, attempt=job.attempt, job_status=job_status, run_status=run_status,
-                       started_at=started, finished_at=utcnow(), worker_id=worker_id or self.worker_id, **kwargs)
+                       started_at=started, finished_at=utcnow(), worker_id=worker_id or self.worker_id,
+                       scheduled_at=job.scheduled_at, **kwargs)

@@ -50,8 +50,8 @@ class Maintenance:
                     job = ClaimedJob(
                         id=row["id"], handler=row["handler"], data=None, queue="", attempt=row["attempts"],
                         max_attempts=row["max_attempts"], timeout=None, schedule=row["schedule"],
-                        timezone=row["timezone"], scheduled_at=row["next_run_at"],
-                        claimed_at=row["last_run_at"] or row["next_run_at"],
+                        timezone=row["timezone"], misfire=row["misfire"], overlap=row["overlap"],
+                        scheduled_at=row["scheduled_at"], claimed_at=row["last_run_at"] or row["scheduled_at"],
                     )
                     error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
                     outcomes.append(self.executor.failure(job, job.claimed_at, error, worker_id=row["worker_id"]))

@@ -64,6 +64,11 @@ class Job:
     dedup_key: str | None = None
     lease_expires_at: datetime | None = None
     worker_id: str | None = None
+    periodic_key: str | None = None
+    misfire: str = "skip"
+    overlap: str = "wait"
+    #: the tick a retried run of a recurring job still belongs to
+    tick_at: datetime | None = None
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> Job:
@@ -90,6 +95,10 @@ class Job:
             dedup_key=row["dedup_key"],
             lease_expires_at=row["lease_expires_at"],
             worker_id=row["worker_id"],
+            periodic_key=row["periodic_key"],
+            misfire=row["misfire"],
+            overlap=row["overlap"],
+            tick_at=row["tick_at"],
         )
 
 
@@ -102,6 +111,7 @@ class Run:
     attempt: int
     worker_id: str | None
     status: RunStatus
+    scheduled_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
     duration_ms: float | None
@@ -117,6 +127,7 @@ class Run:
             attempt=row["attempt"],
             worker_id=row["worker_id"],
             status=RunStatus(row["status"]),
+            scheduled_at=row["scheduled_at"],
             started_at=row["started_at"],
             completed_at=row["completed_at"],
             duration_ms=row["duration_ms"],
@@ -141,6 +152,8 @@ class ClaimedJob:
     scheduled_at: datetime
     claimed_at: datetime
     name: str | None = None
+    misfire: str = "skip"
+    overlap: str = "wait"
 
 
 @dataclass(slots=True)
@@ -159,6 +172,8 @@ class Outcome:
     started_at: datetime
     finished_at: datetime
     worker_id: str
+    #: the tick (or due time) this run was for
+    scheduled_at: datetime | None = None
     error: str | None = None
     result_json: str | None = None
     delay: float | None = None

@@ -40,12 +40,25 @@ class Producer:
         self.stopping = False
         self._wake = anyio.Event()
         self._slots = anyio.Event()
+        #: earliest time (anyio clock) a job this worker re-queued becomes due
+        self._due_hint: float | None = None
         self.claims = 0
         self.claimed = 0
 
     def wake(self) -> None:
         """Claim now (a notification arrived, or the producer must notice it is stopping)."""
         self._wake.set()
+
+    def due_in(self, seconds: float) -> None:
+        """A job becomes due in ``seconds`` (a retry or the next tick): claim then, not at the next poll."""
+        at = anyio.current_time() + max(0.0, seconds)
+        if self._due_hint is None or at < self._due_hint:
+            self._due_hint = at
+
+    def _sleep_budget(self) -> float:
+        if self._due_hint is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, self._due_hint - anyio.current_time()))
 
     def slot_freed(self) -> None:
         """A job finished: a waiting producer may claim again."""
@@ -64,7 +77,7 @@ class Producer:
                 id=row["id"], handler=row["handler"], data=row["data"], queue=row["queue"],
                 attempt=row["attempts"], max_attempts=row["max_attempts"], timeout=row["timeout"],
                 schedule=row["schedule"], timezone=row["timezone"], scheduled_at=row["scheduled_at"],
-                claimed_at=row["claimed_at"], name=row["name"],
+                claimed_at=row["claimed_at"], name=row["name"], misfire=row["misfire"], overlap=row["overlap"],
             ))
         return len(rows)
 
@@ -82,8 +95,10 @@ class Producer:
             while self.free_slots() <= 0 and not self.stopping:
                 await self._wait_for_slot()
             if not backlog:
-                with anyio.move_on_after(self.poll_interval):
+                with anyio.move_on_after(self._sleep_budget()):
                     await self._wake.wait()
+            if self._due_hint is not None and self._due_hint <= anyio.current_time():
+                self._due_hint = None
             # Reset before claiming: a notification that arrives during the claim wakes the next one.
             self._wake = anyio.Event()
             if self.stopping:

@@ -43,10 +43,10 @@ class DB(Protocol):
 
 _JOB_COLUMNS = """id, name, handler, data, queue, priority, schedule, timezone, status, attempts,
     max_attempts, timeout, last_run_at, next_run_at, last_error, result, dedup_key,
-    lease_expires_at, worker_id, created_at, updated_at"""
+    lease_expires_at, worker_id, created_at, updated_at, periodic_key, misfire, overlap, tick_at"""
 
 _INSERT_COLUMNS = ("name, handler, data, queue, priority, schedule, timezone, max_attempts, timeout, "
-                   "next_run_at, dedup_key")
+                   "next_run_at, dedup_key, misfire, overlap")
 
 _ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
     DO NOTHING"""
@@ -60,27 +60,51 @@ def _insert_one(on_conflict: str) -> str:
     return f"""
 WITH ins AS (
     INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
-    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12)
+    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12, $13, $14)
     {on_conflict}
     RETURNING {_JOB_COLUMNS}
 )
-SELECT ins.*, CASE WHEN ins.next_run_at <= now() THEN pg_notify($13, ins.queue) END AS notified
+SELECT ins.*, CASE WHEN ins.next_run_at <= now() THEN pg_notify($15, ins.queue) END AS notified
 FROM ins"""
 
 
 _SQL: dict[str, str] = {
     "insert": _insert_one(""),
     "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT),
+    # A declared schedule: one row per key however many workers declare it at once.
+    # Unchanged declarations write nothing; a new expression moves a pending job to its first tick.
+    "upsert_periodic": f"""
+INSERT INTO {{schema}}.jobs AS j ({_INSERT_COLUMNS}, periodic_key)
+VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12, $13, $14, $15)
+ON CONFLICT (periodic_key) WHERE periodic_key IS NOT NULL DO UPDATE SET
+    name = EXCLUDED.name, handler = EXCLUDED.handler, data = EXCLUDED.data, queue = EXCLUDED.queue,
+    priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts, timeout = EXCLUDED.timeout,
+    misfire = EXCLUDED.misfire, overlap = EXCLUDED.overlap,
+    schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone,
+    next_run_at = CASE
+        WHEN (j.schedule, j.timezone) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.timezone)
+             AND j.status = 'pending' THEN EXCLUDED.next_run_at
+        ELSE j.next_run_at END,
+    updated_at = now()
+WHERE (j.name, j.handler, j.data, j.queue, j.priority, j.max_attempts, j.timeout, j.misfire, j.overlap,
+       j.schedule, j.timezone)
+      IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.handler, EXCLUDED.data, EXCLUDED.queue, EXCLUDED.priority,
+       EXCLUDED.max_attempts, EXCLUDED.timeout, EXCLUDED.misfire, EXCLUDED.overlap,
+       EXCLUDED.schedule, EXCLUDED.timezone)
+RETURNING j.id, (j.xmax = 0) AS inserted""",
+    "recurring_jobs": f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE schedule IS NOT NULL ORDER BY next_run_at, id""",
     "find_live_dedup": f"""
 SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
 WHERE dedup_key = $1 AND status IN ('pending', 'running')""",
     "insert_many": f"""
 INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
 SELECT n, h, d::jsonb, q, p, s, tz, m, t,
-       COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k
+       COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, mf, ov
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-            $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[])
-     WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, ord)
+            $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[], $13::text[], $14::text[])
+     WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
 ORDER BY ord
 {_ON_DEDUP_CONFLICT}
 RETURNING {_JOB_COLUMNS}""",
@@ -106,16 +130,17 @@ SET status = 'running', attempts = j.attempts + 1, last_run_at = now(), updated_
     lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
 FROM c WHERE j.id = c.id
 RETURNING j.id, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
-          j.schedule, j.timezone, j.next_run_at AS scheduled_at, now() AS claimed_at""",
+          j.schedule, j.timezone, j.misfire, j.overlap, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
+          now() AS claimed_at""",
     # Completion: every row is fenced by status and attempt; history rows are written
     # only for the rows the fence let through, in the same statement.
     "complete": """
 WITH o AS (
     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[],
                          $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
-                         $10::timestamptz[], $11::bool[], $12::bool[], $13::text[])
+                         $10::timestamptz[], $11::bool[], $12::bool[], $13::text[], $15::timestamptz[])
         AS o(id, attempt, job_status, run_status, delay, next_run_at, error, result,
-             started_at, finished_at, release, reset, worker_id)
+             started_at, finished_at, release, reset, worker_id, scheduled_at)
 ), upd AS (
     UPDATE {schema}.jobs j
     SET status = o.job_status,
@@ -124,6 +149,10 @@ WITH o AS (
             WHEN o.next_run_at IS NOT NULL THEN o.next_run_at
             WHEN o.delay IS NOT NULL THEN now() + make_interval(secs => o.delay)
             ELSE j.next_run_at END,
+        -- A retry or release stays on the tick it was for; a new tick is next_run_at itself.
+        tick_at = CASE WHEN o.next_run_at IS NOT NULL THEN NULL
+                       WHEN o.delay IS NOT NULL THEN o.scheduled_at
+                       ELSE j.tick_at END,
         last_error = COALESCE(o.error, j.last_error),
         result = CASE WHEN o.run_status = 'completed' THEN o.result::jsonb ELSE j.result END,
         lease_expires_at = NULL,
@@ -133,9 +162,9 @@ WITH o AS (
     RETURNING j.id, o.attempt
 ), hist AS (
     INSERT INTO {schema}.job_runs
-        (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result)
+        (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, scheduled_at)
     SELECT o.id, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at,
-           extract(epoch FROM o.finished_at - o.started_at) * 1000, o.error, o.result::jsonb
+           extract(epoch FROM o.finished_at - o.started_at) * 1000, o.error, o.result::jsonb, o.scheduled_at
     FROM o JOIN upd ON upd.id = o.id AND upd.attempt = o.attempt
     WHERE $14
 )
@@ -146,7 +175,8 @@ FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
 WHERE j.id = r.id AND j.attempts = r.attempt AND j.status = 'running'
 RETURNING j.id""",
     "expired_leases": """
-SELECT id, handler, attempts, max_attempts, schedule, timezone, next_run_at, worker_id, last_run_at
+SELECT id, handler, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id, last_run_at,
+       COALESCE(tick_at, next_run_at) AS scheduled_at
 FROM {schema}.jobs
 WHERE status = 'running' AND lease_expires_at < now()
 ORDER BY lease_expires_at
@@ -192,6 +222,7 @@ UPDATE {{schema}}.jobs SET
     max_attempts = COALESCE($6, max_attempts),
     queue = COALESCE($7, queue),
     next_run_at = COALESCE($8, next_run_at),
+    tick_at = CASE WHEN $8::timestamptz IS NULL THEN tick_at END,
     schedule = CASE WHEN $9 THEN $10 ELSE schedule END,
     timezone = CASE WHEN $9 THEN $11 ELSE timezone END,
     timeout = CASE WHEN $12 THEN $13 ELSE timeout END,
@@ -210,14 +241,15 @@ RETURNING {_JOB_COLUMNS}""",
     "requeue_job": f"""
 WITH u AS (
     UPDATE {{schema}}.jobs
-    SET status = 'pending', next_run_at = COALESCE($3, now()), updated_at = now(),
+    SET status = 'pending', next_run_at = COALESCE($3, now()), tick_at = NULL, updated_at = now(),
         attempts = CASE WHEN status = 'pending' THEN attempts ELSE 0 END
     WHERE id = $1 AND status = ANY($2::text[])
     RETURNING {_JOB_COLUMNS}
 )
 SELECT u.*, pg_notify($4, u.queue) AS notified FROM u""",
     "job_runs": """
-SELECT id, job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result
+SELECT id, job_id, attempt, worker_id, status, scheduled_at, started_at, completed_at, duration_ms, error,
+       result
 FROM {schema}.job_runs WHERE job_id = $1 ORDER BY id
 LIMIT $2""",
     "queue_stats": """
@@ -237,15 +269,23 @@ class Queries:
 
     # --- enqueue ---
     async def insert_job(self, db: DB, params: Sequence[Any], *, dedup: bool) -> Any:
-        """Insert one job (13 params incl. the channel); None when the dedup key is taken."""
+        """Insert one job (14 params, then the channel); None when the dedup key is taken."""
         return await db.fetchrow(self.sql["insert_dedup" if dedup else "insert"], *params, self.channel)
+
+    async def upsert_periodic(self, db: DB, params: Sequence[Any], key: str) -> Any:
+        """Create or update a declared schedule; None when it was already up to date."""
+        return await db.fetchrow(self.sql["upsert_periodic"], *params, key)
+
+    async def recurring_jobs(self, db: DB) -> list[Any]:
+        """Every job with a schedule, soonest first."""
+        return await db.fetch(self.sql["recurring_jobs"])
 
     async def find_live_dedup(self, db: DB, dedup_key: str) -> Any:
         """The pending or running job holding ``dedup_key``, if any."""
         return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
 
     async def insert_many(self, db: DB, columns: Sequence[Sequence[Any]]) -> list[Any]:
-        """Insert many jobs from 12 column arrays; rows come back in input order."""
+        """Insert many jobs from 14 column arrays; rows come back in input order."""
         return await db.fetch(self.sql["insert_many"], *columns)
 
     async def notify_queues(self, db: DB, queues: Sequence[str]) -> None:
@@ -275,6 +315,7 @@ class Queries:
             [o.reset_attempts for o in outcomes],
             [o.worker_id for o in outcomes],
             history,
+            [o.scheduled_at for o in outcomes],
         )
         return {r["id"] for r in rows}
 

@@ -218,6 +218,10 @@ def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
     return hi
 
 
+#: with ``misfire="all"``, catch up at most this many periods of missed ticks
+MAX_CATCH_UP = 100
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A validated recurring schedule; build one with :func:`parse_schedule`.
@@ -301,6 +305,27 @@ class Schedule:
         while (tick := _wall_to_utc(ticks.get_next(datetime), self._zone)) <= after:
             pass
         return tick
+
+    def next_run(self, *, tick: datetime, claimed_at: datetime, finished_at: datetime,
+                 misfire: str = "skip", overlap: str = "wait") -> datetime:
+        """When a recurring job runs next, after the run for ``tick`` (claimed and finished as given).
+
+        Never earlier than the tick after ``tick``, so a tick runs once (no drift from
+        run time). ``misfire`` decides ticks missed before the claim (downtime, a late
+        claim): ``"skip"`` runs once for all of them and continues on the grid after
+        the claim; ``"all"`` runs each one in turn, but keeps at most
+        :data:`MAX_CATCH_UP` periods of them. ``overlap`` decides ticks that pass while
+        the run goes on: ``"wait"`` runs once right after it for all of them;
+        ``"skip"`` drops them and continues after the run ends.
+        """
+        if misfire == "all":
+            first, second = self.next_times(finished_at, 2)
+            base = max(tick, finished_at - MAX_CATCH_UP * (second - first))
+        else:
+            base = max(tick, claimed_at)
+        if overlap == "skip":
+            base = max(base, finished_at)
+        return self.next_after(base)
 
     def next_times(self, after: datetime, n: int) -> list[datetime]:
         """Return the ``n`` ticks following ``after``, in order (UTC)."""

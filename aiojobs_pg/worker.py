@@ -135,8 +135,12 @@ class Worker:
             self.producer.slot_freed()
 
     def _on_flushed(self, batch: Sequence[Outcome], applied: set[int]) -> None:
+        now = utcnow()
         for o in batch:
             self.inflight.pop(o.job_id, None)
+            if o.job_id in applied and o.job_status is JobStatus.PENDING:
+                due = (o.next_run_at - now).total_seconds() if o.next_run_at else (o.delay or 0.0)
+                self.producer.due_in(due)
             if o.job_id not in applied:
                 self.log.warning("completion_fenced", job_id=o.job_id, attempt=o.attempt,
                                  reason="the job is no longer running under this attempt")
@@ -217,8 +221,8 @@ class Worker:
                 background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout), \
-                    contextlib.suppress(_DB_ERRORS):
-                    await self.queries.worker_remove(self.pool, self.id)
+                    contextlib.suppress(*_DB_ERRORS):
+                await self.queries.worker_remove(self.pool, self.id)
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
 

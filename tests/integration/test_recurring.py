@@ -1,0 +1,186 @@
+"""Recurring jobs in-process: declarations, misfire and overlap policies, pause/resume, ticks in history."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aiojobs_pg import App, JobContext, JobStatus, RunStatus, ValidationError
+from tests.helpers import eventually
+
+
+def declare(app: App, schedule: str = "1h", **kwargs: object) -> None:
+    @app.periodic(schedule, name="nightly", data={"v": 1}, **kwargs)  # type: ignore[arg-type]
+    async def cleanup(data: dict[str, int]) -> int:
+        return data["v"]
+
+
+async def test_many_declarers_create_exactly_one_row(app: App, pg_dsn: str) -> None:
+    apps = [App(pg_dsn, schema=app.schema) for _ in range(6)]
+    for other in apps:
+        declare(other)
+        await other.open()
+    try:
+        results = await asyncio.gather(*(a.sync_periodic() for a in apps))
+    finally:
+        for other in apps:
+            await other.close()
+    assert sorted(r["nightly"] for r in results) == ["created"] + ["unchanged"] * 5
+    rows = await app.admin().recurring()
+    assert [(j.periodic_key, j.schedule, j.handler, j.data) for j in rows] == [("nightly", "1h", "cleanup", {"v": 1})]
+
+
+async def test_redeclaring_updates_only_what_changed(app: App, pg_dsn: str) -> None:
+    declare(app, "1h")
+    assert await app.sync_periodic() == {"nightly": "created"}
+    assert await app.sync_periodic() == {"nightly": "unchanged"}
+    first = (await app.admin().recurring())[0]
+
+    changed = App(pg_dsn, schema=app.schema)
+    declare(changed, "*/5 * * * *", timezone="Europe/Paris")
+    async with changed:
+        assert await changed.sync_periodic() == {"nightly": "updated"}
+    after = await app.get_job(first.id)
+    assert (after.schedule, after.timezone) == ("*/5 * * * *", "Europe/Paris")
+    assert after.next_run_at != first.next_run_at and after.next_run_at.minute % 5 == 0
+
+
+async def test_a_paused_declared_schedule_stays_paused(app: App, pg_dsn: str) -> None:
+    declare(app)
+    await app.sync_periodic()
+    job = (await app.admin().recurring())[0]
+    await app.cancel(job.id)
+    again = App(pg_dsn, schema=app.schema)
+    declare(again, "2h")  # a changed declaration must not resume it
+    async with again:
+        await again.sync_periodic()
+    assert (await app.get_job(job.id)).status is JobStatus.CANCELLED
+
+
+def test_declaration_is_validated_at_once(app: App) -> None:
+    with pytest.raises(ValidationError) as info:
+        declare(app, "every night")
+    assert info.value.field == "schedule"
+    with pytest.raises(ValidationError) as tz:
+        declare(app, "0 2 * * *", timezone="Mars/Olympus")
+    assert tz.value.field == "timezone"
+    with pytest.raises(ValidationError) as policy:
+        declare(app, "1h", misfire="sometimes")
+    assert policy.value.field == "misfire"
+
+
+async def overdue(app: App, job_id: int, seconds: float) -> None:
+    await app.pool.execute(
+        f"UPDATE {app.schema}.jobs SET next_run_at = now() - make_interval(secs => $2) WHERE id = $1",
+        job_id, seconds)
+
+
+async def test_missed_ticks_are_skipped_by_default(app: App) -> None:
+    runs: list[datetime] = []
+
+    @app.handler()
+    async def tick(data: None, ctx: JobContext) -> None:
+        runs.append(ctx.scheduled_at)
+
+    job = await app.enqueue("tick", schedule="1h")
+    await overdue(app, job.id, 5 * 3600)  # five hours of downtime
+    async with app.worker():
+        await eventually(lambda: len(runs) == 1)
+        await asyncio.sleep(0.5)
+    assert len(runs) == 1, "one run for all the missed ticks"
+    after = await app.get_job(job.id)
+    now = await app.pool.fetchval("SELECT now()")
+    assert now < after.next_run_at <= now + timedelta(hours=1)
+    assert after.next_run_at.minute == 0 and after.next_run_at.second == 0
+
+
+async def test_misfire_all_runs_each_missed_tick(app: App) -> None:
+    runs: list[datetime] = []
+
+    @app.handler()
+    async def catch_up(data: None, ctx: JobContext) -> None:
+        runs.append(ctx.scheduled_at)
+
+    job = await app.enqueue("catch_up", schedule="1m", misfire="all")
+    await app.pool.execute(
+        f"UPDATE {app.schema}.jobs SET next_run_at = date_trunc('minute', now()) - interval '5 minutes' "
+        "WHERE id = $1", job.id)
+    async with app.worker():
+        await eventually(lambda: len(runs) >= 6, timeout=15)
+    assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(runs))
+    assert len(set(runs)) == len(runs)
+
+
+async def test_trigger_runs_now_and_keeps_the_grid(app: App) -> None:
+    runs: list[datetime] = []
+
+    @app.handler()
+    async def hourly(data: None, ctx: JobContext) -> None:
+        runs.append(ctx.scheduled_at)
+
+    job = await app.enqueue("hourly", schedule="1h")
+    async with app.worker():
+        await app.trigger(job.id)
+        await eventually(lambda: len(runs) == 1)
+
+        async def back_to_pending() -> bool:
+            return (await app.get_job(job.id)).status is JobStatus.PENDING
+
+        await eventually(back_to_pending)
+    after = await app.get_job(job.id)
+    assert after.next_run_at == job.next_run_at, "the next tick is where it was"
+
+
+async def test_cancel_pauses_and_retry_resumes_at_the_next_tick(app: App) -> None:
+    job = await app.enqueue("anything", schedule="1h")
+    paused = await app.cancel(job.id)
+    assert paused.status is JobStatus.CANCELLED
+    resumed = await app.retry(job.id)
+    now = await app.pool.fetchval("SELECT now()")
+    assert resumed.status is JobStatus.PENDING
+    assert now < resumed.next_run_at <= now + timedelta(hours=1)
+    assert resumed.next_run_at.minute == 0
+
+
+async def test_history_records_the_tick_of_each_run_across_retries(app: App) -> None:
+    from aiojobs_pg import Backoff
+
+    app.backoff = Backoff(base=0.05, factor=1, jitter=0)
+
+    @app.handler()
+    async def wobbly(data: None, ctx: JobContext) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt of every tick fails")
+
+    job = await app.enqueue("wobbly", schedule="2s", max_attempts=2)
+    async with app.worker():
+        async def two_ticks_done() -> bool:
+            runs = await app.job_history(job.id)
+            return sum(r.status is RunStatus.COMPLETED for r in runs) >= 2
+
+        await eventually(two_ticks_done, timeout=15)
+    runs = await app.job_history(job.id)
+    by_tick: dict[datetime | None, list[RunStatus]] = {}
+    for r in runs:
+        by_tick.setdefault(r.scheduled_at, []).append(r.status)
+    complete = [statuses for statuses in by_tick.values() if RunStatus.COMPLETED in statuses]
+    assert len(complete) >= 2
+    assert all(statuses == [RunStatus.FAILED, RunStatus.COMPLETED] for statuses in complete)
+    assert all(t is not None and t.second % 2 == 0 and t.microsecond == 0 for t in by_tick)
+
+
+def test_overlap_policies() -> None:
+    from aiojobs_pg.schedules import parse_schedule
+
+    every_10s = parse_schedule("10s")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    long_run = {"tick": t, "claimed_at": t, "finished_at": t + timedelta(seconds=25)}
+    assert every_10s.next_run(**long_run) == t + timedelta(seconds=10)  # wait: right after the run
+    assert every_10s.next_run(**long_run, overlap="skip") == t + timedelta(seconds=30)
+    late_claim = {"tick": t, "claimed_at": t + timedelta(hours=1), "finished_at": t + timedelta(hours=1)}
+    assert every_10s.next_run(**late_claim) == t + timedelta(hours=1, seconds=10)
+    caught_up = every_10s.next_run(**late_claim, misfire="all")
+    assert caught_up == t + timedelta(hours=1) - timedelta(seconds=1000) + timedelta(seconds=10)

@@ -1,0 +1,102 @@
+"""Recurring jobs across worker processes: every tick runs exactly once; a killed run's tick still completes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from aiojobs_pg import App, JobStatus, RunStatus
+from tests.helpers import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def spawn(pg_dsn: str, schema_name: str, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def start_worker(procs: list[subprocess.Popen[bytes]], pg_dsn: str, schema: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AIOJOBS_PG_DSN": pg_dsn, "AIOJOBS_PG_SCHEMA": schema}
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.apps.sched_app"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    procs.append(proc)
+    return proc
+
+
+async def test_every_tick_runs_exactly_once_across_four_processes(
+        app: App, pg_dsn: str, schema_name: str, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]) -> None:
+    for i in range(4):
+        start_worker(spawn, pg_dsn, schema_name, tmp_path / f"worker{i}.log")
+
+    async def declared() -> bool:
+        return len(await app.admin().recurring()) == 2
+
+    await eventually(declared, timeout=20)
+    start = await app.pool.fetchval("SELECT now()")
+    await asyncio.sleep(15)
+    end = await app.pool.fetchval("SELECT now()")
+    for p in spawn:
+        p.send_signal(signal.SIGTERM)
+    for p in spawn:
+        assert p.wait(20) == 0, (tmp_path / "worker0.log").read_text()[-3000:]
+
+    workers_seen = set()
+    for job in await app.admin().recurring():
+        runs = [r for r in await app.job_history(job.id) if r.status is RunStatus.COMPLETED]
+        ticks = Counter(r.scheduled_at for r in runs)
+        doubled = [t for t, n in ticks.items() if n > 1]
+        assert not doubled, f"{job.periodic_key}: ticks run twice: {doubled}"
+        # Every whole second of the window (after start-up, before shutdown) ran once.
+        first = start.replace(microsecond=0) + timedelta(seconds=2)
+        expected = {first + timedelta(seconds=k) for k in range(int((end - first).total_seconds()) - 1)}
+        missing = sorted(expected - set(ticks))
+        assert not missing, f"{job.periodic_key}: ticks that never ran: {missing}"
+        workers_seen |= {r.worker_id for r in runs}
+    assert len(workers_seen) > 1, "the ticks were spread over several processes"
+
+
+async def test_killed_run_of_a_tick_completes_once_by_rescue(
+        app: App, pg_dsn: str, schema_name: str, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]) -> None:
+    from aiojobs_pg import Backoff
+
+    app.backoff = Backoff(base=0.1, jitter=0)
+    job = await app.enqueue("slow_tick", schedule="1h", max_attempts=3)
+    await app.trigger(job.id)
+    first = start_worker(spawn, pg_dsn, schema_name, tmp_path / "first.log")
+
+    async def running() -> bool:
+        return (await app.get_job(job.id)).status is JobStatus.RUNNING
+
+    await eventually(running, timeout=20)
+    tick = (await app.get_job(job.id)).next_run_at
+    first.kill()
+    first.wait(10)
+    start_worker(spawn, pg_dsn, schema_name, tmp_path / "second.log")
+
+    async def tick_done() -> bool:
+        return any(r.status is RunStatus.COMPLETED for r in await app.job_history(job.id))
+
+    await eventually(tick_done, timeout=30)
+    runs = await app.job_history(job.id)
+    assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.FAILED), (2, RunStatus.COMPLETED)]
+    assert "worker lost" in (runs[0].error or "")
+    assert runs[0].scheduled_at == runs[1].scheduled_at == tick, "the retry ran for the same tick"
+    after = await app.get_job(job.id)
+    assert after.status is JobStatus.PENDING and after.attempts == 0
+    assert after.next_run_at > tick

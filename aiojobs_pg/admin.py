@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .enqueue import MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
+import asyncpg
+
+from .enqueue import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
 from .errors import JobNotFound, JobStateError, ValidationError
 from .models import Job, JobStatus, Run, dump_json
 from .queries import DB, Queries
@@ -102,9 +104,9 @@ class Admin:
             check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
         data_json = None if data is UNSET else dump_json(data, "data")
         if not isinstance(priority, _Unset):
-            check_int(priority, "priority", minimum=-(2**31 - 1))
+            check_int(priority, "priority", minimum=-(2**31))
         if not isinstance(max_attempts, _Unset):
-            check_int(max_attempts, "max_attempts", minimum=1, maximum=10_000)
+            check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
         if not isinstance(queue, _Unset):
             check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
         when = None if isinstance(run_at, _Unset) else check_run_at(run_at)
@@ -157,16 +159,11 @@ class Admin:
             job = await self.get_job(job_id)
             if job.schedule is not None:
                 when = parse_schedule(job.schedule, job.timezone).next_after(datetime.now(UTC))
-        row = await self.q.requeue_job(self.db, _job_id(job_id),
-                                       [JobStatus.FAILED.value, JobStatus.CANCELLED.value], when)
-        return await self._changed_or_raise(row, job_id, "retry")
+        return await self._requeue(job_id, [JobStatus.FAILED, JobStatus.CANCELLED], when, "retry")
 
     async def trigger(self, job_id: int) -> Job:
         """Run a job now: a pending job becomes due now; a finished one is re-queued to run now."""
-        row = await self.q.requeue_job(
-            self.db, _job_id(job_id),
-            [s.value for s in JobStatus if s is not JobStatus.RUNNING], None)
-        return await self._changed_or_raise(row, job_id, "trigger")
+        return await self._requeue(job_id, [s for s in JobStatus if s is not JobStatus.RUNNING], None, "trigger")
 
     async def history(self, job_id: int, *, limit: int = 1000) -> list[Run]:
         """The job's runs, oldest first (empty when history is off)."""
@@ -185,6 +182,20 @@ class Admin:
     async def workers(self) -> list[dict[str, Any]]:
         """Live workers (all hosts) with their last heartbeat."""
         return [dict(r) for r in await self.q.list_workers(self.db)]
+
+    async def _requeue(self, job_id: int, allowed: list[JobStatus], run_at: datetime | None,
+                       operation: str) -> Job:
+        try:
+            row = await self.q.requeue_job(self.db, _job_id(job_id), [s.value for s in allowed], run_at)
+        except asyncpg.UniqueViolationError:
+            row = None  # a live job took the dedup key at the same moment
+        if row is not None:
+            return Job.from_record(row)
+        job = await self.get_job(job_id)
+        if job.status in allowed:
+            raise JobStateError(job_id, job.status.value, operation,
+                                f"another live job holds its dedup_key {job.dedup_key!r}")
+        raise JobStateError(job_id, job.status.value, operation)
 
     async def _changed_or_raise(self, row: Any, job_id: int, operation: str) -> Job:
         if row is not None:

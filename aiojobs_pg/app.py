@@ -72,7 +72,8 @@ class App:
         self.queries = Queries(schema or os.environ.get("AIOJOBS_PG_SCHEMA") or "aiojobs_pg")
         self.schema = self.queries.schema
         self.auto_migrate = auto_migrate
-        self.default_max_attempts = enq.check_int(default_max_attempts, "default_max_attempts", minimum=1)
+        self.default_max_attempts = enq.check_int(default_max_attempts, "default_max_attempts", minimum=1,
+                                                  maximum=enq.MAX_ATTEMPTS)
         self.backoff = backoff or Backoff()
         self.enable_history = enable_history
         self.lease = _seconds(lease, "lease")

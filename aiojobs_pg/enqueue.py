@@ -22,6 +22,9 @@ MAX_QUEUE_LENGTH = 100
 MAX_NAME_LENGTH = 500
 MAX_KEY_LENGTH = 500
 _INT32 = 2**31 - 1
+MAX_ATTEMPTS = 10_000
+#: far enough for any real deferral, near enough that every due time stays a valid timestamp
+MAX_DELAY = timedelta(days=36_600)
 
 Duration = float | int | timedelta | str
 
@@ -86,7 +89,10 @@ def check_run_at(value: object) -> datetime:
         raise ValidationError("run_at", f"must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError("run_at", "must be timezone-aware (e.g. datetime.now(timezone.utc))")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("run_at", "is out of range once converted to UTC") from None
 
 
 MISFIRE_POLICIES = ("skip", "all")
@@ -128,14 +134,19 @@ def prepare(
     check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
     check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
     check_text(dedup_key, "dedup_key", max_length=MAX_KEY_LENGTH, required=False)
-    check_int(priority, "priority", minimum=-_INT32)
-    check_int(max_attempts, "max_attempts", minimum=1, maximum=10_000)
+    check_int(priority, "priority", minimum=-_INT32 - 1)
+    check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
     timeout_s = None
     if timeout is not None:
         timeout_s = parse_duration(timeout, field="timeout", allow_zero=False).total_seconds()
     if delay is not None and run_at is not None:
         raise ValidationError("delay", "give either delay or run_at, not both")
-    delay_s = None if delay is None else parse_duration(delay, field="delay").total_seconds()
+    delay_s = None
+    if delay is not None:
+        wait = parse_duration(delay, field="delay")
+        if wait > MAX_DELAY:
+            raise ValidationError("delay", f"must be at most {MAX_DELAY.days} days")
+        delay_s = wait.total_seconds()
     when = None if run_at is None else check_run_at(run_at)
     if schedule is not None:
         check_text(schedule, "schedule", max_length=200)
@@ -206,7 +217,8 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
         if not isinstance(item, Mapping) or "handler" not in item:
             raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
         kwargs = dict(item)
-        kwargs.setdefault("max_attempts", max_attempts)
+        if kwargs.get("max_attempts") is None:
+            kwargs["max_attempts"] = max_attempts
         try:
             prepared.append(prepare(**kwargs, known_handlers=known_handlers))
         except ValidationError as exc:

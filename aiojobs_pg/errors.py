@@ -57,8 +57,8 @@ class JobNotFound(AiojobsPgError, LookupError):
 class JobStateError(AiojobsPgError):
     """The operation does not apply to the job in its current status."""
 
-    def __init__(self, job_id: int, status: str, operation: str) -> None:
-        super().__init__(f"cannot {operation} job {job_id}: it is {status}")
+    def __init__(self, job_id: int, status: str, operation: str, reason: str | None = None) -> None:
+        super().__init__(f"cannot {operation} job {job_id}: {reason or f'it is {status}'}")
         self.job_id = job_id
         self.status = status
         self.operation = operation

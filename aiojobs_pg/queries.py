@@ -240,10 +240,14 @@ RETURNING {_JOB_COLUMNS}""",
     # retry and trigger re-queue a job to run now; the notify wakes a worker.
     "requeue_job": f"""
 WITH u AS (
-    UPDATE {{schema}}.jobs
+    UPDATE {{schema}}.jobs j
     SET status = 'pending', next_run_at = COALESCE($3, now()), tick_at = NULL, updated_at = now(),
-        attempts = CASE WHEN status = 'pending' THEN attempts ELSE 0 END
-    WHERE id = $1 AND status = ANY($2::text[])
+        attempts = CASE WHEN j.status = 'pending' THEN j.attempts ELSE 0 END
+    WHERE j.id = $1 AND j.status = ANY($2::text[])
+      -- a finished job cannot come back while another live job holds its dedup key
+      AND (j.dedup_key IS NULL OR j.status IN ('pending', 'running') OR NOT EXISTS (
+          SELECT 1 FROM {{schema}}.jobs o
+          WHERE o.dedup_key = j.dedup_key AND o.status IN ('pending', 'running') AND o.id <> j.id))
     RETURNING {_JOB_COLUMNS}
 )
 SELECT u.*, pg_notify($4, u.queue) AS notified FROM u""",

@@ -1,0 +1,438 @@
+"""Integration tests of the management API (``App`` shortcuts and ``app.admin()``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from aiojobs_pg import (
+    AiojobsPgError,
+    App,
+    Job,
+    JobNotFound,
+    JobStateError,
+    JobStatus,
+    RunStatus,
+    ValidationError,
+)
+
+TOLERANCE = timedelta(seconds=2)
+UNKNOWN_ID = 987_654_321
+
+
+# --- helpers ---
+
+async def db_now(app: App) -> datetime:
+    value: datetime = await app.pool.fetchval("SELECT now()")
+    return value
+
+
+async def set_status(app: App, job_id: int, status: str, attempts: int | None = None) -> None:
+    await app.pool.execute(
+        f"UPDATE {app.schema}.jobs SET status = $2, attempts = COALESCE($3, attempts) WHERE id = $1",
+        job_id, status, attempts)
+
+
+async def add_run(app: App, job_id: int, attempt: int, status: str, started_at: datetime,
+                  error: str | None = None, result: Any = None) -> int:
+    run_id: int = await app.pool.fetchval(
+        f"""INSERT INTO {app.schema}.job_runs
+            (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result)
+            VALUES ($1, $2, 'w1', $3, $4::timestamptz, $4::timestamptz + interval '1 second', 1000, $5, $6::jsonb)
+            RETURNING id""",
+        job_id, attempt, status, started_at, error, None if result is None else f'{{"r": {result}}}')
+    return run_id
+
+
+async def count_runs(app: App, job_id: int) -> int:
+    value: int = await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.job_runs WHERE job_id = $1", job_id)
+    return value
+
+
+def same_except(before: Job, after: Job, *changed: str) -> None:
+    """``after`` equals ``before`` on every field but ``changed`` (and updated_at)."""
+    skip = {*changed, "updated_at"}
+    for f in dataclasses.fields(Job):
+        if f.name not in skip:
+            assert getattr(after, f.name) == getattr(before, f.name), f"{f.name} changed"
+
+
+# --- get / list ---
+
+async def test_get_job_unknown_id(app: App) -> None:
+    with pytest.raises(JobNotFound) as info:
+        await app.get_job(UNKNOWN_ID)
+    assert info.value.job_id == UNKNOWN_ID
+    assert isinstance(info.value, LookupError)
+    with pytest.raises(ValidationError):
+        await app.get_job(0)
+
+
+async def test_list_jobs_filters_order_and_limit(app: App) -> None:
+    a1 = await app.enqueue("email", queue="a")
+    a2 = await app.enqueue("sms", queue="a")
+    b1 = await app.enqueue("email", queue="b")
+    b2 = await app.enqueue("email", queue="b")
+    await set_status(app, a2.id, "failed")
+    await set_status(app, b2.id, "completed")
+
+    assert [j.id for j in await app.list_jobs()] == [b2.id, b1.id, a2.id, a1.id]
+    assert [j.id for j in await app.list_jobs(status="pending")] == [b1.id, a1.id]
+    assert [j.id for j in await app.list_jobs(status=JobStatus.FAILED)] == [a2.id]
+    assert [j.id for j in await app.list_jobs(queue="a")] == [a2.id, a1.id]
+    assert [j.id for j in await app.list_jobs(handler="email")] == [b2.id, b1.id, a1.id]
+    assert [j.id for j in await app.list_jobs(handler="email", queue="b", status="completed")] == [b2.id]
+    assert [j.id for j in await app.list_jobs(limit=3)] == [b2.id, b1.id, a2.id]
+    assert await app.list_jobs(queue="nope") == []
+    assert all(isinstance(j, Job) for j in await app.list_jobs())
+
+
+async def test_list_jobs_pagination_walks_every_job_once(app: App) -> None:
+    created = await app.enqueue_many([{"handler": "h", "data": i} for i in range(7)])
+    admin = app.admin()
+    seen: list[int] = []
+    cursor: int | None = None
+    pages = 0
+    while True:
+        page = await admin.list_jobs(limit=2, cursor=cursor)
+        pages += 1
+        assert len(page.jobs) <= 2
+        seen.extend(j.id for j in page.jobs)
+        if page.next_cursor is None:
+            break
+        assert page.next_cursor == page.jobs[-1].id
+        cursor = page.next_cursor
+    assert pages == 4
+    assert seen == sorted((j.id for j in created), reverse=True)
+    # An exact multiple of the page size ends without an empty extra page.
+    page = await admin.list_jobs(limit=7)
+    assert len(page.jobs) == 7
+    assert page.next_cursor is None
+
+
+@pytest.mark.parametrize("kwargs", [{"status": "done"}, {"status": "PENDING"}, {"limit": 0}, {"limit": 1001},
+                                    {"cursor": 0}, {"queue": 5}, {"handler": "x" * 501}])
+async def test_list_jobs_invalid_arguments(app: App, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as info:
+        await app.admin().list_jobs(**kwargs)
+    assert info.value.field == next(iter(kwargs))
+
+
+# --- update ---
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"name": "renamed"}, {"name": "renamed"}),
+        ({"data": {"new": [1, 2]}}, {"data": {"new": [1, 2]}}),
+        ({"data": None}, {"data": None}),
+        ({"priority": 42}, {"priority": 42}),
+        ({"max_attempts": 9}, {"max_attempts": 9}),
+        ({"queue": "elsewhere"}, {"queue": "elsewhere"}),
+        ({"run_at": datetime(2033, 3, 3, 3, 3, 3, 3, tzinfo=UTC)},
+         {"next_run_at": datetime(2033, 3, 3, 3, 3, 3, 3, tzinfo=UTC)}),
+        ({"timeout": 12.5}, {"timeout": 12.5}),
+        ({"timeout": "2m"}, {"timeout": 120.0}),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) and v else None,
+)
+async def test_update_job_single_field(app: App, changes: dict[str, Any], expected: dict[str, Any]) -> None:
+    job = await app.enqueue("h", {"old": True}, name="orig", queue="q", priority=1, max_attempts=3, timeout=5)
+    other = await app.enqueue("h", {"other": True})
+    updated = await app.update_job(job.id, **changes)
+    for key, value in expected.items():
+        assert getattr(updated, key) == value
+    same_except(job, updated, *expected)
+    assert await app.get_job(job.id) == updated
+    assert await app.get_job(other.id) == other
+
+
+async def test_update_job_clears_name_and_timeout(app: App) -> None:
+    job = await app.enqueue("h", name="orig", timeout=5)
+    updated = await app.update_job(job.id, name=None, timeout=None)
+    assert updated.name is None
+    assert updated.timeout is None
+    same_except(job, updated, "name", "timeout")
+
+
+async def test_update_job_schedule_moves_next_run_to_first_tick(app: App) -> None:
+    job = await app.enqueue("h", delay=3600)
+    now = await db_now(app)
+    updated = await app.update_job(job.id, schedule="5m")
+    assert (updated.schedule, updated.timezone) == ("5m", "UTC")
+    assert updated.next_run_at.timestamp() % 300 == 0
+    assert now < updated.next_run_at <= now + timedelta(minutes=5) + TOLERANCE
+    same_except(job, updated, "schedule", "timezone", "next_run_at")
+
+    # A new time zone alone keeps the expression and recomputes the tick.
+    cron = await app.update_job(job.id, schedule="0 6 * * *", timezone="Asia/Tokyo")
+    local = cron.next_run_at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.hour, local.minute) == (6, 0)
+    moved = await app.update_job(job.id, timezone="America/New_York")
+    assert (moved.schedule, moved.timezone) == ("0 6 * * *", "America/New_York")
+    assert moved.next_run_at.astimezone(ZoneInfo("America/New_York")).hour == 6
+
+    # An explicit run_at wins over the first tick.
+    run_at = datetime(2035, 1, 1, 12, 0, tzinfo=UTC)
+    pinned = await app.update_job(job.id, schedule="1h", run_at=run_at)
+    assert pinned.schedule == "1h"
+    assert pinned.next_run_at == run_at
+
+
+async def test_update_job_schedule_none_makes_it_one_off(app: App) -> None:
+    job = await app.enqueue("h", schedule="0 9 * * *", timezone="Europe/Paris")
+    updated = await app.update_job(job.id, schedule=None)
+    assert updated.schedule is None
+    assert updated.timezone is None
+    same_except(job, updated, "schedule", "timezone")
+    with pytest.raises(ValidationError) as info:
+        await app.update_job(job.id, timezone="Europe/Paris")
+    assert info.value.field == "timezone"
+
+
+async def test_update_job_unknown_id(app: App) -> None:
+    with pytest.raises(JobNotFound):
+        await app.update_job(UNKNOWN_ID, priority=1)
+    with pytest.raises(JobNotFound):
+        await app.update_job(UNKNOWN_ID, schedule="5m")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"name": "a\x00"}, "name"),
+        ({"data": {1, 2}}, "data"),
+        ({"data": float("nan")}, "data"),
+        ({"data": "\ud800"}, "data"),
+        ({"priority": 2**31}, "priority"),
+        ({"priority": "1"}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"queue": ""}, "queue"),
+        ({"queue": None}, "queue"),
+        ({"queue": "q" * 101}, "queue"),
+        ({"run_at": datetime(2030, 1, 1)}, "run_at"),
+        ({"schedule": "every 5 minutes"}, "schedule"),
+        ({"schedule": "0 0 31 2 *"}, "schedule"),
+        ({"schedule": "5m", "timezone": "Nowhere/Land"}, "timezone"),
+        ({"timezone": "Europe/Paris"}, "timezone"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"priority": 1, "timeout": "later"}, "timeout"),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, dict) else None,
+)
+async def test_update_job_invalid_values_change_nothing(app: App, changes: dict[str, Any], field: str) -> None:
+    job = await app.enqueue("h", {"keep": 1}, name="n", timeout=5)
+    with pytest.raises(ValidationError) as info:
+        await app.update_job(job.id, **changes)
+    assert info.value.field == field
+    assert await app.get_job(job.id) == job
+
+
+# --- cancel ---
+
+async def test_cancel_pending_and_running(app: App) -> None:
+    job = await app.enqueue("h")
+    cancelled = await app.cancel(job.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert (await app.get_job(job.id)).status is JobStatus.CANCELLED
+    running = await app.enqueue("h")
+    await set_status(app, running.id, "running", attempts=1)
+    after = await app.cancel(running.id)
+    assert after.status is JobStatus.CANCELLED
+    assert after.lease_expires_at is None
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_cancel_finished_job_is_a_state_error(app: App, status: str) -> None:
+    job = await app.enqueue("h")
+    await set_status(app, job.id, status)
+    with pytest.raises(JobStateError) as info:
+        await app.cancel(job.id)
+    assert status in str(info.value)
+    assert (info.value.status, info.value.operation, info.value.job_id) == (status, "cancel", job.id)
+    assert (await app.get_job(job.id)).status.value == status
+
+
+async def test_cancel_unknown(app: App) -> None:
+    with pytest.raises(JobNotFound):
+        await app.cancel(UNKNOWN_ID)
+
+
+# --- retry ---
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+async def test_retry_requeues_with_fresh_attempts(app: App, status: str) -> None:
+    job = await app.enqueue("h", {"k": 1}, delay=3600)
+    await set_status(app, job.id, status, attempts=3)
+    retried = await app.retry(job.id)
+    assert retried.status is JobStatus.PENDING
+    assert retried.attempts == 0
+    assert abs(retried.next_run_at - await db_now(app)) <= TOLERANCE
+    assert retried.data == {"k": 1}
+    assert await app.get_job(job.id) == retried
+
+
+async def test_retry_at_given_time(app: App) -> None:
+    job = await app.enqueue("h")
+    await set_status(app, job.id, "failed", attempts=3)
+    run_at = datetime(2032, 2, 2, tzinfo=timezone(timedelta(hours=1)))
+    retried = await app.admin().retry(job.id, run_at=run_at)
+    assert retried.next_run_at == run_at
+    assert retried.status is JobStatus.PENDING
+
+
+@pytest.mark.parametrize("status", ["pending", "running", "completed"])
+async def test_retry_of_non_failed_job_is_a_state_error(app: App, status: str) -> None:
+    job = await app.enqueue("h", delay=3600)
+    await set_status(app, job.id, status, attempts=1)
+    with pytest.raises(JobStateError) as info:
+        await app.retry(job.id)
+    assert status in str(info.value)
+    after = await app.get_job(job.id)
+    assert (after.status.value, after.attempts, after.next_run_at) == (status, 1, job.next_run_at)
+
+
+async def test_retry_unknown(app: App) -> None:
+    with pytest.raises(JobNotFound):
+        await app.retry(UNKNOWN_ID)
+
+
+# --- trigger ---
+
+async def test_trigger_makes_delayed_job_due_now(app: App) -> None:
+    job = await app.enqueue("h", delay=3600)
+    assert job.next_run_at > await db_now(app)
+    triggered = await app.trigger(job.id)
+    assert triggered.status is JobStatus.PENDING
+    assert triggered.next_run_at <= await db_now(app)
+    assert triggered.id == job.id
+    assert await app.pool.fetchval(
+        f"SELECT count(*) FROM {app.schema}.jobs WHERE next_run_at <= now() AND status = 'pending'") == 1
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+async def test_trigger_requeues_finished_job(app: App, status: str) -> None:
+    job = await app.enqueue("h", delay=3600)
+    await set_status(app, job.id, status, attempts=2)
+    triggered = await app.trigger(job.id)
+    assert triggered.status is JobStatus.PENDING
+    assert triggered.attempts == 0
+    assert triggered.next_run_at <= await db_now(app)
+
+
+async def test_trigger_running_job_is_a_state_error(app: App) -> None:
+    job = await app.enqueue("h")
+    await set_status(app, job.id, "running", attempts=1)
+    with pytest.raises(JobStateError) as info:
+        await app.trigger(job.id)
+    assert "running" in str(info.value)
+    assert (await app.get_job(job.id)).status is JobStatus.RUNNING
+
+
+async def test_trigger_unknown(app: App) -> None:
+    with pytest.raises(JobNotFound):
+        await app.trigger(UNKNOWN_ID)
+
+
+@pytest.mark.parametrize("operation", ["retry", "trigger"])
+async def test_requeue_when_dedup_key_is_taken(app: App, operation: str) -> None:
+    old = await app.enqueue("h", dedup_key="k")
+    await set_status(app, old.id, "failed", attempts=3)
+    live = await app.enqueue("h", dedup_key="k")
+    assert live.id != old.id
+    with pytest.raises(AiojobsPgError):
+        await getattr(app, operation)(old.id)
+    assert (await app.get_job(old.id)).status is JobStatus.FAILED
+    assert await app.get_job(live.id) == live
+
+
+# --- delete ---
+
+async def test_delete_job_removes_job_and_history(app: App) -> None:
+    job = await app.enqueue("h")
+    keep = await app.enqueue("h")
+    now = await db_now(app)
+    await add_run(app, job.id, 1, "failed", now, error="boom")
+    await add_run(app, job.id, 2, "completed", now)
+    await add_run(app, keep.id, 1, "completed", now)
+    await app.delete_job(job.id)
+    with pytest.raises(JobNotFound):
+        await app.get_job(job.id)
+    assert await count_runs(app, job.id) == 0
+    assert await count_runs(app, keep.id) == 1
+    assert await app.get_job(keep.id) == keep
+    with pytest.raises(JobNotFound):
+        await app.delete_job(job.id)
+
+
+async def test_delete_unknown(app: App) -> None:
+    with pytest.raises(JobNotFound):
+        await app.delete_job(UNKNOWN_ID)
+
+
+# --- history, stats, workers ---
+
+async def test_job_history_oldest_first(app: App) -> None:
+    job = await app.enqueue("h")
+    other = await app.enqueue("h")
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    await add_run(app, job.id, 1, "failed", t0, error="first failure")
+    await add_run(app, other.id, 1, "completed", t0)
+    await add_run(app, job.id, 2, "released", t0 + timedelta(minutes=1))
+    await add_run(app, job.id, 2, "completed", t0 + timedelta(minutes=2), result=7)
+    runs = await app.job_history(job.id)
+    assert [(r.attempt, r.status) for r in runs] == [
+        (1, RunStatus.FAILED), (2, RunStatus.RELEASED), (2, RunStatus.COMPLETED)]
+    assert [r.started_at for r in runs] == [t0, t0 + timedelta(minutes=1), t0 + timedelta(minutes=2)]
+    assert all(r.job_id == job.id for r in runs)
+    assert runs[0].error == "first failure"
+    assert runs[2].result == {"r": 7}
+    assert runs[0].duration_ms == 1000
+    assert runs[0].completed_at == t0 + timedelta(seconds=1)
+    assert [r.attempt for r in await app.admin().history(job.id, limit=2)] == [1, 2]
+    assert await app.job_history(other.id) != []
+    assert await app.job_history((await app.enqueue("h")).id) == []
+    with pytest.raises(JobNotFound):
+        await app.job_history(UNKNOWN_ID)
+
+
+async def test_queue_stats_counts_per_queue_and_status(app: App) -> None:
+    jobs = await app.enqueue_many(
+        [{"handler": "h", "queue": "a"}] * 3 + [{"handler": "h", "queue": "b"}] * 2
+        + [{"handler": "h", "queue": "c", "delay": 3600}])
+    await set_status(app, jobs[0].id, "completed")
+    await set_status(app, jobs[3].id, "failed")
+    stats = await app.admin().queue_stats()
+    counts = {(s["queue"], s["status"]): s["count"] for s in stats}
+    assert counts == {("a", "completed"): 1, ("a", "pending"): 2, ("b", "failed"): 1, ("b", "pending"): 1,
+                      ("c", "pending"): 1}
+    oldest = {(s["queue"], s["status"]): s["oldest_due"] for s in stats}
+    assert oldest[("a", "pending")] == min(jobs[1].next_run_at, jobs[2].next_run_at)
+    assert oldest[("c", "pending")] is None  # not due yet
+    assert oldest[("a", "completed")] is None
+    assert await App.admin(app).queue_stats() == stats
+
+
+async def test_workers_empty_without_worker(app: App) -> None:
+    assert await app.admin().workers() == []
+
+
+async def test_admin_on_connection_joins_its_transaction(app: App, pg_dsn: str) -> None:
+    job = await app.enqueue("h")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await app.admin(conn).cancel(job.id)
+        assert (await app.get_job(job.id)).status is JobStatus.PENDING
+        await tx.rollback()
+    finally:
+        await conn.close()
+    assert (await app.get_job(job.id)).status is JobStatus.PENDING

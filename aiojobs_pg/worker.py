@@ -151,7 +151,8 @@ class Worker:
                 self.log.info("job_" + o.run_status.value, job_id=o.job_id, attempt=o.attempt,
                               status=o.job_status.value, duration_ms=_ms(o),
                               error=(o.error or "").strip().splitlines()[-1:] or None,
-                              retry_in=o.delay if o.job_status is JobStatus.PENDING else None)
+                              retry_in=round(o.delay, 3) if o.delay is not None and o.job_status is JobStatus.PENDING
+                              else None)
         self.producer.slot_freed()
 
     def _lose(self, job_ids: set[int], reason: str) -> None:

@@ -1,0 +1,356 @@
+"""The command line, run as subprocesses (``python -m aiojobs_pg``) against the test database.
+
+The ``app`` fixture has migrated the test schema; the CLI gets it through
+AIOJOBS_PG_DSN / AIOJOBS_PG_SCHEMA, and the assertions read it back through ``app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from aiojobs_pg import App, JobNotFound, JobStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+UNREACHABLE_DSN = "postgresql://nobody@127.0.0.1:1/nowhere"
+
+HELP_COMMANDS = [
+    [], ["worker"], ["migrate"], ["demo"], ["jobs"], ["jobs", "list"], ["jobs", "show"], ["jobs", "enqueue"],
+    ["jobs", "retry"], ["jobs", "cancel"], ["jobs", "trigger"], ["jobs", "delete"],
+    ["schedules"], ["schedules", "list"],
+]
+
+
+def _base_env() -> dict[str, str]:
+    drop = {"AIOJOBS_PG_DSN", "DATABASE_URL", "AIOJOBS_PG_SCHEMA", "AIOJOBS_PG_LOG_LEVEL", "AIOJOBS_PG_LOG_JSON"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def cli_env(pg_dsn: str, schema_name: str) -> dict[str, str]:
+    """The environment of a CLI process pointed at the test schema."""
+    return {**_base_env(), "AIOJOBS_PG_DSN": pg_dsn, "AIOJOBS_PG_SCHEMA": schema_name}
+
+
+def _argv(args: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "aiojobs_pg", *args]
+
+
+def run_cli_sync(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion (bounded by ``timeout``)."""
+    return subprocess.run(_argv(args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the CLI without blocking the event loop of the test."""
+    return await asyncio.to_thread(run_cli_sync, env, *args, timeout=timeout)
+
+
+@pytest.fixture
+async def drop_schemas(pg_dsn: str) -> AsyncIterator[Callable[[str], str]]:
+    """Register extra schemas (``drop(name)`` returns the name) to drop after the test."""
+    names: list[str] = []
+
+    def register(name: str) -> str:
+        names.append(name)
+        return name
+
+    yield register
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for name in names:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        await conn.close()
+
+
+# --- parsing, help, usage errors (no database involved) ---
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "main")
+def test_help_of_every_command(command: list[str]) -> None:
+    result = run_cli_sync(_base_env(), *command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+    assert "--dsn" in result.stdout  # the global options are documented everywhere
+
+
+@pytest.mark.parametrize("command", [
+    [], ["jobs"], ["frobnicate"], ["jobs", "list", "--status", "bogus"], ["jobs", "show", "abc"],
+    ["jobs", "show", "0"], ["worker"], ["worker", "x:app", "--concurrency", "0"], ["demo", "--duration", "-1"],
+    ["--log-level", "loud", "jobs", "list"],
+])
+def test_usage_errors_exit_2(command: list[str]) -> None:
+    result = run_cli_sync({**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN}, *command)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "usage:" in result.stderr or "error:" in result.stderr
+
+
+def test_migrate_print_sql_needs_no_database() -> None:
+    env = {**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN}
+    result = run_cli_sync(env, "--schema", "some_schema", "migrate", "--print-sql")
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE" in result.stdout
+    assert "some_schema.jobs" in result.stdout
+
+
+def test_unreachable_database_exits_1() -> None:
+    result = run_cli_sync({**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN}, "jobs", "list", timeout=60)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("error:")
+
+
+# --- migrate ---
+
+async def test_migrate_applies_then_reports_up_to_date(
+        app: App, cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
+    result = await run_cli(cli_env, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+
+    fresh = drop_schemas(schema_name + "_m")
+    result = await run_cli(cli_env, "--schema", fresh, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "applied migration(s) 1" in result.stdout
+    assert await app.pool.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", fresh) >= 3
+
+
+async def test_jobs_on_unmigrated_schema_explains(
+        cli_env: dict[str, str], schema_name: str) -> None:
+    result = await run_cli(cli_env, "--schema", schema_name + "_none", "jobs", "list")
+    assert result.returncode == 1
+    assert "migrate" in result.stderr
+
+
+# --- jobs ---
+
+async def test_enqueue_then_list(app: App, cli_env: dict[str, str]) -> None:
+    result = await run_cli(cli_env, "jobs", "enqueue", "echo", "--data", '{"n": 1, "s": "é"}', "--queue", "mail",
+                           "--priority", "5", "--max-attempts", "4", "--name", "first", "--json")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    job = await app.get_job(created["id"])
+    assert (job.handler, job.data, job.queue, job.priority, job.max_attempts, job.name) == (
+        "echo", {"n": 1, "s": "é"}, "mail", 5, 4, "first")
+    assert job.status is JobStatus.PENDING
+
+    result = await run_cli(cli_env, "jobs", "enqueue", "later", "--delay", "10m")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("enqueued job ")
+    later_id = int(result.stdout.split()[2])
+    later = await app.get_job(later_id)
+    assert later.next_run_at >= later.created_at + timedelta(minutes=9)
+
+    result = await run_cli(cli_env, "jobs", "enqueue", "tick", "--schedule", "*/5 * * * *", "--timezone",
+                           "Europe/Paris", "--dedup-key", "tick-1", "--json")
+    assert result.returncode == 0, result.stderr
+    tick = await app.get_job(json.loads(result.stdout)["id"])
+    assert (tick.schedule, tick.timezone, tick.dedup_key) == ("*/5 * * * *", "Europe/Paris", "tick-1")
+
+    result = await run_cli(cli_env, "jobs", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [j["id"] for j in listed] == [tick.id, later_id, job.id]  # newest first
+    first = listed[-1]
+    assert first["data"] == {"n": 1, "s": "é"}
+    assert first["status"] == "pending"
+    assert datetime.fromisoformat(first["next_run_at"]).tzinfo is not None
+
+    result = await run_cli(cli_env, "jobs", "list", "--queue", "mail", "--json")
+    assert [j["id"] for j in json.loads(result.stdout)] == [job.id]
+    result = await run_cli(cli_env, "jobs", "list", "--handler", "later", "--status", "pending", "--json")
+    assert [j["id"] for j in json.loads(result.stdout)] == [later_id]
+
+    result = await run_cli(cli_env, "jobs", "list", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    header, _rule, *rows, more = result.stdout.splitlines()
+    assert header.split()[:5] == ["ID", "NAME", "HANDLER", "QUEUE", "STATUS"]
+    assert len(rows) == 2
+    assert "--cursor" in more
+    assert "0/4" not in result.stdout  # the third job is on the next page
+
+
+async def test_enqueue_rejects_bad_input_and_writes_nothing(app: App, cli_env: dict[str, str]) -> None:
+    result = await run_cli(cli_env, "jobs", "enqueue", "echo", "--data", "{not json")
+    assert result.returncode == 1
+    assert "error: --data is not valid JSON" in result.stderr
+
+    result = await run_cli(cli_env, "jobs", "enqueue", "echo", "--delay", "soon")
+    assert result.returncode == 1
+    assert "error: delay:" in result.stderr
+
+    result = await run_cli(cli_env, "jobs", "enqueue", "echo", "--timezone", "UTC")
+    assert result.returncode == 1
+    assert "timezone" in result.stderr
+    assert await app.list_jobs() == []
+
+
+async def test_show(app: App, cli_env: dict[str, str]) -> None:
+    job = await app.enqueue("echo", {"k": [1, 2]}, name="shown", delay=3600)
+
+    result = await run_cli(cli_env, "jobs", "show", str(job.id), "--history", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["id"], shown["name"], shown["data"], shown["history"]) == (job.id, "shown", {"k": [1, 2]}, [])
+
+    result = await run_cli(cli_env, "jobs", "show", str(job.id))
+    assert result.returncode == 0, result.stderr
+    assert "handler:" in result.stdout
+    assert "shown" in result.stdout
+    assert '{"k": [1, 2]}' in result.stdout
+
+
+async def test_unknown_job_exits_1(app: App, cli_env: dict[str, str]) -> None:
+    for action in ("show", "cancel", "retry", "trigger", "delete"):
+        result = await run_cli(cli_env, "jobs", action, "987654")
+        assert result.returncode == 1, (action, result.stderr)
+        assert result.stderr.strip() == "error: job 987654 not found"
+
+
+async def test_cancel_retry_trigger_delete(app: App, cli_env: dict[str, str]) -> None:
+    job = await app.enqueue("echo", {"x": 1}, delay=3600)
+
+    result = await run_cli(cli_env, "jobs", "cancel", str(job.id))
+    assert result.returncode == 0, result.stderr
+    assert (await app.get_job(job.id)).status is JobStatus.CANCELLED
+
+    result = await run_cli(cli_env, "jobs", "cancel", str(job.id))
+    assert result.returncode == 1
+    assert f"error: cannot cancel job {job.id}: it is cancelled" in result.stderr
+
+    result = await run_cli(cli_env, "jobs", "retry", str(job.id), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "pending"
+    assert (await app.get_job(job.id)).status is JobStatus.PENDING
+
+    result = await run_cli(cli_env, "jobs", "retry", str(job.id))
+    assert result.returncode == 1
+    assert "cannot retry" in result.stderr
+
+    await app.update_job(job.id, run_at=datetime.now(UTC) + timedelta(hours=1))
+    result = await run_cli(cli_env, "jobs", "trigger", str(job.id))
+    assert result.returncode == 0, result.stderr
+    triggered = await app.get_job(job.id)
+    assert triggered.status is JobStatus.PENDING
+    assert triggered.next_run_at <= datetime.now(UTC) + timedelta(seconds=5)
+
+    result = await run_cli(cli_env, "jobs", "delete", str(job.id))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"deleted job {job.id}"
+    with pytest.raises(JobNotFound):
+        await app.get_job(job.id)
+
+
+# --- worker ---
+
+async def test_worker_burst_runs_jobs_and_exits(app: App, cli_env: dict[str, str]) -> None:
+    echoes = [await app.enqueue("echo", {"i": i}) for i in range(3)]
+    doomed = await app.enqueue("boom", "x", max_attempts=1)
+
+    result = await run_cli(cli_env, "worker", "tests.apps.cli_app:app", "--burst", "--concurrency", "2", timeout=60)
+    assert result.returncode == 0, result.stderr
+    for job in echoes:
+        done = await app.get_job(job.id)
+        assert done.status is JobStatus.COMPLETED
+        assert done.result == job.data
+    failed = await app.get_job(doomed.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.last_error is not None
+    assert "RuntimeError: boom" in failed.last_error
+
+
+async def test_worker_flags_override_environment(
+        app: App, pg_dsn: str, schema_name: str, drop_schemas: Callable[[str], str]) -> None:
+    # The App reads the environment; --dsn and --schema must win over it.
+    env = {**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN,
+           "AIOJOBS_PG_SCHEMA": drop_schemas(schema_name + "_other")}
+    job = await app.enqueue("echo", "hi", queue="q2")
+    result = await run_cli(env, "--dsn", pg_dsn, "worker", "tests.apps.cli_app:app", "--schema", schema_name,
+                           "--queues", "default, q2", "--burst", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (await app.get_job(job.id)).status is JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("tests.apps.missing_module:app", "cannot import module 'tests.apps.missing_module'"),
+    ("tests.apps.cli_app:missing", "has no attribute 'missing'"),
+    ("tests.apps.cli_app:not_an_app", "not an aiojobs_pg.App"),
+    ("tests.apps.cli_app", "expected MODULE:ATTRIBUTE"),
+])
+def test_worker_bad_target(target: str, message: str) -> None:
+    result = run_cli_sync({**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN}, "worker", target)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+async def test_worker_stops_on_sigterm(app: App, cli_env: dict[str, str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_argv(("worker", "tests.apps.cli_app:app")), env=cli_env, cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The worker's heartbeat row appears once it runs (its signal handlers are installed by then).
+        deadline = time.monotonic() + 30
+        while not await app.admin().workers():
+            assert proc.returncode is None, await asyncio.wait_for(proc.communicate(), 10)
+            assert time.monotonic() < deadline, "the worker did not start within 30 s"
+            await asyncio.sleep(0.1)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 0, err.decode()
+        assert time.monotonic() - sent < 10
+        assert await app.admin().workers() == []  # it removed its row on the way out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.communicate(), 10)
+
+
+# --- demo ---
+
+async def test_demo_runs(cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
+    schema = drop_schemas(schema_name + "_demo")
+    result = await run_cli(cli_env, "--schema", schema, "demo", "--duration", "3", timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"schema {schema}" in out
+    assert "welcome email" in out
+    assert "completed" in out
+    assert "summary:" in out
+    assert "history of job" in out
+
+
+async def test_schedules_list_shows_next_runs_and_stale_declarations(app: App, cli_env: dict[str, str]) -> None:
+    job = await app.enqueue("report", schedule="0 9 * * MON", timezone="Europe/Paris", name="weekly report")
+    await app.pool.execute(
+        f"INSERT INTO {app.schema}.jobs (handler, schedule, timezone, periodic_key, name) "
+        "VALUES ('old', '1h', 'UTC', 'removed-key', 'removed-key')")
+    result = await run_cli(cli_env, "schedules", "list", "--json", "tests.apps.sched_app:app")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    by_name = {s["name"]: s for s in listing["schedules"]}
+    runs = by_name["weekly report"]["nextRuns"]
+    assert len(runs) == 5
+    # Mondays 09:00 in Paris are 08:00 or 07:00 UTC, one week apart.
+    stamps = [datetime.fromisoformat(r.replace("Z", "+00:00")) for r in runs]
+    assert all(b - a == timedelta(days=7) or abs((b - a) - timedelta(days=7)) == timedelta(hours=1)
+               for a, b in itertools.pairwise(stamps))
+    assert stamps[0] == job.next_run_at
+    assert by_name["removed-key"]["note"] == "no longer declared"
+    assert sorted(listing["declaredButNotCreated"]) == ["cron-second", "every-second"]
+    table = await run_cli(cli_env, "schedules", "list")
+    assert table.returncode == 0 and "weekly report" in table.stdout and "0 9 * * MON" in table.stdout

@@ -195,6 +195,8 @@ def dump_json(value: Any, field_name: str) -> str:
     for values json cannot encode, NaN/Infinity, and NUL characters
     (``jsonb`` rejects ``\\u0000``).
     """
+    if value is None:  # the common result of a handler: skip the encoder
+        return "null"
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:

@@ -115,7 +115,6 @@ class Worker:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
 
     async def _run_job(self, job: ClaimedJob) -> None:
-        started = utcnow()
         outcome: Outcome | None = None
         try:
             outcome = await self.executor.execute(job)
@@ -123,7 +122,7 @@ class Worker:
             # Only the worker cancels job tasks: to release them at shutdown, or
             # because the lease was lost (then the job is not ours to complete).
             if self._releasing:
-                outcome = self.executor.released(job, started)
+                outcome = self.executor.released(job, job.claimed_at)
         finally:
             del self.tasks[job.id]
             if outcome is not None and job.id in self.inflight:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import asyncpg
@@ -29,6 +29,9 @@ from .queries import DB, Queries, init_connection
 from .schedules import parse_duration
 from .schema import migrate
 from .worker import Worker, WorkerSettings, new_worker_id
+
+if TYPE_CHECKING:
+    from .http.api import JobsApi
 
 log = structlog.get_logger("aiojobs_pg.app")
 
@@ -291,6 +294,16 @@ class App:
     async def retry(self, job_id: int) -> Job:
         """Re-queue a failed or cancelled job."""
         return await self.admin().retry(job_id)
+
+    # --- HTTP ---
+    def asgi(self, **options: Any) -> JobsApi:
+        """The management API and dashboard as an ASGI app (the ``http`` extra); see ``docs/http.md``.
+
+        ``options`` are those of :func:`aiojobs_pg.http.create_asgi_app` (``tokens``, ``guards``, ...).
+        """
+        from .http.api import create_asgi_app
+
+        return create_asgi_app(self, **options)
 
     # --- workers ---
     def create_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,

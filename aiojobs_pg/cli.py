@@ -25,6 +25,7 @@ import asyncpg
 
 from .app import App
 from .errors import AiojobsPgError, ConfigurationError
+from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
 from .queries import Queries
@@ -281,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_float, default=20.0, metavar="SECONDS",
                    help="how long to run (default: 20; Ctrl-C stops earlier)")
     p.set_defaults(func=cmd_demo, default_level="info")
+
+    p = sub_parser(commands, "serve", "serve the HTTP API and dashboard (needs the http extra)",
+                   "Import the App MODULE:ATTRIBUTE and serve its management API and dashboard with uvicorn, "
+                   "on 127.0.0.1 unless --host says otherwise. Callers need the bearer token in "
+                   "$AIOJOBS_PG_API_TOKEN. SIGTERM/SIGINT stops the server and drains the --with-worker worker.")
+    add_serve_arguments(p)
+    p.set_defaults(func=serve_command, default_level="info")
     return parser
 
 

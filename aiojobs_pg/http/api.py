@@ -1,0 +1,372 @@
+"""The management API of an :class:`~aiojobs_pg.App` as a Starlette ASGI app.
+
+Handlers are thin: parse (``serialize``), call :class:`~aiojobs_pg.admin.Admin` or the
+App, render. Errors become JSON ``{error, message[, field]}``: validation 422,
+unknown job 404, wrong status 409, body too large 413, database down 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import asyncpg
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..app import App
+from ..errors import ConfigurationError, JobNotFound, JobStateError, ValidationError
+from . import serialize as ser
+from .auth import (
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    SESSION_TTL,
+    Authenticator,
+    Gate,
+    Guard,
+    Tokens,
+    error_response,
+    load_tokens,
+    route_path,
+)
+from .dashboard import Dashboard, base_path, login_page
+from .openapi import openapi_document
+from .runner import Runner, RunnerError
+
+log = structlog.get_logger("aiojobs_pg.http")
+
+#: seconds ``GET /health`` waits for the database
+HEALTH_TIMEOUT = 3.0
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_ERROR_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
+                503: "unavailable"}
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit."""
+
+
+class Handlers:
+    """The endpoints, bound to one App and its runner."""
+
+    def __init__(self, app: App, runner: Runner, authenticator: Authenticator, *, max_body: int) -> None:
+        self.app = app
+        self.runner = runner
+        self.authenticator = authenticator
+        self.max_body = max_body
+        self.dashboard = Dashboard()
+
+    # --- helpers ---
+    async def _body(self, request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _object(self, request: Request, *, required: bool = True) -> dict[str, Any]:
+        return ser.parse_json_object(await self._body(request), required=required)
+
+    @staticmethod
+    def _job_id(request: Request) -> int:
+        text: str = request.path_params["job_id"]
+        if text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= 2**63 - 1:
+            return int(text)
+        raise HTTPException(404, f"job {text[:40]!r} not found")
+
+    async def _runner_json(self) -> dict[str, Any]:
+        live = await self.app.admin().workers()
+        return {"running": self.runner.state == "running", "state": self.runner.state,
+                "workers": self.runner.local_json(), "liveWorkers": [ser.live_worker_json(w) for w in live],
+                "lastError": self.runner.last_error}
+
+    # --- jobs ---
+    async def list_jobs(self, request: Request) -> Response:
+        """``GET /jobs``: one page of jobs, newest first."""
+        page = await self.app.admin().list_jobs(**ser.list_kwargs(request.query_params))
+        cursor = None if page.next_cursor is None else str(page.next_cursor)
+        return JSONResponse({"data": [ser.job_json(j) for j in page.jobs], "nextCursor": cursor})
+
+    async def create_job(self, request: Request) -> Response:
+        """``POST /jobs``: enqueue a job."""
+        kwargs = ser.enqueue_kwargs(await self._object(request))
+        job = await self.app.enqueue(**kwargs)
+        return JSONResponse(ser.job_json(job), status_code=201,
+                            headers={"Location": f"{base_path(request)}/jobs/{job.id}"})
+
+    async def get_job(self, request: Request) -> Response:
+        """``GET /jobs/{id}``."""
+        return JSONResponse(ser.job_json(await self.app.admin().get_job(self._job_id(request))))
+
+    async def update_job(self, request: Request) -> Response:
+        """``PUT /jobs/{id}``: change the fields given."""
+        job_id = self._job_id(request)
+        kwargs = ser.update_kwargs(await self._object(request))
+        return JSONResponse(ser.job_json(await self.app.admin().update_job(job_id, **kwargs)))
+
+    async def delete_job(self, request: Request) -> Response:
+        """``DELETE /jobs/{id}``: the job and its history."""
+        await self.app.admin().delete_job(self._job_id(request))
+        return Response(status_code=204)
+
+    async def trigger(self, request: Request) -> Response:
+        """``POST /jobs/{id}/trigger``: run now (a finished job is re-queued)."""
+        return JSONResponse(ser.job_json(await self.app.admin().trigger(self._job_id(request))))
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /jobs/{id}/cancel``: cancel a pending or running job."""
+        return JSONResponse(ser.job_json(await self.app.admin().cancel(self._job_id(request))))
+
+    async def retry(self, request: Request) -> Response:
+        """``POST /jobs/{id}/retry``: re-queue a failed or cancelled job."""
+        return JSONResponse(ser.job_json(await self.app.admin().retry(self._job_id(request))))
+
+    async def history(self, request: Request) -> Response:
+        """``GET /jobs/{id}/history``: every recorded run, oldest first."""
+        runs = await self.app.admin().history(self._job_id(request))
+        return JSONResponse({"data": [ser.run_json(r) for r in runs]})
+
+    # --- runner, queues, health ---
+    async def runner_status(self, request: Request) -> Response:
+        """``GET /jobs/runner``: this process's worker, and live workers on every host."""
+        return JSONResponse(await self._runner_json())
+
+    async def runner_start(self, request: Request) -> Response:
+        """``POST /jobs/runner/start``: run a worker in this process."""
+        kwargs = ser.runner_kwargs(await self._object(request, required=False))
+        await self.runner.start(**kwargs)
+        return JSONResponse(await self._runner_json(), status_code=201)
+
+    async def runner_stop(self, request: Request) -> Response:
+        """``POST /jobs/runner/stop``: drain and stop this process's worker (202: it stops in the background)."""
+        self.runner.stop()
+        return JSONResponse(await self._runner_json(), status_code=202)
+
+    async def queues(self, request: Request) -> Response:
+        """``GET /queues``: job counts per queue and status, and the age of the oldest due job."""
+        rows = await self.app.admin().queue_stats()
+        return JSONResponse({"data": ser.queues_json(rows, datetime.now(UTC))})
+
+    async def health(self, request: Request) -> Response:
+        """``GET /health`` (no credentials): the database answers; the local listener is connected."""
+        database = True
+        try:
+            with anyio.fail_after(HEALTH_TIMEOUT):
+                await self.app.admin().workers()
+        except (ConfigurationError, *_DB_ERRORS) as exc:
+            log.warning("health_database_unreachable", error=repr(exc))
+            database = False
+        listener = self.runner.listener_ok()
+        ok = database and listener is not False
+        return JSONResponse({"status": "ok" if ok else "unavailable", "database": database, "listener": listener},
+                            status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``."""
+        return JSONResponse(openapi_document(base_path(request)))
+
+    # --- browser session ---
+    async def root(self, request: Request) -> Response:
+        """``GET /``: to the dashboard."""
+        return RedirectResponse(f"{base_path(request)}/dashboard", status_code=307)
+
+    async def login(self, request: Request) -> Response:
+        """``POST /login`` (form field ``token``): start a dashboard session (303) or 401."""
+        try:
+            form = parse_qs((await self._body(request)).decode("utf-8", "replace"), max_num_fields=10)
+        except ValueError:  # too many fields: not our form
+            form = {}
+        name = self.authenticator.match_token(form.get("token", [""])[0])
+        if name is None:
+            log.warning("login_failed", client=request.client.host if request.client else None)
+            return login_page(request, error="That token is not valid.")
+        response = RedirectResponse(f"{base_path(request)}/dashboard", status_code=303)
+        response.set_cookie(SESSION_COOKIE, self.authenticator.issue_session(name),
+                            max_age=self.authenticator.session_ttl, path=base_path(request) or "/",
+                            secure=request.url.scheme == "https", httponly=True, samesite="strict")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        """``POST /logout``: end the dashboard session."""
+        response = RedirectResponse(f"{base_path(request)}/dashboard", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=base_path(request) or "/", httponly=True, samesite="strict")
+        return response
+
+    def routes(self) -> list[Route]:
+        """Every route; the runner's come before ``/jobs/{job_id}``."""
+        return [
+            Route("/", self.root, methods=["GET"], name="root"),
+            Route("/dashboard", self.dashboard.page, methods=["GET"], name="dashboard"),
+            Route("/static/{name}", self.dashboard.static, methods=["GET"], name="static"),
+            Route("/login", self.login, methods=["POST"], name="login"),
+            Route("/logout", self.logout, methods=["POST"], name="logout"),
+            Route("/health", self.health, methods=["GET"], name="health"),
+            Route("/openapi.json", self.openapi, methods=["GET"], name="openapi"),
+            Route("/queues", self.queues, methods=["GET"], name="queues"),
+            Route("/jobs", self.list_jobs, methods=["GET"], name="list_jobs"),
+            Route("/jobs", self.create_job, methods=["POST"], name="create_job"),
+            Route("/jobs/runner", self.runner_status, methods=["GET"], name="runner"),
+            Route("/jobs/runner/start", self.runner_start, methods=["POST"], name="runner_start"),
+            Route("/jobs/runner/stop", self.runner_stop, methods=["POST"], name="runner_stop"),
+            Route("/jobs/{job_id}", self.get_job, methods=["GET"], name="get_job"),
+            Route("/jobs/{job_id}", self.update_job, methods=["PUT"], name="update_job"),
+            Route("/jobs/{job_id}", self.delete_job, methods=["DELETE"], name="delete_job"),
+            Route("/jobs/{job_id}/history", self.history, methods=["GET"], name="history"),
+            Route("/jobs/{job_id}/trigger", self.trigger, methods=["POST"], name="trigger"),
+            Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"], name="cancel"),
+            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"], name="retry"),
+        ]
+
+
+# --- errors ---
+
+def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    field = ser.api_field(exc.field)
+    return error_response(422, "validation_error", f"{field}: {exc.message}", field=field)
+
+
+def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", str(exc))
+
+
+def _state_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobStateError)
+    return error_response(409, "conflict", str(exc), status=exc.status)
+
+
+def _runner_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RunnerError)
+    return error_response(exc.status, _ERROR_NAMES.get(exc.status, "error"), exc.message)
+
+
+def _too_large(request: Request, exc: Exception) -> Response:
+    return error_response(413, "too_large", "request body over the size limit")
+
+
+def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("database_error", path=route_path(request.scope), error=repr(exc))
+    message = str(exc) if isinstance(exc, ConfigurationError) else "the database is unavailable"
+    return error_response(503, "unavailable", message)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = error_response(exc.status_code, _ERROR_NAMES.get(exc.status_code, "error"), str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _unauthenticated(request: Request) -> Response:
+    if request.method in SAFE_METHODS and route_path(request.scope) in ("/", "/dashboard"):
+        return login_page(request)
+    response = error_response(401, "unauthorized", "missing or invalid credentials: send 'Authorization: Bearer "
+                                                   "<token>'")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="aiojobs_pg"'
+    return response
+
+
+def _is_open(app: App) -> bool:
+    try:
+        return app.pool is not None
+    except ConfigurationError:
+        return False
+
+
+class JobsApi(Starlette):
+    """The Starlette app returned by :func:`create_asgi_app`.
+
+    Served on its own, its lifespan opens the App (unless it is open already) and
+    closes it, and hosts the runner's worker. Mounted inside another app, whose
+    lifespan does not reach mounted apps, enter :meth:`lifespan` from yours.
+    """
+
+    def __init__(self, app: App, handlers: Handlers, *, middleware: Sequence[Middleware], worker: dict[str, Any] | None
+                 ) -> None:
+        self.jobs_app = app
+        self.runner = handlers.runner
+        self._worker = worker
+        super().__init__(
+            routes=handlers.routes(), middleware=middleware, lifespan=self._lifespan,
+            exception_handlers={
+                ValidationError: _validation_error, JobNotFound: _not_found, JobStateError: _state_error,
+                RunnerError: _runner_error, BodyTooLarge: _too_large, HTTPException: _http_error,
+                ConfigurationError: _unavailable, **{cls: _unavailable for cls in _DB_ERRORS},
+            })
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open the App if needed, host the runner (starting a worker if asked), then drain and close."""
+        opened = not _is_open(self.jobs_app)
+        if opened:
+            await self.jobs_app.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.runner.attach(tg)
+                try:
+                    if self._worker is not None:
+                        await self.runner.start(**self._worker)
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.runner.shutdown()
+                    self.runner.attach(None)
+                    tg.cancel_scope.cancel()
+        finally:
+            if opened:
+                with anyio.CancelScope(shield=True):
+                    await self.jobs_app.close()
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        async with self.lifespan():
+            yield
+
+
+def create_asgi_app(
+    app: App,
+    *,
+    tokens: Tokens = None,
+    guards: Sequence[Guard] = (),
+    require_token: bool = True,
+    allowed_origins: Collection[str] = (),
+    with_worker: bool = False,
+    concurrency: int = 10,
+    queues: Sequence[str] | None = None,
+    max_body: int = ser.MAX_BODY,
+    session_ttl: int = SESSION_TTL,
+) -> JobsApi:
+    """The management API and dashboard of ``app`` as an ASGI app (Starlette).
+
+    ``tokens``: bearer tokens, ``{name: token}`` or a list (default: ``$AIOJOBS_PG_API_TOKEN``,
+    comma-separated). ``guards``: async callables ``guard(request) -> bool`` run after
+    authentication, in order; any False answers 403 (see :func:`~aiojobs_pg.http.require_admin`).
+    ``require_token=False`` leaves authentication to the guards (e.g. your own session
+    check when mounted in your app). ``allowed_origins``: origins besides the server's
+    own that may send mutating requests. ``with_worker``: start a worker
+    (``concurrency``, ``queues``) in the lifespan.
+    """
+    named = load_tokens(tokens) if require_token else {}
+    if require_token and not named:
+        raise ConfigurationError("the HTTP API needs a token: set AIOJOBS_PG_API_TOKEN or pass tokens=…; "
+                                 "or pass require_token=False with guards that authenticate")
+    if not require_token and not guards:
+        raise ConfigurationError("require_token=False needs at least one guard to decide who may call the API")
+    authenticator = Authenticator(named, require_token=require_token, session_ttl=session_ttl)
+    handlers = Handlers(app, Runner(app), authenticator, max_body=max_body)
+    middleware = [Middleware(Gate, authenticator=authenticator, guards=guards, allowed_origins=allowed_origins,
+                             max_body=max_body, unauthenticated=_unauthenticated)]
+    worker = {"concurrency": concurrency, "queues": queues} if with_worker else None
+    return JobsApi(app, handlers, middleware=middleware, worker=worker)

@@ -1,0 +1,89 @@
+"""``python -m aiojobs_pg serve MODULE:APP``: the API and dashboard under uvicorn.
+
+This module imports neither Starlette nor uvicorn at import time, so the CLI can
+define the command without the ``http`` extra and explain what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..queries import Queries
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {value}")
+    return value
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` command's arguments to ``parser``."""
+    parser.add_argument("app", metavar="MODULE:APP", help="the App to serve, e.g. myproject.jobs:app")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; "
+                             "0.0.0.0 listens on every interface)")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
+    parser.add_argument("--with-worker", action="store_true",
+                        help="also run a worker in this process (it drains when the server stops)")
+    parser.add_argument("--concurrency", type=_concurrency, default=10, metavar="N",
+                        help="with --with-worker: jobs run at once (default: 10)")
+    parser.add_argument("--queues", default="default", metavar="Q1,Q2",
+                        help="with --with-worker: queues to work on (default: default)")
+    parser.add_argument("--root-path", default="", metavar="PATH",
+                        help="path prefix under which a reverse proxy serves the API, e.g. /jobs-admin")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="another origin allowed to send changes (e.g. https://admin.example.com); repeatable")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Serve the API and dashboard of ``args.app`` until SIGINT/SIGTERM; returns the exit code.
+
+    The token comes from ``$AIOJOBS_PG_API_TOKEN``: without one nothing could be
+    called, so the command refuses to start.
+    """
+    from ..cli import UsageError, load_app
+
+    try:
+        import uvicorn
+
+        from .api import create_asgi_app
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"serve needs the 'http' extra: pip install 'aiojobs_pg[http]' "
+                                 f"({exc.name} is missing)") from None
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if not queues:
+        raise UsageError("--queues: give at least one queue name")
+    app = load_app(args.app)
+    dsn, schema = getattr(args, "dsn", None), getattr(args, "schema", None)
+    if dsn:
+        app._dsn = dsn
+    if schema:
+        app.queries = Queries(schema)
+        app.schema = app.queries.schema
+    asgi = create_asgi_app(app, with_worker=args.with_worker, concurrency=args.concurrency, queues=queues,
+                           allowed_origins=args.allow_origin)
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "lifespan": "on", "root_path": args.root_path,
+                               "server_header": False, "log_level": getattr(args, "log_level", None) or "info"}
+    server = uvicorn.Server(uvicorn.Config(asgi, **options))
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,358 @@
+// aiojobs_pg dashboard: plain DOM, no build step. Every value from the API is
+// written with textContent (never innerHTML), so job data is shown as text.
+"use strict";
+
+(function () {
+  const REFRESH_MS = 2000;
+  const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+  const state = {
+    status: "", queue: "", handler: "",
+    shown: 50,            // how many jobs the list shows (grows with "load more")
+    nextCursor: null,
+    selected: null,       // id of the job in the detail panel
+    confirmDelete: false,
+    detailKey: null,      // what the detail panel shows, to skip identical re-renders
+    timer: null,
+  };
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function el(tag, props, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("data-")) node.setAttribute(key, value);
+      else node[key] = value;
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  // --- API -------------------------------------------------------------
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    if (response.status === 401) {
+      window.location.reload(); // the session ended: show the sign-in form
+      throw new Error("signed out");
+    }
+    const payload = response.status === 204 ? null : await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = payload && payload.message ? payload.message : `HTTP ${response.status}`;
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
+    }
+    return payload;
+  }
+
+  // --- formatting --------------------------------------------------------
+  function relative(iso) {
+    if (!iso) return "–";
+    const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    const abs = Math.abs(seconds);
+    const text = abs < 60 ? `${abs}s` : abs < 3600 ? `${Math.round(abs / 60)}m`
+      : abs < 86400 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86400)}d`;
+    if (abs < 1) return "now";
+    return seconds > 0 ? `in ${text}` : `${text} ago`;
+  }
+
+  function shortTime(iso) {
+    return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
+  }
+
+  function timeCell(iso) {
+    return el("td", { class: "time", text: relative(iso), title: iso || "" });
+  }
+
+  function errorSummary(error) {
+    if (!error) return "";
+    const lines = error.trim().split("\n").map((l) => l.trim()).filter(Boolean);
+    if (!lines.length) return "";
+    const line = lines[0].startsWith("Traceback") ? lines[lines.length - 1] : lines[0];
+    return line.length > 80 ? line.slice(0, 79) + "…" : line;
+  }
+
+  function badge(status) {
+    return el("span", { class: `badge ${status}`, text: status });
+  }
+
+  function pretty(value) {
+    return value === null || value === undefined ? "null" : JSON.stringify(value, null, 2);
+  }
+
+  function toast(message, isError) {
+    const node = $("#toast");
+    node.textContent = message;
+    node.className = isError ? "error" : "ok";
+    node.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { node.hidden = true; }, 4000);
+  }
+
+  function fillBody(table, rows, emptyNode) {
+    const tbody = table.tBodies[0];
+    tbody.replaceChildren(...rows);
+    if (emptyNode) emptyNode.hidden = rows.length > 0;
+  }
+
+  // --- sections ------------------------------------------------------------
+  async function loadHealth() {
+    const node = $("#health");
+    try {
+      const response = await fetch("health", { credentials: "same-origin" });
+      const health = await response.json();
+      const parts = [health.database ? "database ok" : "database DOWN"];
+      if (health.listener !== null) parts.push(health.listener ? "listener ok" : "listener DOWN");
+      node.textContent = parts.join(" · ");
+      node.className = `pill ${health.status === "ok" ? "good" : "bad"}`;
+    } catch (err) {
+      node.textContent = "server unreachable";
+      node.className = "pill bad";
+    }
+  }
+
+  async function loadQueues() {
+    const { data } = await api("GET", "queues");
+    const rows = data.map((q) => el("tr", { "data-queue": q.queue }, [
+      el("td", { text: q.queue }),
+      ...STATUSES.map((s) => el("td", { class: `num ${q.counts[s] ? s : ""}`, text: q.counts[s] })),
+      el("td", { text: q.oldestPendingAgeSeconds === null ? "–" : `${Math.round(q.oldestPendingAgeSeconds)}s`,
+                 title: q.oldestPendingAt || "" }),
+    ]));
+    fillBody($("#queues"), rows, $("#queues-empty"));
+  }
+
+  async function loadWorkers() {
+    const runner = await api("GET", "jobs/runner");
+    const local = runner.workers[0];
+    $("#runner-state").textContent = local
+      ? `${runner.state} (${local.inflight} in flight, listener ${local.listenerConnected ? "up" : "down"})`
+      : runner.state + (runner.lastError ? ` — ${runner.lastError}` : "");
+    $("#runner-start").disabled = runner.state !== "stopped";
+    $("#runner-stop").disabled = runner.state !== "running";
+    const rows = runner.liveWorkers.map((w) => el("tr", { "data-worker-id": w.id }, [
+      el("td", { text: w.id, title: `${w.hostname} pid ${w.pid}` }),
+      el("td", { text: w.queues.join(", ") }),
+      el("td", { class: "num", text: w.concurrency }),
+      timeCell(w.startedAt),
+      timeCell(w.heartbeatAt),
+    ]));
+    fillBody($("#workers"), rows, $("#workers-empty"));
+  }
+
+  function jobQuery(limit, cursor) {
+    const params = new URLSearchParams();
+    if (state.status) params.set("status", state.status);
+    if (state.queue) params.set("queue", state.queue);
+    if (state.handler) params.set("handler", state.handler);
+    params.set("limit", String(limit));
+    if (cursor) params.set("cursor", cursor);
+    return `jobs?${params}`;
+  }
+
+  function jobRow(job) {
+    const label = job.name ? `${job.name} (${job.handler})` : job.handler;
+    const row = el("tr", { class: "job-row", "data-job-id": job.id, tabIndex: 0 }, [
+      el("td", { class: "num", text: job.id }),
+      el("td", { class: "label", text: label }),
+      el("td", { text: job.queue }),
+      el("td", { "data-col": "status" }, [badge(job.status)]),
+      el("td", { class: "num", text: `${job.attempts}/${job.maxAttempts}` }),
+      timeCell(job.status === "pending" ? job.nextRunAt : null),
+      el("td", { class: "error-summary", text: errorSummary(job.lastError), title: job.lastError || "" }),
+    ]);
+    if (job.id === state.selected) row.classList.add("selected");
+    row.addEventListener("click", () => openDetail(job.id));
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") openDetail(job.id); });
+    return row;
+  }
+
+  async function loadJobs() {
+    const page = await api("GET", jobQuery(Math.min(state.shown, 1000)));
+    state.nextCursor = page.nextCursor;
+    fillBody($("#jobs"), page.data.map(jobRow), $("#jobs-empty"));
+    $("#load-more").hidden = !page.nextCursor;
+  }
+
+  async function loadMore() {
+    if (!state.nextCursor) return;
+    const page = await api("GET", jobQuery(50, state.nextCursor));
+    state.shown += page.data.length;
+    state.nextCursor = page.nextCursor;
+    $("#jobs").tBodies[0].append(...page.data.map(jobRow));
+    $("#load-more").hidden = !page.nextCursor;
+  }
+
+  // --- detail ------------------------------------------------------------------
+  const ALLOWED = {
+    trigger: ["pending", "completed", "failed", "cancelled"],
+    cancel: ["pending", "running"],
+    retry: ["failed", "cancelled"],
+    delete: STATUSES,
+  };
+
+  function renderDetail(job, runs) {
+    $("#detail-title").textContent = `Job ${job.id}: ${job.name || job.handler}`;
+    const fields = [
+      ["status", badge(job.status)], ["handler", job.handler], ["queue", job.queue],
+      ["priority", job.priority], ["attempts", `${job.attempts} of ${job.maxAttempts}`],
+      ["schedule", job.schedule ? `${job.schedule}${job.timezone ? ` (${job.timezone})` : ""}` : "–"],
+      ["next run", `${shortTime(job.nextRunAt)} (${relative(job.nextRunAt)})`],
+      ["last run", shortTime(job.lastRunAt)], ["created", shortTime(job.createdAt)],
+      ["updated", shortTime(job.updatedAt)], ["worker", job.workerId || "–"], ["dedup key", job.dedupKey || "–"],
+    ];
+    $("#detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [
+      el("dt", { text: name }),
+      value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value }),
+    ]));
+    $("#detail-data").textContent = pretty(job.data);
+    $("#detail-result").textContent = pretty(job.result);
+    $("#detail-error").textContent = job.lastError || "–";
+    for (const button of document.querySelectorAll("#detail [data-action]")) {
+      const action = button.dataset.action;
+      button.disabled = !ALLOWED[action].includes(job.status);
+      if (action === "delete") button.textContent = state.confirmDelete ? "confirm delete" : "delete";
+    }
+    // one row per run; a failed run gets a full-width row below it with the unfoldable traceback
+    const rows = runs.flatMap((run) => {
+      const row = el("tr", { class: "run", "data-run-status": run.status }, [
+        el("td", { class: "num", text: run.attempt }),
+        el("td", {}, [badge(run.status)]),
+        el("td", { class: "time", text: shortTime(run.startedAt), title: run.startedAt || "" }),
+        el("td", { class: "num", text: run.duration === null ? "–" : `${run.duration.toFixed(1)} ms` }),
+        el("td", { text: run.workerId || "–" }),
+        el("td", { class: "error-summary", text: errorSummary(run.error) }),
+      ]);
+      if (!run.error) return [row];
+      return [row, el("tr", { class: "run-error" }, [el("td", { colSpan: 6 }, [
+        el("details", {}, [el("summary", { text: "traceback" }), el("pre", { text: run.error })]),
+      ])])];
+    });
+    fillBody($("#history"), rows, $("#history-empty"));
+  }
+
+  async function loadDetail() {
+    if (state.selected === null) return;
+    const id = state.selected;
+    try {
+      const [job, history] = await Promise.all([api("GET", `jobs/${id}`), api("GET", `jobs/${id}/history`)]);
+      // re-render only on change, so an unfolded traceback stays open across refreshes
+      const key = JSON.stringify([job, history.data, state.confirmDelete]);
+      if (state.selected === id && key !== state.detailKey) {
+        state.detailKey = key;
+        renderDetail(job, history.data);
+      }
+    } catch (err) {
+      if (err.status === 404) closeDetail();
+      else throw err;
+    }
+  }
+
+  function openDetail(id) {
+    state.selected = id;
+    state.confirmDelete = false;
+    state.detailKey = null;
+    $("#detail").hidden = false;
+    for (const row of document.querySelectorAll("#jobs tr.job-row")) {
+      row.classList.toggle("selected", Number(row.dataset.jobId) === id);
+    }
+    loadDetail().catch((err) => toast(err.message, true));
+  }
+
+  function closeDetail() {
+    state.selected = null;
+    $("#detail").hidden = true;
+    for (const row of document.querySelectorAll("#jobs tr.selected")) row.classList.remove("selected");
+  }
+
+  async function act(action) {
+    const id = state.selected;
+    if (id === null) return;
+    if (action === "delete" && !state.confirmDelete) {
+      state.confirmDelete = true;
+      $("#detail [data-action=delete]").textContent = "confirm delete";
+      return;
+    }
+    state.confirmDelete = false;
+    try {
+      if (action === "delete") {
+        await api("DELETE", `jobs/${id}`);
+        closeDetail();
+        toast(`Job ${id} deleted`);
+      } else {
+        const job = await api("POST", `jobs/${id}/${action}`);
+        toast(`Job ${id}: ${action} done, now ${job.status}`);
+      }
+    } catch (err) {
+      toast(err.message, true);
+    }
+    await refresh();
+  }
+
+  async function runner(action) {
+    try {
+      await api("POST", `jobs/runner/${action}`, action === "start" ? {} : undefined);
+      toast(action === "start" ? "Worker started" : "Worker stopping (draining)");
+    } catch (err) {
+      toast(err.message, true);
+    }
+    await refresh();
+  }
+
+  // --- refresh loop ------------------------------------------------------------
+  async function refresh() {
+    const results = await Promise.allSettled([loadHealth(), loadQueues(), loadWorkers(), loadJobs(), loadDetail()]);
+    const failed = results.find((r) => r.status === "rejected");
+    $("#updated").textContent = failed ? `update failed: ${failed.reason.message}`
+      : `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.loaded = "true";
+  }
+
+  function schedule() {
+    clearTimeout(state.timer);
+    if (!$("#auto-refresh").checked) return;
+    state.timer = setTimeout(async () => {
+      await refresh();
+      schedule();
+    }, REFRESH_MS);
+  }
+
+  function resetList() {
+    state.shown = 50;
+    refresh();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    for (const tab of document.querySelectorAll("#status-tabs button")) {
+      tab.addEventListener("click", () => {
+        state.status = tab.dataset.status;
+        for (const other of document.querySelectorAll("#status-tabs button")) {
+          other.classList.toggle("active", other === tab);
+        }
+        resetList();
+      });
+    }
+    $("#filters").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.queue = $("#filter-queue").value.trim();
+      state.handler = $("#filter-handler").value.trim();
+      resetList();
+    });
+    $("#load-more").addEventListener("click", () => loadMore().catch((err) => toast(err.message, true)));
+    $("#detail-close").addEventListener("click", closeDetail);
+    for (const button of document.querySelectorAll("#detail [data-action]")) {
+      button.addEventListener("click", () => act(button.dataset.action));
+    }
+    $("#runner-start").addEventListener("click", () => runner("start"));
+    $("#runner-stop").addEventListener("click", () => runner("stop"));
+    $("#auto-refresh").addEventListener("change", schedule);
+    refresh().then(schedule);
+  });
+})();

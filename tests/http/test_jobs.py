@@ -1,0 +1,317 @@
+"""The job endpoints: success and failure paths, through the in-process ASGI app."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from aiojobs_pg import App
+from tests.helpers import eventually
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"
+JOB_FIELDS = {"id", "name", "handler", "data", "schedule", "queue", "priority", "status", "attempts", "maxAttempts",
+              "lastRunAt", "nextRunAt", "lastError", "result", "createdAt", "updatedAt"}
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, ISO_UTC).replace(tzinfo=UTC)
+
+
+async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    body.setdefault("handler", "echo")
+    response = await client.post("/jobs", json=body)
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+async def count_jobs(app: App) -> int:
+    return len(await app.list_jobs(limit=1000))
+
+
+async def wait_status(client: httpx.AsyncClient, job_id: int, status: str) -> dict[str, Any]:
+    async def reached() -> bool:
+        return (await client.get(f"/jobs/{job_id}")).json()["status"] == status
+
+    await eventually(reached, timeout=15, message=f"job {job_id} never became {status}")
+    job: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
+    return job
+
+
+# --- POST /jobs ---
+
+async def test_create_returns_the_job_with_every_field(client: httpx.AsyncClient) -> None:
+    run_at = datetime.now(UTC) + timedelta(hours=1)
+    response = await client.post("/jobs", json={
+        "name": "welcome mail", "handler": "echo", "data": {"to": "a@b.c", "n": [1, 2]}, "maxAttempts": 5,
+        "queue": "mail", "priority": 7, "runAt": run_at.isoformat(), "dedupKey": "welcome-1", "timeout": "30s"})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job.keys() >= JOB_FIELDS
+    assert response.headers["location"] == f"/jobs/{job['id']}"
+    assert (job["name"], job["handler"], job["data"], job["queue"], job["priority"], job["maxAttempts"]) == (
+        "welcome mail", "echo", {"to": "a@b.c", "n": [1, 2]}, "mail", 7, 5)
+    assert (job["status"], job["attempts"], job["timeout"], job["dedupKey"]) == ("pending", 0, 30.0, "welcome-1")
+    assert abs(parse_time(job["nextRunAt"]) - run_at) < timedelta(milliseconds=1)
+    for field in ("createdAt", "updatedAt"):
+        parse_time(job[field])  # ISO 8601, UTC, with Z
+    assert job["lastRunAt"] is None and job["lastError"] is None and job["result"] is None
+
+
+async def test_create_with_schedule_delay_and_dedup(client: httpx.AsyncClient) -> None:
+    recurring = await create(client, schedule="*/5 * * * *", timezone="Europe/Paris")
+    assert (recurring["schedule"], recurring["timezone"]) == ("*/5 * * * *", "Europe/Paris")
+    assert parse_time(recurring["nextRunAt"]).minute % 5 == 0
+    deferred = await create(client, delay=120)
+    assert parse_time(deferred["nextRunAt"]) > datetime.now(UTC) + timedelta(seconds=100)
+    nulls = await create(client, name=None, runAt=None, delay=None, schedule=None, dedupKey=None, timeout=None)
+    assert nulls["name"] is None and parse_time(nulls["nextRunAt"]) <= datetime.now(UTC) + timedelta(seconds=5)
+    first = await create(client, dedupKey="k")
+    again = await create(client, dedupKey="k", data={"other": True})
+    assert again["id"] == first["id"]
+
+
+@pytest.mark.parametrize(("body", "field", "fragment"), [
+    ({"handler": "echo", "schedule": "61 * * * *"}, "schedule", "cron"),
+    ({"handler": "echo", "schedule": "every tuesday"}, "schedule", ""),
+    ({"handler": "no_such_handler"}, "handler", "unknown handler"),
+    ({"data": {}}, "handler", "required"),
+    ({"handler": ""}, "handler", "empty"),
+    ({"handler": 12}, "handler", "string"),
+    ({"handler": "echo", "maxAttempts": "3"}, "maxAttempts", "integer"),
+    ({"handler": "echo", "maxAttempts": 0}, "maxAttempts", "between"),
+    ({"handler": "echo", "maxAttempts": True}, "maxAttempts", "integer"),
+    ({"handler": "echo", "maxAttempts": None}, "maxAttempts", "null"),
+    ({"handler": "echo", "priority": 1.5}, "priority", "integer"),
+    ({"handler": "echo", "priority": 2**40}, "priority", "between"),
+    ({"handler": "echo", "queue": None}, "queue", "null"),
+    ({"handler": "echo", "queue": ["a"]}, "queue", "string"),
+    ({"handler": "echo", "queue": "q\u0000"}, "queue", "NUL"),
+    ({"handler": "echo", "runAt": "tomorrow"}, "runAt", "ISO 8601"),
+    ({"handler": "echo", "runAt": "2030-01-01T00:00:00"}, "runAt", "time zone"),
+    ({"handler": "echo", "runAt": 1700000000}, "runAt", "string"),
+    ({"handler": "echo", "runAt": "0001-01-01T00:00:00+05:00"}, "runAt", "range"),
+    ({"handler": "echo", "delay": "soon"}, "delay", "duration"),
+    ({"handler": "echo", "delay": -1}, "delay", "negative"),
+    ({"handler": "echo", "delay": 5, "runAt": "2030-01-01T00:00:00Z"}, "delay", "not both"),
+    ({"handler": "echo", "timeout": 0}, "timeout", "greater than zero"),
+    ({"handler": "echo", "timezone": "Europe/Paris"}, "timezone", "schedule"),
+    ({"handler": "echo", "schedule": "* * * * *", "timezone": "Mars/Olympus"}, "timezone", ""),
+    ({"handler": "echo", "dedupKey": 5}, "dedupKey", "string"),
+    ({"handler": "echo", "bogus": 1}, "bogus", "unknown field"),
+    ({"handler": "echo", "data": "\ud800"}, "data", "surrogate"),
+])
+async def test_create_rejects_bad_input_with_422_naming_the_field(
+        client: httpx.AsyncClient, app: App, body: dict[str, Any], field: str, fragment: str) -> None:
+    # json.dumps escapes non-ASCII, so a lone surrogate travels as the JSON escape \ud800
+    response = await client.post("/jobs", content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["error"] == "validation_error"
+    assert error["field"] == field
+    assert error["message"].startswith(f"{field}: ")
+    assert fragment in error["message"]
+    assert await count_jobs(app) == 0
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"{not json", "not valid JSON"),
+    (b"", "required"),
+    (b"[1, 2]", "JSON object"),
+    (b'"echo"', "JSON object"),
+    (b'{"handler": "echo", "data": NaN}', "not valid JSON"),
+    (b"\xff\xfe{}", "not valid JSON"),
+    (b"[" * 100_000, "nested too deeply"),
+])
+async def test_create_rejects_bad_json(client: httpx.AsyncClient, app: App, content: bytes, fragment: str) -> None:
+    response = await client.post("/jobs", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "body"
+    assert fragment in response.json()["message"]
+    assert await count_jobs(app) == 0
+
+
+async def test_bodies_over_one_mebibyte_are_refused_with_413(client: httpx.AsyncClient, app: App) -> None:
+    big = {"handler": "echo", "data": "x" * (1024 * 1024)}
+    response = await client.post("/jobs", json=big)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+    async def chunks() -> Any:  # no Content-Length: counted while reading
+        yield b'{"handler": "echo", "data": "'
+        for _ in range(17):
+            yield b"y" * 65536
+        yield b'"}'
+
+    response = await client.post("/jobs", content=chunks())
+    assert response.status_code == 413
+    response = await client.put("/jobs/1", content=b"{}", headers={"Content-Length": str(2 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert await count_jobs(app) == 0
+    just_under = {"handler": "echo", "data": "z" * (1024 * 1024 - 100)}
+    assert (await client.post("/jobs", json=just_under)).status_code == 201
+
+
+# --- GET /jobs ---
+
+async def test_list_paginates_by_cursor_and_filters(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, queue="a" if i % 2 else "b", data=i))["id"] for i in range(7)]
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/jobs", params=params)).json()
+        seen += [j["id"] for j in page["data"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+        assert isinstance(cursor, str)
+    assert seen == sorted(ids, reverse=True)
+    assert pages == 3
+    only_a = (await client.get("/jobs", params={"queue": "a"})).json()["data"]
+    assert [j["id"] for j in only_a] == [i for i in reversed(ids) if (i - ids[0]) % 2]
+    assert (await client.get("/jobs", params={"handler": "boom"})).json() == {"data": [], "nextCursor": None}
+    assert len((await client.get("/jobs", params={"status": "pending"})).json()["data"]) == 7
+    assert (await client.get("/jobs", params={"status": "failed"})).json()["data"] == []
+    default = (await client.get("/jobs")).json()
+    assert len(default["data"]) == 7 and default["nextCursor"] is None
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"status": "done"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
+    ({"limit": "ten"}, "limit"), ({"limit": "-1"}, "limit"), ({"cursor": "abc"}, "cursor"),
+    ({"cursor": "0"}, "cursor"), ({"cursor": "9" * 30}, "cursor"), ({"queue": "x" * 101}, "queue"),
+    ({"page": "2"}, "page"),
+])
+async def test_list_rejects_bad_query(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
+    response = await client.get("/jobs", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+# --- GET / PUT / DELETE /jobs/{id} ---
+
+@pytest.mark.parametrize("path", ["/jobs/987654321", "/jobs/0", "/jobs/abc", "/jobs/-1", "/jobs/99999999999999999999",
+                                  "/jobs/1.5"])
+async def test_unknown_ids_are_404_everywhere(client: httpx.AsyncClient, path: str) -> None:
+    for method, suffix in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("GET", "/history"), ("POST", "/trigger"),
+                           ("POST", "/cancel"), ("POST", "/retry")]:
+        body = {"priority": 1} if method == "PUT" else None
+        response = await client.request(method, path + suffix, json=body)
+        assert response.status_code == 404, (method, path + suffix, response.text)
+        assert response.json()["error"] == "not_found"
+
+
+async def test_get_returns_the_job(client: httpx.AsyncClient) -> None:
+    job = await create(client, data={"x": 1})
+    response = await client.get(f"/jobs/{job['id']}")
+    assert response.status_code == 200
+    assert response.json() == job
+
+
+async def test_update_changes_only_the_given_fields(client: httpx.AsyncClient) -> None:
+    job = await create(client, name="before", data={"v": 1}, priority=1, maxAttempts=2)
+    run_at = "2031-02-03T04:05:06Z"
+    response = await client.put(f"/jobs/{job['id']}", json={"priority": 9, "maxAttempts": 4, "data": {"v": 2},
+                                                            "runAt": run_at})
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert (updated["priority"], updated["maxAttempts"], updated["data"], updated["name"]) == (9, 4, {"v": 2},
+                                                                                               "before")
+    assert updated["nextRunAt"] == "2031-02-03T04:05:06.000000Z"
+    renamed = (await client.put(f"/jobs/{job['id']}", json={"name": None, "schedule": "10m"})).json()
+    assert renamed["name"] is None and renamed["schedule"] == "10m"
+    one_off = (await client.put(f"/jobs/{job['id']}", json={"schedule": None})).json()
+    assert one_off["schedule"] is None
+    unchanged = (await client.put(f"/jobs/{job['id']}", json={})).json()
+    assert {k: v for k, v in unchanged.items() if k != "updatedAt"} == {
+        k: v for k, v in one_off.items() if k != "updatedAt"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"schedule": "99 * * * *"}, "schedule"), ({"maxAttempts": -1}, "maxAttempts"), ({"priority": "high"}, "priority"),
+    ({"runAt": None}, "runAt"), ({"runAt": "2030-13-01T00:00:00Z"}, "runAt"), ({"handler": "boom"}, "handler"),
+    ({"status": "completed"}, "status"), ({"queue": ""}, "queue"), ({"name": 5}, "name"),
+])
+async def test_update_rejects_bad_input_and_writes_nothing(
+        client: httpx.AsyncClient, body: dict[str, Any], field: str) -> None:
+    job = await create(client, priority=3)
+    response = await client.put(f"/jobs/{job['id']}", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert (await client.get(f"/jobs/{job['id']}")).json() == job
+
+
+async def test_update_rejects_bad_json(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    response = await client.put(f"/jobs/{job['id']}", content=b"{oops")
+    assert response.status_code == 422
+    assert response.json()["field"] == "body"
+
+
+async def test_delete_removes_the_job_and_its_history(client: httpx.AsyncClient) -> None:
+    job = await create(client)
+    response = await client.delete(f"/jobs/{job['id']}")
+    assert response.status_code == 204 and response.content == b""
+    assert (await client.get(f"/jobs/{job['id']}")).status_code == 404
+    assert (await client.get(f"/jobs/{job['id']}/history")).status_code == 404
+    assert (await client.delete(f"/jobs/{job['id']}")).status_code == 404
+
+
+# --- actions and history, with a worker ---
+
+async def test_trigger_cancel_retry_and_history(client: httpx.AsyncClient) -> None:
+    deferred = await create(client, delay="1h")
+    triggered = (await client.post(f"/jobs/{deferred['id']}/trigger")).json()
+    assert parse_time(triggered["nextRunAt"]) < datetime.now(UTC) + timedelta(seconds=5)
+    cancelled = await client.post(f"/jobs/{deferred['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = await client.post(f"/jobs/{deferred['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json() == {"error": "conflict", "message": f"cannot cancel job {deferred['id']}: it is cancelled",
+                            "status": "cancelled"}
+
+    failing = await create(client, handler="boom", data="kaput", maxAttempts=1)
+    assert (await client.post(f"/jobs/{failing['id']}/retry")).status_code == 409  # pending: nothing to retry
+    assert (await client.post("/jobs/runner/start", json={"concurrency": 2})).status_code == 201
+    failed = await wait_status(client, failing["id"], "failed")
+    assert "RuntimeError: boom: 'kaput'" in failed["lastError"]
+    retried = await client.post(f"/jobs/{failing['id']}/retry")
+    assert retried.status_code == 200 and retried.json()["attempts"] == 0
+    await wait_status(client, failing["id"], "failed")
+
+    async def two_runs() -> bool:
+        return len((await client.get(f"/jobs/{failing['id']}/history")).json()["data"]) == 2
+
+    await eventually(two_runs, timeout=10)
+    runs = (await client.get(f"/jobs/{failing['id']}/history")).json()["data"]
+    assert set(runs[0]) >= {"id", "jobId", "attempt", "status", "startedAt", "completedAt", "duration", "error",
+                            "result"}
+    for run in runs:
+        assert (run["jobId"], run["attempt"], run["status"]) == (failing["id"], 1, "failed")
+        assert run["error"].startswith("Traceback") and "RuntimeError: boom: 'kaput'" in run["error"]
+        assert run["duration"] >= 0 and parse_time(run["completedAt"]) >= parse_time(run["startedAt"])
+
+    ok = await create(client, data={"answer": 42})
+    done = await wait_status(client, ok["id"], "completed")
+    assert done["result"] == {"answer": 42} and done["lastRunAt"] is not None
+    history = (await client.get(f"/jobs/{ok['id']}/history")).json()["data"]
+    assert [(r["status"], r["result"], r["error"]) for r in history] == [("completed", {"answer": 42}, None)]
+    assert (await client.post(f"/jobs/{ok['id']}/cancel")).status_code == 409
+    rerun = await client.post(f"/jobs/{ok['id']}/trigger")
+    assert rerun.status_code == 200 and rerun.json()["status"] == "pending"
+
+
+async def test_cancel_a_running_job(client: httpx.AsyncClient) -> None:
+    job = await create(client, handler="slow", data=30)
+    await client.post("/jobs/runner/start")
+    await wait_status(client, job["id"], "running")
+    assert (await client.post(f"/jobs/{job['id']}/trigger")).status_code == 409  # running: cannot trigger
+    response = await client.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"

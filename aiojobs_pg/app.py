@@ -164,6 +164,20 @@ class App:
         check = self.validate_handlers if self.validate_handlers is not None else bool(self.handlers)
         return list(self.handlers) if check else None
 
+    # --- where it runs ---
+    def retarget(self, *, dsn: str | None = None, schema: str | None = None) -> None:
+        """Point a closed app at another database and/or schema (``None`` keeps the current one).
+
+        For command lines that load an App from a module and override where it runs.
+        """
+        if self._pool is not None:
+            raise ConfigurationError("retarget() needs a closed app")
+        if dsn:
+            self._dsn = dsn
+        if schema:
+            self.queries = Queries(schema)
+            self.schema = self.queries.schema
+
     # --- lifecycle ---
     @property
     def pool(self) -> asyncpg.Pool:

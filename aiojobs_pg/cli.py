@@ -28,7 +28,6 @@ from .errors import AiojobsPgError, ConfigurationError
 from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
-from .queries import Queries
 from .schedules import parse_schedule
 from .schema import migrations, pending_migrations, render_sql
 
@@ -366,20 +365,21 @@ def load_app(target: str) -> App:
     return obj
 
 
+def parse_queues(text: str) -> list[str]:
+    """``--queues a,b``: the queue names, at least one."""
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    if not queues:
+        raise UsageError("--queues: give at least one queue name")
+    return queues
+
+
 # --- commands ---
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``worker MODULE:APP``: run the App's handlers until stopped (or idle with --burst)."""
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    if not queues:
-        raise UsageError("--queues: give at least one queue name")
+    queues = parse_queues(args.queues)
     app = load_app(args.app)
-    dsn, schema = _opt(args, "dsn"), _opt(args, "schema")
-    if dsn:
-        app._dsn = dsn
-    if schema:
-        app.queries = Queries(schema)
-        app.schema = app.queries.schema
+    app.retarget(dsn=_opt(args, "dsn"), schema=_opt(args, "schema"))
 
     async def run() -> None:
         async with app:

@@ -10,7 +10,6 @@ import argparse
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..queries import Queries
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -61,7 +60,7 @@ def serve_command(args: argparse.Namespace) -> int:
     The token comes from ``$AIOJOBS_PG_API_TOKEN``: without one nothing could be
     called, so the command refuses to start.
     """
-    from ..cli import UsageError, load_app
+    from ..cli import load_app, parse_queues
 
     try:
         import uvicorn
@@ -70,16 +69,9 @@ def serve_command(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise ConfigurationError(f"serve needs the 'http' extra: pip install 'aiojobs_pg[http]' "
                                  f"({exc.name} is missing)") from None
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    if not queues:
-        raise UsageError("--queues: give at least one queue name")
+    queues = parse_queues(args.queues)
     app = load_app(args.app)
-    dsn, schema = getattr(args, "dsn", None), getattr(args, "schema", None)
-    if dsn:
-        app._dsn = dsn
-    if schema:
-        app.queries = Queries(schema)
-        app.schema = app.queries.schema
+    app.retarget(dsn=getattr(args, "dsn", None), schema=getattr(args, "schema", None))
     asgi = create_asgi_app(app, with_worker=args.with_worker, concurrency=args.concurrency, queues=queues,
                            allowed_origins=args.allow_origin)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "lifespan": "on", "root_path": args.root_path,

@@ -198,7 +198,8 @@ class App:
         self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
-            command_timeout=self.command_timeout, init=init_connection, server_settings=SERVER_SETTINGS)
+            command_timeout=self.command_timeout, init=init_connection, server_settings=SERVER_SETTINGS,
+            reset=_keep_session)
         if self.auto_migrate:
             await self.migrate()
 
@@ -377,6 +378,15 @@ class App:
                 yield w
             finally:
                 w.stop()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a pool connection without ``RESET ALL``/``UNLISTEN *``: a round trip per call saved.
+
+    asyncpg still rolls back an open transaction first. The engine leaves no session
+    state behind; code that borrows ``app.pool`` must not either (no ``SET``, ``LISTEN``
+    or session advisory locks left on a released connection).
+    """
 
 
 async def _stop_on_signals(worker: Worker) -> None:

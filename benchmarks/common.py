@@ -59,6 +59,8 @@ class BenchConfig:
     latency_rate: float = 50.0
     """Jobs per second the latency producer aims at."""
     quick: bool = False
+    long: bool = False
+    """``--long``: the long sections (``Section.long``) run too."""
 
 
 @dataclass
@@ -137,6 +139,8 @@ class Section:
     name: str
     run: SectionFn
     description: str = ""
+    long: bool = False
+    """Runs only with ``--long`` (e.g. the memory soak of "ours")."""
 
     @property
     def qualname(self) -> str:

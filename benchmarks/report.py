@@ -118,4 +118,20 @@ def format_table(results: Sequence[Result]) -> str:
     if notes:
         text.append("")
         text += notes
+    for r in results:
+        text += _samples(r)
     return "\n".join(text)
+
+
+def _samples(r: Result) -> list[str]:
+    """The memory samples of a result that has them (``extra["samples"]``), as a small table."""
+    samples = r.extra.get("samples")
+    if not samples:
+        return []
+    cols = [k for k in samples[0] if k != "calls"]
+    rows = [[f"{s[k]:,}" if isinstance(s[k], int) else f"{s[k]}" for k in cols] for s in samples]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    out = ["", f"[{r.impl} {r.section} {r.variant}] samples:"]
+    out.append("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+    out += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    return out

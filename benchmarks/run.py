@@ -68,14 +68,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--latency-n", type=int, default=500, help="jobs in the latency section")
     p.add_argument("--latency-rate", type=float, default=50.0, help="jobs/s the producer aims at")
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="also run the long sections (ours.memory: 1,000,000 jobs, 200,000 with --quick)",
+    )
     p.add_argument("--list", action="store_true", help="list the sections and exit")
     return p.parse_args(argv)
 
 
-def select(sections: list[Section], only: list[str]) -> list[Section]:
-    """The sections ``--only`` asks for, grouped by section name (floor before ours)."""
+def select(sections: list[Section], only: list[str], long: bool = False) -> list[Section]:
+    """The sections ``--only`` asks for, grouped by section name (floor before ours).
+
+    Long sections (``Section.long``) are left out unless ``long`` is true.
+    """
     patterns = [p for arg in only for p in arg.split(",") if p.strip()]
-    chosen = [s for s in sections if not patterns or any(s.matches(p) for p in patterns)]
+    chosen = [s for s in sections if (long or not s.long) and (not patterns or any(s.matches(p) for p in patterns))]
     order = {name: i for i, name in reversed(list(enumerate(s.name for s in sections)))}
     return sorted(chosen, key=lambda s: order[s.name])
 
@@ -127,13 +135,14 @@ async def run_sections(cfg: BenchConfig, sections: list[Section]) -> tuple[list[
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    sections = select(all_sections(), args.only)
+    sections = select(all_sections(), args.only, args.long)
     if args.list:
         for s in all_sections():
-            print(f"{s.qualname:20} {s.description}")
+            print(f"{s.qualname:20} {s.description}{'  (--long only)' if s.long else ''}")
         return 0
     if not sections:
-        print(f"no section matches {args.only}", file=sys.stderr)
+        hint = " (long sections need --long)" if any(s.long for s in select(all_sections(), args.only, True)) else ""
+        print(f"no section matches {args.only}{hint}", file=sys.stderr)
         return 2
 
     cfg = BenchConfig(
@@ -144,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_n=args.latency_n,
         latency_rate=args.latency_rate,
         quick=args.quick,
+        long=args.long,
     )
 
     async def go() -> tuple[dict[str, Any], list[Result], list[str]]:

@@ -7,7 +7,7 @@ with a ratio column ``<impl>/floor``.
 
 from __future__ import annotations
 
-from benchmarks import floor
+from benchmarks import floor, ours
 from benchmarks.common import Section
 
 
@@ -28,5 +28,6 @@ def all_sections() -> list[Section]:
     #     from benchmarks import ours
     #     sections += ours.SECTIONS
     # ======================================================================
+    sections += ours.SECTIONS
 
     return sections

@@ -55,6 +55,15 @@ _ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND 
 _DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::float8, 0)))"
 
 
+_CLAIM_UPDATE = """UPDATE {schema}.jobs j
+SET status = 'running', attempts = j.attempts + 1, last_run_at = now(), updated_at = now(),
+    lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
+FROM c WHERE j.id = c.id
+RETURNING j.id, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
+          j.schedule, j.timezone, j.misfire, j.overlap, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
+          now() AS claimed_at"""
+
+
 def _insert_one(on_conflict: str) -> str:
     # One round trip: insert and, when the job is due now, wake the workers of its queue.
     return f"""
@@ -110,13 +119,23 @@ ORDER BY ord
 RETURNING {_JOB_COLUMNS}""",
     "notify_queues": """
 SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q""",
-    # Claim: per queue, the due pending rows in claim order, locked with SKIP LOCKED,
-    # then the best $2 of them flipped to running with a lease. One statement.
-    "claim": """
+    # Claim: the due pending rows in claim order, locked with SKIP LOCKED, flipped to
+    # running with a lease; one statement. One queue reads the claim index in order.
+    "claim_one_queue": f"""
+WITH c AS (
+    SELECT j.id FROM {{schema}}.jobs j
+    WHERE j.status = 'pending' AND j.queue = $1 AND j.next_run_at <= now()
+    ORDER BY j.priority DESC, j.next_run_at, j.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+{_CLAIM_UPDATE}""",
+    # Several queues: the best $2 of each queue (one index scan each), then the best $2 overall.
+    "claim": f"""
 WITH c AS (
     SELECT x.id FROM unnest($1::text[]) AS qn(queue)
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.next_run_at FROM {schema}.jobs j
+        SELECT j.id, j.priority, j.next_run_at FROM {{schema}}.jobs j
         WHERE j.status = 'pending' AND j.queue = qn.queue AND j.next_run_at <= now()
         ORDER BY j.priority DESC, j.next_run_at, j.id
         LIMIT $2
@@ -125,13 +144,7 @@ WITH c AS (
     ORDER BY x.priority DESC, x.next_run_at, x.id
     LIMIT $2
 )
-UPDATE {schema}.jobs j
-SET status = 'running', attempts = j.attempts + 1, last_run_at = now(), updated_at = now(),
-    lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
-FROM c WHERE j.id = c.id
-RETURNING j.id, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
-          j.schedule, j.timezone, j.misfire, j.overlap, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
-          now() AS claimed_at""",
+{_CLAIM_UPDATE}""",
     # Completion: every row is fenced by status and attempt; history rows are written
     # only for the rows the fence let through, in the same statement.
     "complete": """
@@ -299,6 +312,8 @@ class Queries:
     # --- worker ---
     async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float, worker_id: str) -> list[Any]:
         """Flip up to ``limit`` due pending jobs of ``queues`` to running for this worker."""
+        if len(queues) == 1:
+            return await db.fetch(self.sql["claim_one_queue"], queues[0], limit, lease, worker_id)
         return await db.fetch(self.sql["claim"], list(queues), limit, lease, worker_id)
 
     async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:

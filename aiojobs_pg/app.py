@@ -263,11 +263,7 @@ class App:
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
                                     known_handlers=self._known_handlers())
-        if connection is not None:
-            async with connection.transaction():
-                return await enq.insert_many(connection, self.queries, prepared)
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await enq.insert_many(conn, self.queries, prepared)
+        return await enq.insert_many(connection or self.pool, self.queries, prepared)
 
     # --- management ---
     def admin(self, connection: DB | None = None) -> Admin:

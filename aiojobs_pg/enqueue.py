@@ -8,13 +8,14 @@ is delivered) only if that transaction commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import UnknownHandler, ValidationError
-from .models import Job, dump_json
+from .models import Job, JobStatus, dump_json
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
 
@@ -180,33 +181,39 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
 
 
 async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[Job]:
-    """Insert jobs in one statement and notify each queue once; results follow input order.
-
-    ``db`` must be a connection inside a transaction, so that jobs and
-    notifications commit together.
-    """
+    """Insert jobs and notify each queue once, in one statement; results follow input order."""
     if not jobs:
         return []
     columns = list(zip(*(j.params() for j in jobs), strict=True))
     rows = await queries.insert_many(db, columns)
-    due_queues = sorted({r["queue"] for r in rows if r["next_run_at"] <= r["created_at"]})
-    if due_queues:
-        await queries.notify_queues(db, due_queues)
     plain = iter([r for r in rows if r["dedup_key"] is None])
-    by_key = {r["dedup_key"]: r for r in rows if r["dedup_key"] is not None}
+    by_key: dict[str, Job] = {}
+    inserted_keys = {r["dedup_key"]: r for r in rows if r["dedup_key"] is not None}
     result = []
     for job in jobs:
         if job.dedup_key is None:
-            result.append(Job.from_record(next(plain)))
+            result.append(_inserted(job, next(plain)))
             continue
-        row = by_key.get(job.dedup_key)
-        if row is None:
-            row = await queries.find_live_dedup(db, job.dedup_key)
-            if row is None:
-                raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
-            by_key[job.dedup_key] = row
-        result.append(Job.from_record(row))
+        if job.dedup_key not in by_key:
+            row = inserted_keys.pop(job.dedup_key, None)
+            if row is not None:
+                by_key[job.dedup_key] = _inserted(job, row)
+            else:
+                live = await queries.find_live_dedup(db, job.dedup_key)
+                if live is None:
+                    raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
+                by_key[job.dedup_key] = Job.from_record(live)
+        result.append(by_key[job.dedup_key])
     return result
+
+
+def _inserted(job: NewJob, row: Any) -> Job:
+    # The statement returns only what the database chose; the rest is what we sent.
+    return Job(id=row["id"], handler=job.handler, data=json.loads(job.data_json), queue=job.queue,
+               priority=job.priority, status=JobStatus.PENDING, attempts=0, max_attempts=job.max_attempts,
+               next_run_at=row["next_run_at"], created_at=row["created_at"], updated_at=row["created_at"],
+               name=job.name, schedule=job.schedule, timezone=job.timezone, timeout=job.timeout,
+               dedup_key=job.dedup_key, misfire=job.misfire, overlap=job.overlap)
 
 
 def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,

@@ -107,18 +107,23 @@ SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE schedule IS NOT NULL ORDER BY n
     "find_live_dedup": f"""
 SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
 WHERE dedup_key = $1 AND status IN ('pending', 'running')""",
+    # One statement, so atomic without a transaction: the rows, then one notification per
+    # queue that got due jobs. Only what the caller does not know already comes back.
     "insert_many": f"""
-INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
-SELECT n, h, d::jsonb, q, p, s, tz, m, t,
-       COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, mf, ov
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-            $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[], $13::text[], $14::text[])
-     WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
-ORDER BY ord
-{_ON_DEDUP_CONFLICT}
-RETURNING {_JOB_COLUMNS}""",
-    "notify_queues": """
-SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q""",
+WITH ins AS (
+    INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
+    SELECT n, h, d::jsonb, q, p, s, tz, m, t,
+           COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, mf, ov
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[], $13::text[], $14::text[])
+         WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
+    ORDER BY ord
+    {_ON_DEDUP_CONFLICT}
+    RETURNING id, queue, next_run_at, created_at, dedup_key
+), woken AS (
+    SELECT pg_notify($15, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
+)
+SELECT id, next_run_at, created_at, dedup_key, (SELECT count(*) FROM woken) AS notified FROM ins""",
     # Claim: the due pending rows in claim order, locked with SKIP LOCKED, flipped to
     # running with a lease; one statement. One queue reads the claim index in order.
     "claim_one_queue": f"""
@@ -302,12 +307,12 @@ class Queries:
         return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
 
     async def insert_many(self, db: DB, columns: Sequence[Sequence[Any]]) -> list[Any]:
-        """Insert many jobs from 14 column arrays; rows come back in input order."""
-        return await db.fetch(self.sql["insert_many"], *columns)
+        """Insert many jobs from 14 column arrays and notify each due queue once.
 
-    async def notify_queues(self, db: DB, queues: Sequence[str]) -> None:
-        """One notification per queue; delivered when the transaction commits."""
-        await db.execute(self.sql["notify_queues"], self.channel, list(queues))
+        Returns (id, next_run_at, created_at, dedup_key) of the inserted rows, in input
+        order; rows skipped for a taken dedup key are missing.
+        """
+        return await db.fetch(self.sql["insert_many"], *columns, self.channel)
 
     # --- worker ---
     async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float, worker_id: str) -> list[Any]:

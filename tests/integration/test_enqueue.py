@@ -484,3 +484,14 @@ def test_default_max_attempts_above_enqueue_limit_is_rejected() -> None:
     with pytest.raises(ValidationError) as info:
         App("postgresql://unused", schema="unused", default_max_attempts=10_001)
     assert info.value.field == "default_max_attempts"
+
+
+async def test_enqueue_many_returns_the_jobs_as_stored(app: App) -> None:
+    items = [
+        {"handler": "h", "data": {"b": [1, 2.5, None], "a": "x"}, "queue": "q1", "priority": 3, "name": "one"},
+        {"handler": "h", "data": None, "delay": 60, "max_attempts": 7, "timeout": "5s"},
+        {"handler": "h", "data": [1, {"k": True}], "schedule": "5m", "timezone": "Europe/Paris"},
+        {"handler": "h", "data": "keyed", "dedup_key": "k-1"},
+    ]
+    returned = await app.enqueue_many(items)
+    assert returned == [await app.get_job(j.id) for j in returned]

@@ -119,9 +119,14 @@ class Worker:
         try:
             outcome = await self.executor.execute(job)
         except asyncio.CancelledError:
-            # Only the worker cancels job tasks: to release them at shutdown, or
-            # because the lease was lost (then the job is not ours to complete).
-            if self._releasing:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling():
+                # Nobody cancelled this task: the handler raised CancelledError itself.
+                outcome = self.executor.failure(job, job.claimed_at, "CancelledError raised by the handler",
+                                                self.executor.handlers.get(job.handler))
+            # Otherwise the worker cancelled it: to release it at shutdown, or because
+            # the lease was lost (then the job is not ours to complete).
+            elif self._releasing:
                 outcome = self.executor.released(job, job.claimed_at)
         finally:
             del self.tasks[job.id]

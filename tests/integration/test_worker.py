@@ -532,3 +532,20 @@ async def test_several_queues_are_claimed_in_one_priority_order(app: App) -> Non
     await app.enqueue("mark", "a-mid", queue="a", priority=5)
     await app.run_worker(concurrency=1, queues=["a", "b"], burst=True, handle_signals=False)
     assert order == ["b-high", "a-mid", "a-low"]
+
+
+async def test_a_handler_raising_cancelled_error_fails_its_attempt(app: App) -> None:
+    app.backoff = FAST
+
+    @app.handler()
+    async def confused(data: None, ctx: JobContext) -> str:
+        if ctx.attempt == 1:
+            raise asyncio.CancelledError()
+        return "second time lucky"
+
+    job = await app.enqueue("confused")
+    async with app.worker():
+        await wait_status(app, job.id, JobStatus.COMPLETED, timeout=5)
+    runs = await app.job_history(job.id)
+    assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.FAILED), (2, RunStatus.COMPLETED)]
+    assert "CancelledError" in (runs[0].error or "")

@@ -17,7 +17,7 @@ import asyncpg
 import structlog
 
 from .models import Outcome
-from .queries import Queries
+from .queries import DB_ERRORS, Queries
 
 log = structlog.get_logger("aiojobs_pg.completer")
 
@@ -28,13 +28,16 @@ class Completer:
     """Collects outcomes and writes them in batches."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Queries, *, history: bool, on_flushed: OnFlushed,
-                 max_batch: int = 1000, retry_delay: float = 0.5) -> None:
+                 max_batch: int = 1000, retry_delay: float = 0.5,
+                 owned: Callable[[int], bool] = lambda job_id: True) -> None:
         self.pool = pool
         self.queries = queries
         self.history = history
         self.on_flushed = on_flushed
         self.max_batch = max_batch
         self.retry_delay = retry_delay
+        #: is the job still this worker's? (outcomes of jobs lost during a failed flush are not retried)
+        self.owned = owned
         self._buffer: list[Outcome] = []
         self._wake = anyio.Event()
         self._closing = False
@@ -81,9 +84,9 @@ class Completer:
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:
                 applied = await self.queries.complete(self.pool, batch, history=self.history)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("completion_flush_failed", error=repr(exc), jobs=len(batch))
-                self._buffer = batch + self._buffer
+                self._buffer = [o for o in batch if self.owned(o.job_id)] + self._buffer
                 await anyio.sleep(self.retry_delay)
                 continue
             self.on_flushed(batch, applied)

@@ -196,6 +196,7 @@ class Executor:
     def outcome(self, job: ClaimedJob, started: datetime, job_status: JobStatus, run_status: RunStatus, *,
                 worker_id: str | None = None, **kwargs: Any) -> Outcome:
         """Build an outcome stamped with now as its end."""
-        return Outcome(job_id=job.id, attempt=job.attempt, job_status=job_status, run_status=run_status,
+        return Outcome(job_id=job.id, attempt=job.attempt, token=job.token, job_status=job_status,
+                       run_status=run_status,
                        started_at=started, finished_at=utcnow(), worker_id=worker_id or self.worker_id,
                        scheduled_at=job.scheduled_at, **kwargs)

@@ -10,7 +10,7 @@ import structlog
 
 from .executor import Executor
 from .models import ClaimedJob
-from .queries import Queries
+from .queries import DB_ERRORS, Queries
 
 log = structlog.get_logger("aiojobs_pg.maintenance")
 
@@ -48,13 +48,16 @@ class Maintenance:
                 outcomes = []
                 for row in rows:
                     job = ClaimedJob(
-                        id=row["id"], handler=row["handler"], data=None, queue="", attempt=row["attempts"],
+                        id=row["id"], token=row["token"], handler=row["handler"], data=None, queue="",
+                        attempt=row["attempts"],
                         max_attempts=row["max_attempts"], timeout=None, schedule=row["schedule"],
                         timezone=row["timezone"], misfire=row["misfire"], overlap=row["overlap"],
                         scheduled_at=row["scheduled_at"], claimed_at=row["last_run_at"] or row["scheduled_at"],
                     )
                     error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
-                    outcomes.append(self.executor.failure(job, job.claimed_at, error, worker_id=row["worker_id"]))
+                    # The job did not fail, its worker did: it may run again at once, not after a backoff.
+                    outcomes.append(self.executor.failure(job, job.claimed_at, error, worker_id=row["worker_id"],
+                                                          delay=0.0))
                 applied = await self.queries.complete(conn, outcomes, history=self.history)
             for o in outcomes:
                 if o.job_id in applied:
@@ -78,7 +81,7 @@ class Maintenance:
                 await self.rescue()
                 if rounds % self.prune_every == 0:
                     await self.prune()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("maintenance_failed", error=repr(exc))
             rounds += 1
             # Jitter keeps many workers from hitting the table in step.

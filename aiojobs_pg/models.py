@@ -154,6 +154,8 @@ class ClaimedJob:
     name: str | None = None
     misfire: str = "skip"
     overlap: str = "wait"
+    #: the fencing token: the job's claim counter as this claim set it (never reset, unlike attempt)
+    token: int = 0
 
 
 @dataclass(slots=True)
@@ -182,6 +184,28 @@ class Outcome:
     release: bool = False
     #: reset the attempt counter (a recurring job moving on to its next tick)
     reset_attempts: bool = False
+    #: the claim token of the run (fences the write together with ``attempt``)
+    token: int = 0
+
+
+#: Deepest nesting accepted in data and results. json.dumps accepts what the caller's stack allows,
+#: but whoever decodes it (a worker, inside its claim) may be deeper in its own stack: far below
+#: Python's recursion limit, any process can read back what any other wrote.
+MAX_JSON_DEPTH = 256
+_JSON_TOKEN = re.compile(r'[\[\]{}]|"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """The nesting depth of a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 # json.dumps escapes NUL as \u0000; an even run of backslashes before it is a literal "\\u0000" text.
@@ -203,6 +227,9 @@ def dump_json(value: Any, field_name: str) -> str:
         raise ValidationError(field_name, f"not JSON-serialisable: {exc}") from None
     if _NUL_ESCAPE.search(text):
         raise ValidationError(field_name, "contains a NUL character, which PostgreSQL cannot store")
+    # Counting brackets is cheap; the exact depth is only worked out when there are enough of them.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
+        raise ValidationError(field_name, f"is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

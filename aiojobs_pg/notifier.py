@@ -65,7 +65,7 @@ class Notifier:
                     if not lost.is_set():
                         await conn.fetchval("SELECT 1", timeout=self.health_timeout)
                 raise ConnectionError("listener connection closed")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:  # whatever broke the listener: reconnect, never fatal
                 log.warning("listener_lost", error=repr(exc), retry_in=backoff)
             finally:
                 self.connected = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import anyio
@@ -44,6 +45,8 @@ class Producer:
         self._due_hint: float | None = None
         self.claims = 0
         self.claimed = 0
+        #: monotonic time the last claim was sent (its leases run out lease seconds after, at the latest)
+        self.claim_sent_at = 0.0
 
     def wake(self) -> None:
         """Claim now (a notification arrived, or the producer must notice it is stopping)."""
@@ -69,12 +72,15 @@ class Producer:
         limit = min(self.free_slots(), self.max_claim)
         if limit <= 0:
             return 0
+        # The leases are set by the database during the claim: no earlier than now.
+        self.claim_sent_at = time.monotonic()
         rows = await self.queries.claim(self.pool, self.queues, limit, self.lease, self.worker_id)
         self.claims += 1
         self.claimed += len(rows)
         for row in rows:
             self.spawn(ClaimedJob(
-                id=row["id"], handler=row["handler"], data=row["data"], queue=row["queue"],
+                id=row["id"], token=row["token"], handler=row["handler"], data=row["data"],
+                queue=row["queue"],
                 attempt=row["attempts"], max_attempts=row["max_attempts"], timeout=row["timeout"],
                 schedule=row["schedule"], timezone=row["timezone"], scheduled_at=row["scheduled_at"],
                 claimed_at=row["claimed_at"], name=row["name"], misfire=row["misfire"], overlap=row["overlap"],
@@ -106,7 +112,8 @@ class Producer:
             free = min(self.free_slots(), self.max_claim)
             try:
                 got = await self.claim_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:  # a database error, or one decoding a row: never fatal
+                # Jobs a failed claim may have taken stay running until their lease runs out: rescued then.
                 log.warning("claim_failed", error=repr(exc), worker_id=self.worker_id)
                 backlog = False
                 continue

@@ -19,6 +19,12 @@ from .models import Outcome
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 
+#: What a statement raises when the database, or the connection to it, fails; the worker's loops log
+#: these and try again. asyncpg raises InternalClientError on a pooled connection that has already
+#: received the server's "terminating connection" message (a restart, ``pg_terminate_backend``).
+DB_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                         asyncpg.InternalClientError, TimeoutError)
+
 
 def validate_schema_name(schema: str) -> str:
     """Return ``schema`` if it is a safe lower-case SQL identifier, else raise."""
@@ -56,10 +62,10 @@ _DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::f
 
 
 _CLAIM_UPDATE = """UPDATE {schema}.jobs j
-SET status = 'running', attempts = j.attempts + 1, last_run_at = now(), updated_at = now(),
-    lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
+SET status = 'running', attempts = j.attempts + 1, claims = j.claims + 1, last_run_at = now(),
+    updated_at = now(), lease_expires_at = now() + make_interval(secs => $3), worker_id = $4
 FROM c WHERE j.id = c.id
-RETURNING j.id, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
+RETURNING j.id, j.claims AS token, j.name, j.handler, j.data, j.queue, j.attempts, j.max_attempts, j.timeout,
           j.schedule, j.timezone, j.misfire, j.overlap, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
           now() AS claimed_at"""
 
@@ -150,15 +156,16 @@ WITH c AS (
     LIMIT $2
 )
 {_CLAIM_UPDATE}""",
-    # Completion: every row is fenced by status and attempt; history rows are written
-    # only for the rows the fence let through, in the same statement.
+    # Completion: every row is fenced by status, attempt and claim token; history rows are
+    # written only for the rows the fence let through, in the same statement.
     "complete": """
 WITH o AS (
     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[],
                          $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
-                         $10::timestamptz[], $11::bool[], $12::bool[], $13::text[], $15::timestamptz[])
+                         $10::timestamptz[], $11::bool[], $12::bool[], $13::text[], $15::timestamptz[],
+                         $16::bigint[])
         AS o(id, attempt, job_status, run_status, delay, next_run_at, error, result,
-             started_at, finished_at, release, reset, worker_id, scheduled_at)
+             started_at, finished_at, release, reset, worker_id, scheduled_at, token)
 ), upd AS (
     UPDATE {schema}.jobs j
     SET status = o.job_status,
@@ -176,25 +183,25 @@ WITH o AS (
         lease_expires_at = NULL,
         updated_at = now()
     FROM o
-    WHERE j.id = o.id AND j.status = 'running' AND j.attempts = o.attempt
-    RETURNING j.id, o.attempt
+    WHERE j.id = o.id AND j.status = 'running' AND j.attempts = o.attempt AND j.claims = o.token
+    RETURNING j.id, o.attempt, o.token
 ), hist AS (
     INSERT INTO {schema}.job_runs
         (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, scheduled_at)
     SELECT o.id, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at,
            extract(epoch FROM o.finished_at - o.started_at) * 1000, o.error, o.result::jsonb, o.scheduled_at
-    FROM o JOIN upd ON upd.id = o.id AND upd.attempt = o.attempt
+    FROM o JOIN upd ON upd.id = o.id AND upd.attempt = o.attempt AND upd.token = o.token
     WHERE $14
 )
 SELECT id FROM upd""",
     "renew_leases": """
 UPDATE {schema}.jobs j SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
-WHERE j.id = r.id AND j.attempts = r.attempt AND j.status = 'running'
+FROM unnest($1::bigint[], $2::bigint[]) AS r(id, token)
+WHERE j.id = r.id AND j.claims = r.token AND j.status = 'running'
 RETURNING j.id""",
     "expired_leases": """
-SELECT id, handler, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id, last_run_at,
-       COALESCE(tick_at, next_run_at) AS scheduled_at
+SELECT id, claims AS token, handler, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id,
+       last_run_at, COALESCE(tick_at, next_run_at) AS scheduled_at
 FROM {schema}.jobs
 WHERE status = 'running' AND lease_expires_at < now()
 ORDER BY lease_expires_at
@@ -340,11 +347,12 @@ class Queries:
             [o.worker_id for o in outcomes],
             history,
             [o.scheduled_at for o in outcomes],
+            [o.token for o in outcomes],
         )
         return {r["id"] for r in rows}
 
     async def renew_leases(self, db: DB, jobs: Sequence[tuple[int, int]], lease: float) -> set[int]:
-        """Extend the leases of (id, attempt) pairs still running; returns the ids renewed."""
+        """Extend the leases of (id, claim token) pairs still running; returns the ids renewed."""
         rows = await db.fetch(self.sql["renew_leases"], [j[0] for j in jobs], [j[1] for j in jobs], lease)
         return {r["id"] for r in rows}
 

@@ -26,11 +26,9 @@ from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus
 from .notifier import Notifier
 from .producer import Producer
-from .queries import Queries
+from .queries import DB_ERRORS, Queries
 
 log = structlog.get_logger("aiojobs_pg.worker")
-
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,8 @@ class Worker:
         self.inflight: dict[int, ClaimedJob] = {}
         #: jobs whose handler is running, with the task that runs it
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        #: monotonic time by which each in-flight job's lease, as last set in the database, has run out
+        self._lease_deadlines: dict[int, float] = {}
         self._releasing = False
         self._stop_requested = False
         self._force = False
@@ -79,7 +79,8 @@ class Worker:
         self._idle.set()
         self.started = anyio.Event()
         self.stopped = anyio.Event()
-        self.completer = Completer(pool, queries, history=settings.history, on_flushed=self._on_flushed)
+        self.completer = Completer(pool, queries, history=settings.history, on_flushed=self._on_flushed,
+                                   owned=self.inflight.__contains__)
         self.producer = Producer(pool, queries, worker_id=self.id, queues=settings.queues, lease=settings.lease,
                                  poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
@@ -111,6 +112,7 @@ class Worker:
         # A bare asyncio task per job: asyncpg ties us to asyncio anyway, and an anyio
         # task group costs several times more per spawn on this hot path.
         self.inflight[job.id] = job
+        self._lease_deadlines[job.id] = self.producer.claim_sent_at + self.settings.lease
         self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
 
@@ -167,30 +169,52 @@ class Worker:
         self.log.warning("jobs_lost", job_ids=sorted(lost), reason=reason)
         for job_id in lost:
             self.inflight.pop(job_id, None)
+            self._lease_deadlines.pop(job_id, None)
             task = self.tasks.get(job_id)
             if task is not None:
                 task.cancel()
         self.completer.drop(lost)
 
     async def _keep_leases(self) -> None:
-        """Renew leases of all in-flight jobs in one statement, and beat the heart, every lease/3."""
+        """Renew leases of all in-flight jobs in one statement, and beat the heart, every lease/3.
+
+        A renewal that fails or hangs is only logged: :meth:`_watch_leases` stops the
+        jobs whose leases could not be renewed in time, whatever this loop is waiting on.
+        """
         interval = self.settings.lease / 3
-        last_ok = time.monotonic()
         while True:
-            attempt_at = time.monotonic()
+            started = time.monotonic()
             try:
                 await self._heartbeat()
-                jobs = [(j.id, j.attempt) for j in self.inflight.values()]
+                jobs = [(j.id, j.token) for j in self.inflight.values()]
                 if jobs:
+                    sent_at = time.monotonic()
                     renewed = await self.queries.renew_leases(self.pool, jobs, self.settings.lease)
+                    for job_id in renewed:
+                        if job_id in self.inflight:
+                            self._lease_deadlines[job_id] = sent_at + self.settings.lease
                     self._lose({j[0] for j in jobs} - renewed, "lease not renewed: the job was rescued, "
                                "cancelled or deleted")
-                last_ok = attempt_at
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 self.log.warning("lease_renewal_failed", error=repr(exc))
-                if time.monotonic() - last_ok > self.settings.lease:
-                    self._lose(set(self.inflight), "leases expired: the database was unreachable")
-            await anyio.sleep(interval)
+            await anyio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _watch_leases(self) -> None:
+        """Stop the jobs whose lease could not be renewed, before it runs out in the database.
+
+        A job's deadline counts from the moment its claim, or its last successful renewal,
+        was *sent*: the database set the lease no earlier. The margin leaves a cancelled
+        handler time to stop before another worker may rescue the job and run it again.
+        """
+        margin = min(1.0, self.settings.lease / 10)
+        while True:
+            now = time.monotonic()
+            for job_id in [j for j in self._lease_deadlines if j not in self.inflight]:
+                del self._lease_deadlines[job_id]
+            expiring = {j for j, deadline in self._lease_deadlines.items() if now >= deadline - margin}
+            if expiring:
+                self._lose(expiring, "leases about to expire unrenewed: the database is unreachable")
+            await anyio.sleep(margin / 2)
 
     async def _heartbeat(self) -> None:
         await self.queries.worker_heartbeat(self.pool, self.id, socket.gethostname(), os.getpid(),
@@ -206,6 +230,7 @@ class Worker:
             async with anyio.create_task_group() as background:
                 background.start_soon(self.notifier.run)
                 background.start_soon(self._keep_leases)
+                background.start_soon(self._watch_leases)
                 background.start_soon(self.maintenance.run)
                 async with anyio.create_task_group() as completing:
                     self._completing_scope = completing.cancel_scope
@@ -226,7 +251,7 @@ class Worker:
                 background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout), \
-                    contextlib.suppress(*_DB_ERRORS):
+                    contextlib.suppress(*DB_ERRORS):
                 await self.queries.worker_remove(self.pool, self.id)
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))

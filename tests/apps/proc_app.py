@@ -72,7 +72,8 @@ async def suicide(data: Any) -> None:
 
 def _configure_logging() -> None:
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        # INFO: tests read "signal_received" to know the worker has stopped claiming.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )
 

@@ -38,6 +38,11 @@ class Procs:
         self.dsn = dsn
         self.schema = schema
         self.started: list[tuple[subprocess.Popen[bytes], Path, IO[bytes]]] = []
+        self.logs: dict[int, Path] = {}
+
+    def handled_signal(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether the worker has logged the signal (from then on it claims nothing)."""
+        return "signal_received" in self.logs[proc.pid].read_text(errors="replace")
 
     def start(self, concurrency: int, *, lease: float = LEASE, drain: float = 30.0, pool: int = 10,
               queues: list[str] | None = None) -> subprocess.Popen[bytes]:
@@ -54,6 +59,7 @@ class Procs:
         out = log_path.open("wb")
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.started.append((proc, log_path, out))
+        self.logs[proc.pid] = log_path
         return proc
 
     def cleanup(self) -> None:
@@ -227,6 +233,8 @@ async def test_sigterm_drains_then_releases_and_claims_nothing_new(app: App, pro
     signalled_at = datetime.now(UTC)
     os.kill(worker.pid, signal.SIGTERM)
     t0 = time.monotonic()
+    await eventually(lambda: procs.handled_signal(worker), timeout=5, interval=0.01,
+                     message="the worker never logged the signal")
     late = [j.id for j in await app.enqueue_many([{"handler": "sleepy", "data": {"sleep": 0.1}} for _ in range(5)])]
 
     await eventually(lambda: worker.poll() is not None, timeout=drain + 3, interval=0.02,

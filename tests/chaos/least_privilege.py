@@ -72,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _state.installer_dsn = _dsn_as(server.dsn, INSTALLER)
     _state.app_dsn = _dsn_as(server.dsn, APP_ROLE)
     os.environ["AIOJOBS_PG_TEST_DSN"] = _state.app_dsn
+    os.environ["AIOJOBS_PG_TEST_OWNER_DSN"] = _state.installer_dsn
 
     import aiojobs_pg.app as app_module
 

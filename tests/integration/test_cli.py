@@ -116,6 +116,7 @@ def test_unreachable_database_exits_1() -> None:
 
 # --- migrate ---
 
+@pytest.mark.usefixtures("needs_ddl")
 async def test_migrate_applies_then_reports_up_to_date(
         app: App, cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
     result = await run_cli(cli_env, "migrate")
@@ -322,6 +323,7 @@ async def test_worker_stops_on_sigterm(app: App, cli_env: dict[str, str]) -> Non
 
 # --- demo ---
 
+@pytest.mark.usefixtures("needs_ddl")
 async def test_demo_runs(cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
     schema = drop_schemas(schema_name + "_demo")
     result = await run_cli(cli_env, "--schema", schema, "demo", "--duration", "3", timeout=120)

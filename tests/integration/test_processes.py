@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import asyncpg
 import pytest
 
 from aiojobs_pg import App
@@ -97,11 +98,15 @@ def procs(app: App, pg_dsn: str, tmp_path: Path) -> Iterator[Procs]:
 
 
 @pytest.fixture
-async def ledger(app: App) -> str:
+async def ledger(app: App, pg_owner_dsn: str) -> str:
     """The table the ``record`` handler writes to; returns its qualified name."""
     table = f"{app.schema}.ledger"
-    await app.pool.execute(
-        f"CREATE TABLE {table} (job_id bigint, attempt int, pid int, started_at timestamptz, finished_at timestamptz)")
+    owner = await asyncpg.connect(pg_owner_dsn)  # DDL: the schema owner, not the app's role
+    try:
+        await owner.execute(f"CREATE TABLE {table} (job_id bigint, attempt int, pid int, "
+                            "started_at timestamptz, finished_at timestamptz)")
+    finally:
+        await owner.close()
     return table
 
 

@@ -6,6 +6,7 @@ go through it; ``run_worker`` / ``worker()`` run workers on the same pool.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -335,7 +336,7 @@ class App:
             maintenance_interval=self.maintenance_interval, history=self.enable_history,
             history_retention=self.history_retention, job_retention=self.job_retention)
         if overrides:
-            settings = WorkerSettings(**{**settings.__dict__, **overrides})
+            settings = dataclasses.replace(settings, **overrides)
         worker_id = new_worker_id()
         executor = Executor(self.handlers, worker_id=worker_id, backoff=self.backoff,
                             default_timeout=self.job_timeout)

@@ -41,10 +41,6 @@ class Completer:
         self._buffer: list[Outcome] = []
         self._wake = anyio.Event()
         self._closing = False
-        self._idle = anyio.Event()
-        self._idle.set()
-        #: set after every successful flush (tests and the worker wait on it)
-        self.flushed = anyio.Event()
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -52,17 +48,11 @@ class Completer:
     def put(self, outcome: Outcome) -> None:
         """Queue an outcome for the next flush (never blocks)."""
         self._buffer.append(outcome)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
 
     def drop(self, job_ids: set[int]) -> None:
         """Forget outcomes of jobs this worker no longer owns (lease lost)."""
         self._buffer = [o for o in self._buffer if o.job_id not in job_ids]
-
-    async def wait_idle(self) -> None:
-        """Wait until every queued outcome has been written."""
-        if self._buffer:
-            await self._idle.wait()
 
     def close(self) -> None:
         """Stop after the buffer is flushed."""
@@ -73,7 +63,6 @@ class Completer:
         """Flush until closed and empty."""
         while True:
             if not self._buffer:
-                self._idle.set()
                 if self._closing:
                     return
                 await self._wake.wait()
@@ -90,5 +79,3 @@ class Completer:
                 await anyio.sleep(self.retry_delay)
                 continue
             self.on_flushed(batch, applied)
-            self.flushed.set()
-            self.flushed = anyio.Event()

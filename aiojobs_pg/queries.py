@@ -207,7 +207,6 @@ WHERE status = 'running' AND lease_expires_at < now()
 ORDER BY lease_expires_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED""",
-    "db_now": "SELECT now()",
     "worker_heartbeat": """
 INSERT INTO {schema}.workers AS w (id, hostname, pid, queues, concurrency)
 VALUES ($1, $2, $3, $4, $5)
@@ -359,11 +358,6 @@ class Queries:
     async def expired_leases(self, db: DB, limit: int) -> list[Any]:
         """Lock running jobs whose lease has expired (call inside a transaction)."""
         return await db.fetch(self.sql["expired_leases"], limit)
-
-    async def db_now(self, db: DB) -> datetime:
-        """The database clock, which decides due times and leases."""
-        value: datetime = await db.fetchval(self.sql["db_now"])
-        return value
 
     async def worker_heartbeat(
         self, db: DB, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int

@@ -71,7 +71,6 @@ class Worker:
         #: monotonic time by which each in-flight job's lease, as last set in the database, has run out
         self._lease_deadlines: dict[int, float] = {}
         self._releasing = False
-        self._stop_requested = False
         self._force = False
         self._drain_scope: anyio.CancelScope | None = None
         self._completing_scope: anyio.CancelScope | None = None
@@ -270,7 +269,6 @@ class Worker:
 
     def stop(self, *, force: bool = False) -> None:
         """Ask the worker to stop: drain gracefully, or (``force``) release running jobs at once."""
-        self._stop_requested = True
         self.producer.stopping = True
         self.producer.wake()
         self.producer.slot_freed()

@@ -38,12 +38,6 @@ log = structlog.get_logger("aiojobs_pg.app")
 
 F = TypeVar("F", bound=Handler)
 
-#: Session settings of the pool's connections. The batch statements take arrays whose
-#: length the planner only sees in a custom plan; a cached generic plan guesses 10 rows
-#: and can pick a join that compares every running row with every outcome.
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-
-
 def _seconds(value: float | int | enq.Duration, field: str) -> float:
     return parse_duration(value, field=field, allow_zero=False).total_seconds()
 
@@ -199,8 +193,7 @@ class App:
         self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
-            command_timeout=self.command_timeout, init=init_connection, server_settings=SERVER_SETTINGS,
-            reset=_keep_session)
+            command_timeout=self.command_timeout, init=init_connection, reset=_keep_session)
         if self.auto_migrate:
             await self.migrate()
 

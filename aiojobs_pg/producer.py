@@ -74,18 +74,12 @@ class Producer:
             return 0
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
-        rows = await self.queries.claim(self.pool, self.queues, limit, self.lease, self.worker_id)
+        jobs = await self.queries.claim(self.pool, self.queues, limit, self.lease, self.worker_id)
         self.claims += 1
-        self.claimed += len(rows)
-        for row in rows:
-            self.spawn(ClaimedJob(
-                id=row["id"], token=row["token"], handler=row["handler"], data=row["data"],
-                queue=row["queue"],
-                attempt=row["attempts"], max_attempts=row["max_attempts"], timeout=row["timeout"],
-                schedule=row["schedule"], timezone=row["timezone"], scheduled_at=row["scheduled_at"],
-                claimed_at=row["claimed_at"], name=row["name"], misfire=row["misfire"], overlap=row["overlap"],
-            ))
-        return len(rows)
+        self.claimed += len(jobs)
+        for job in jobs:
+            self.spawn(job)
+        return len(jobs)
 
     async def _wait_for_slot(self) -> None:
         await self._slots.wait()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import anyio
 import asyncpg
@@ -140,18 +143,23 @@ class Worker:
             self.producer.slot_freed()
 
     def _on_flushed(self, batch: Sequence[Outcome], applied: set[int]) -> None:
-        now = utcnow()
+        # Hot path: a plain success costs two dict operations unless debug logging is on.
+        debug = _enabled(self.log, logging.DEBUG)
+        now: datetime | None = None
         for o in batch:
             self.inflight.pop(o.job_id, None)
-            if o.job_id in applied and o.job_status is JobStatus.PENDING:
-                due = (o.next_run_at - now).total_seconds() if o.next_run_at else (o.delay or 0.0)
-                self.producer.due_in(due)
             if o.job_id not in applied:
                 self.log.warning("completion_fenced", job_id=o.job_id, attempt=o.attempt,
                                  reason="the job is no longer running under this attempt")
-            elif o.run_status is RunStatus.COMPLETED:
-                self.log.debug("job_completed", job_id=o.job_id, attempt=o.attempt, status=o.job_status.value,
-                               duration_ms=_ms(o))
+                continue
+            if o.job_status is JobStatus.PENDING:
+                now = now or utcnow()
+                due = (o.next_run_at - now).total_seconds() if o.next_run_at else (o.delay or 0.0)
+                self.producer.due_in(due)
+            if o.run_status is RunStatus.COMPLETED:
+                if debug:
+                    self.log.debug("job_completed", job_id=o.job_id, attempt=o.attempt,
+                                   status=o.job_status.value, duration_ms=_ms(o))
             else:
                 self.log.info("job_" + o.run_status.value, job_id=o.job_id, attempt=o.attempt,
                               status=o.job_status.value, duration_ms=_ms(o),
@@ -285,6 +293,12 @@ class Worker:
         assert self._completing_scope is not None
         deadline = anyio.current_time() + self.settings.force_exit_timeout
         self._completing_scope.deadline = min(self._completing_scope.deadline, deadline)
+
+
+def _enabled(logger: Any, level: int) -> bool:
+    """Whether ``logger`` emits ``level``; loggers that cannot tell are assumed to."""
+    is_enabled_for = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    return bool(is_enabled_for(level)) if is_enabled_for is not None else True
 
 
 def _ms(o: Outcome) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
 
 import anyio
 import pytest
@@ -24,16 +23,6 @@ from tests.chaos.harness import Env, rounded
 pytestmark = pytest.mark.slow
 
 RACES = 1000
-
-
-def claimed(row: Any) -> ClaimedJob:
-    """A claim row as the producer turns it into a job (with its claim token, once the engine has one)."""
-    token = {"token": row["token"]} if "token" in row.keys() else {}  # noqa: SIM118 - a Record, not a dict
-    return ClaimedJob(id=row["id"], handler=row["handler"], data=row["data"], queue=row["queue"],
-                      attempt=row["attempts"], max_attempts=row["max_attempts"], timeout=row["timeout"],
-                      schedule=row["schedule"], timezone=row["timezone"], scheduled_at=row["scheduled_at"],
-                      claimed_at=row["claimed_at"], name=row["name"], misfire=row["misfire"], overlap=row["overlap"],
-                      **token)
 
 
 def lease_key(job: ClaimedJob) -> tuple[int, int]:
@@ -73,7 +62,7 @@ async def test_03_late_completions_race_the_rescue_and_change_nothing(shared_env
     await app.enqueue_many([{"handler": "record", "data": {"i": i}} for i in range(RACES)])
     rows = await q.claim(app.pool, ["default"], RACES, 30, "A")
     assert len(rows) == RACES
-    a_jobs = {r["id"]: claimed(r) for r in rows}
+    a_jobs = {job.id: job for job in rows}
     ex_a, ex_b = executor("A"), executor("B")
     late = {job_id: success(ex_a, job, "A") for job_id, job in a_jobs.items()}
     await expire_leases(app, "A")
@@ -105,9 +94,9 @@ async def test_03_late_completions_race_the_rescue_and_change_nothing(shared_env
         while True:
             got = await q.claim(app.pool, ["default"], 100, 30, "B")
             now = time.monotonic()
-            for r in got:
-                b_claimed_at[r["id"]] = now
-                running.append(claimed(r))
+            for job in got:
+                b_claimed_at[job.id] = now
+                running.append(job)
             if not got:
                 break
             await anyio.sleep(0.03)
@@ -164,14 +153,14 @@ async def test_03_late_completion_from_an_earlier_tick_is_fenced(shared_env: Env
     app, q = shared_env.app, shared_env.app.queries
     job = await app.enqueue("record", schedule="1h")
     await app.pool.execute(f"UPDATE {app.schema}.jobs SET next_run_at = now() WHERE id = $1", job.id)
-    a = claimed((await q.claim(app.pool, ["default"], 1, 30, "A"))[0])
+    a = (await q.claim(app.pool, ["default"], 1, 30, "A"))[0]
     await expire_leases(app, "A")
     assert await maintenance(app).rescue() == 1
-    b = claimed((await q.claim(app.pool, ["default"], 1, 30, "B"))[0])
+    b = (await q.claim(app.pool, ["default"], 1, 30, "B"))[0]
     assert await q.complete(app.pool, [success(executor("B"), b, "B")], history=True) == {job.id}
     # The next tick comes (brought forward instead of waited for): C runs it, as attempt 1 again.
     await app.pool.execute(f"UPDATE {app.schema}.jobs SET next_run_at = now() WHERE id = $1", job.id)
-    c = claimed((await q.claim(app.pool, ["default"], 1, 30, "C"))[0])
+    c = (await q.claim(app.pool, ["default"], 1, 30, "C"))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt, c_attempt=c.attempt)
 
     renewed = await q.renew_leases(app.pool, [lease_key(a)], 30)
@@ -188,12 +177,12 @@ async def test_03_late_completion_after_a_manual_retry_is_fenced(shared_env: Env
     """max_attempts=1: A's run is rescued (failed), an operator retries, B claims; A's late write must not count."""
     app, q = shared_env.app, shared_env.app.queries
     job = await app.enqueue("record", max_attempts=1)
-    a = claimed((await q.claim(app.pool, ["default"], 1, 30, "A"))[0])
+    a = (await q.claim(app.pool, ["default"], 1, 30, "A"))[0]
     await expire_leases(app, "A")
     assert await maintenance(app).rescue() == 1
     assert (await app.get_job(job.id)).status is JobStatus.FAILED
     await app.retry(job.id)
-    b = claimed((await q.claim(app.pool, ["default"], 1, 30, "B"))[0])
+    b = (await q.claim(app.pool, ["default"], 1, 30, "B"))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt)
 
     renewed = await q.renew_leases(app.pool, [lease_key(a)], 30)

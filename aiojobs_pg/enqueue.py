@@ -169,7 +169,8 @@ def prepare(
 async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
     if job.dedup_key is None:
-        return Job.from_record(await queries.insert_job(db, job.params(), dedup=False))
+        row = await queries.insert_job(db, job.params(), dedup=False)
+        return _inserted(job, row["id"], row["next_run_at"], row["created_at"])
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
         row = await queries.insert_job(db, job.params(), dedup=True)
@@ -184,20 +185,31 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
     """Insert jobs and notify each queue once, in one statement; results follow input order."""
     if not jobs:
         return []
-    columns = list(zip(*(j.params() for j in jobs), strict=True))
-    rows = await queries.insert_many(db, columns)
-    plain = iter([r for r in rows if r["dedup_key"] is None])
+    columns: list[list[Any] | None] = [list(c) for c in zip(*(j.params() for j in jobs), strict=True)]
+    for i, (column, default) in enumerate(zip(columns, _DEFAULTS, strict=True)):
+        if column is not None and all(v == default for v in column):
+            columns[i] = None  # the statement fills it in
+    dedup = columns[_KEY_COLUMN] is not None
+    row = await queries.insert_many(db, columns, dedup=dedup)
+    now: datetime = row["now"]
+    ids: list[int] = row["ids"] or []
+    due: list[datetime | None] = row["due"] or []
+    if not dedup:
+        return [_inserted(job, job_id, at or now, now) for job, job_id, at in zip(jobs, ids, due, strict=True)]
+    inserted = {key: (job_id, at) for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True)}
+    plain = iter([(job_id, at) for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True)
+                  if key is None])
     by_key: dict[str, Job] = {}
-    inserted_keys = {r["dedup_key"]: r for r in rows if r["dedup_key"] is not None}
     result = []
     for job in jobs:
         if job.dedup_key is None:
-            result.append(_inserted(job, next(plain)))
+            job_id, at = next(plain)
+            result.append(_inserted(job, job_id, at or now, now))
             continue
         if job.dedup_key not in by_key:
-            row = inserted_keys.pop(job.dedup_key, None)
-            if row is not None:
-                by_key[job.dedup_key] = _inserted(job, row)
+            hit = inserted.pop(job.dedup_key, None)
+            if hit is not None:
+                by_key[job.dedup_key] = _inserted(job, hit[0], hit[1] or now, now)
             else:
                 live = await queries.find_live_dedup(db, job.dedup_key)
                 if live is None:
@@ -207,11 +219,18 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
     return result
 
 
-def _inserted(job: NewJob, row: Any) -> Job:
+# Per column of NewJob.params(): the value the statement supplies when a whole column is left out.
+_REQUIRED = object()  # equal to no value: the column is always sent
+_DEFAULTS: tuple[Any, ...] = (None, _REQUIRED, _REQUIRED, _REQUIRED, 0, None, None, _REQUIRED, None, None, None,
+                              None, "skip", "wait")
+_KEY_COLUMN = 11
+
+
+def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datetime) -> Job:
     # The statement returns only what the database chose; the rest is what we sent.
-    return Job(id=row["id"], handler=job.handler, data=json.loads(job.data_json), queue=job.queue,
+    return Job(id=job_id, handler=job.handler, data=json.loads(job.data_json), queue=job.queue,
                priority=job.priority, status=JobStatus.PENDING, attempts=0, max_attempts=job.max_attempts,
-               next_run_at=row["next_run_at"], created_at=row["created_at"], updated_at=row["created_at"],
+               next_run_at=next_run_at, created_at=created_at, updated_at=created_at,
                name=job.name, schedule=job.schedule, timezone=job.timezone, timeout=job.timeout,
                dedup_key=job.dedup_key, misfire=job.misfire, overlap=job.overlap)
 

@@ -210,6 +210,8 @@ def json_depth(text: str) -> int:
 
 # json.dumps escapes NUL as \u0000; an even run of backslashes before it is a literal "\\u0000" text.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# One encoder for every call: json.dumps with options builds a new one each time.
+_encode = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def dump_json(value: Any, field_name: str) -> str:
@@ -222,16 +224,18 @@ def dump_json(value: Any, field_name: str) -> str:
     if value is None:  # the common result of a handler: skip the encoder
         return "null"
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(field_name, f"not JSON-serialisable: {exc}") from None
-    if _NUL_ESCAPE.search(text):
+    # Each check starts with a cheap test that rules out the common case.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValidationError(field_name, "contains a NUL character, which PostgreSQL cannot store")
     # Counting brackets is cheap; the exact depth is only worked out when there are enough of them.
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
         raise ValidationError(field_name, f"is nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(field_name, "contains a lone surrogate, which is not valid UTF-8") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(field_name, "contains a lone surrogate, which is not valid UTF-8") from None
     return text

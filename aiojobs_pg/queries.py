@@ -84,22 +84,45 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM c))
 RETURNING {", ".join(_CLAIMED.values())}"""
 
 
-def _insert_one(on_conflict: str) -> str:
+def _insert_many(on_conflict: str) -> str:
+    return f"""
+WITH ins AS (
+    INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
+    SELECT n, h, d::jsonb, q, COALESCE(p, 0), s, tz, m, t,
+           COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, COALESCE(mf, 'skip'),
+           COALESCE(ov, 'wait')
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text::int[], $6::text[], $7::text[],
+                $8::text::int[], $9::text::float8[], $10::timestamptz[], $11::text::float8[], $12::text[],
+                $13::text[], $14::text[])
+         WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
+    ORDER BY ord
+    {on_conflict}
+    RETURNING id, queue, next_run_at, dedup_key
+), woken AS (
+    SELECT pg_notify($15, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
+)
+SELECT now() AS now, array_agg(id) AS ids, array_agg(NULLIF(next_run_at, now())) AS due,
+       array_agg(dedup_key) AS keys, (SELECT count(*) FROM woken) AS notified
+FROM ins"""
+
+
+def _insert_one(on_conflict: str, returning: str) -> str:
     # One round trip: insert and, when the job is due now, wake the workers of its queue.
     return f"""
 WITH ins AS (
     INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
     VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12, $13, $14)
     {on_conflict}
-    RETURNING {_JOB_COLUMNS}
+    RETURNING {returning}
 )
 SELECT ins.*, CASE WHEN ins.next_run_at <= now() THEN pg_notify($15, ins.queue) END AS notified
 FROM ins"""
 
 
 _SQL: dict[str, str] = {
-    "insert": _insert_one(""),
-    "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT),
+    # Without a dedup key the caller knows the job but for what the database chose.
+    "insert": _insert_one("", "id, queue, next_run_at, created_at"),
+    "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT, _JOB_COLUMNS),
     # A declared schedule: one row per key however many workers declare it at once.
     # Unchanged declarations write nothing; a new expression moves a pending job to its first tick.
     "upsert_periodic": f"""
@@ -128,22 +151,11 @@ SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE schedule IS NOT NULL ORDER BY n
 SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
 WHERE dedup_key = $1 AND status IN ('pending', 'running')""",
     # One statement, so atomic without a transaction: the rows, then one notification per
-    # queue that got due jobs. Only what the caller does not know already comes back.
-    "insert_many": f"""
-WITH ins AS (
-    INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
-    SELECT n, h, d::jsonb, q, p, s, tz, m, t,
-           COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, mf, ov
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-                $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::text[], $13::text[], $14::text[])
-         WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
-    ORDER BY ord
-    {_ON_DEDUP_CONFLICT}
-    RETURNING id, queue, next_run_at, created_at, dedup_key
-), woken AS (
-    SELECT pg_notify($15, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
-)
-SELECT id, next_run_at, created_at, dedup_key, (SELECT count(*) FROM woken) AS notified FROM ins""",
+    # queue that got due jobs. Columns where every job has the default come as NULL (unnest pads
+    # them) and numbers as array literals, so the client encodes only what varies. One row comes
+    # back, with the ids in input order and the due time only of jobs not due at now().
+    "insert_many": _insert_many(""),
+    "insert_many_dedup": _insert_many(_ON_DEDUP_CONFLICT),
     # Claim: the due pending rows in claim order, locked with SKIP LOCKED, flipped to
     # running with a lease; one statement. One queue reads the claim index in order.
     "claim_one_queue": f"""
@@ -325,6 +337,9 @@ def _literal(values: Sequence[int | float | str | None]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
+# insert_many's numeric columns (priority, max_attempts, timeout, delay), sent as array literals.
+_LITERAL_COLUMNS = frozenset({4, 7, 8, 10})
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -344,7 +359,10 @@ class Queries:
 
     # --- enqueue ---
     async def insert_job(self, db: DB, params: Sequence[Any], *, dedup: bool) -> Any:
-        """Insert one job (14 params, then the channel); None when the dedup key is taken."""
+        """Insert one job (14 params, then the channel); None when the dedup key is taken.
+
+        Without ``dedup`` the row holds only id, next_run_at and created_at; with it, the whole job.
+        """
         return await db.fetchrow(self.sql["insert_dedup" if dedup else "insert"], *params, self.channel)
 
     async def upsert_periodic(self, db: DB, params: Sequence[Any], key: str) -> Any:
@@ -359,13 +377,15 @@ class Queries:
         """The pending or running job holding ``dedup_key``, if any."""
         return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
 
-    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any]]) -> list[Any]:
-        """Insert many jobs from 14 column arrays and notify each due queue once.
+    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any] | None], *, dedup: bool) -> Any:
+        """Insert many jobs from 14 columns (lists, or None where every job takes the default).
 
-        Returns (id, next_run_at, created_at, dedup_key) of the inserted rows, in input
-        order; rows skipped for a taken dedup key are missing.
+        Returns one row: ``now`` (every job's created_at), ``ids`` of the inserted jobs in input
+        order (rows skipped for a taken dedup key are missing), ``due`` (their next_run_at, or
+        NULL where it is ``now``) and ``keys`` (their dedup keys).
         """
-        return await db.fetch(self.sql["insert_many"], *columns, self.channel)
+        encoded = [_literal(c) if c is not None and i in _LITERAL_COLUMNS else c for i, c in enumerate(columns)]
+        return await db.fetchrow(self.sql["insert_many_dedup" if dedup else "insert_many"], *encoded, self.channel)
 
     # --- worker ---
     async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float,

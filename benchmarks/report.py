@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from benchmarks.common import Result
 
-__all__ = ["FLOOR", "format_table"]
+__all__ = ["FLOOR", "format_table", "format_targets"]
 
 FLOOR = "floor"
 
@@ -135,3 +135,57 @@ def _samples(r: Result) -> list[str]:
     out.append("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
     out += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return out
+
+
+def format_targets(results: Sequence[Result], impl: str = "ours") -> str:
+    """The targets of the performance issue, each with its figure from these results and met/not met.
+
+    The floor of the drain targets is the issue's: one hand-written loop on one connection
+    claiming 100 at a time (floor ``c1``). Ours is its best one-process drain with history on.
+    The floor's several-connection variants are shown beside it, as a harder reference.
+    """
+    by = {(r.impl, r.section, r.variant): r for r in results}
+    lines: list[str] = []
+
+    def add(target: str, value: float | None, limit: float, higher_is_better: bool, detail: str) -> None:
+        if value is None:
+            return
+        met = value >= limit if higher_is_better else value <= limit
+        lines.append(f"{target:<42} {value:5.2f}x  {'met' if met else 'NOT met':<7}  {detail}")
+
+    def ratio(num: float | None, den: float | None) -> float | None:
+        return num / den if num is not None and den else None
+
+    floor_loop = by.get((FLOOR, "drain", "c1"))
+    drains = [r for r in results if r.impl == impl and r.section == "drain" and r.extra.get("processes") == 1
+              and r.extra.get("history") and r.jobs_per_s]
+    if floor_loop is not None and floor_loop.jobs_per_s and drains:
+        best = max(drains, key=lambda r: r.jobs_per_s or 0.0)
+        floors = [r for r in results if r.impl == FLOOR and r.section == "drain" and r.jobs_per_s]
+        strongest = max(floors, key=lambda r: r.jobs_per_s or 0.0)
+        add("drain, one process, history on >= 0.70x", ratio(best.jobs_per_s, floor_loop.jobs_per_s), 0.70, True,
+            f"ours {best.variant} {best.jobs_per_s:,.0f}/s vs the floor's loop {floor_loop.jobs_per_s:,.0f}/s"
+            f" ({ratio(best.jobs_per_s, strongest.jobs_per_s) or 0:.2f}x of floor {strongest.variant},"
+            f" {strongest.extra.get('connections', '?')} connections: {strongest.jobs_per_s:,.0f}/s)")
+        add("pg cpu per job, history on <= 1.5x", ratio(best.pg_cpu_ms_per_job, floor_loop.pg_cpu_ms_per_job), 1.5,
+            False, f"ours {best.variant} {_num(best.pg_cpu_ms_per_job, '.4f')} vs"
+            f" {_num(floor_loop.pg_cpu_ms_per_job, '.4f')} ms/job")
+    for variant, limit in (("single", 0.9), ("batch", 0.5)):
+        o, f = by.get((impl, "enqueue", variant)), by.get((FLOOR, "enqueue", variant))
+        if o is not None and f is not None:
+            add(f"enqueue {variant} >= {limit:.2f}x", ratio(o.jobs_per_s, f.jobs_per_s), limit, True,
+                f"{_num(o.jobs_per_s, ',.0f')} vs {_num(f.jobs_per_s, ',.0f')} jobs/s")
+    o, f = by.get((impl, "latency", "50/s")), by.get((FLOOR, "latency", "50/s"))
+    if o is not None and f is not None:
+        for q in ("p50", "p99"):
+            ov, fv = getattr(o, f"{q}_ms"), getattr(f, f"{q}_ms")
+            add(f"latency {q} <= 1.30x", ratio(ov, fv), 1.3, False, f"{_num(ov, '.1f')} vs {_num(fv, '.1f')} ms")
+    for r in results:
+        growth = r.extra.get("rss_growth_mb") if r.section == "memory" else None
+        if growth is not None:
+            ok = growth < 20 and r.extra.get("other_tasks_max") == r.extra.get("other_tasks_min")
+            lines.append(f"{'memory: RSS growth < 20 MB, tasks flat':<42} {growth:+5.1f} MB  "
+                         f"{'met' if ok else 'NOT met':<7}  over {r.n:,} jobs")
+    if not lines:
+        return ""
+    return "\n".join(["targets (issue 5):", *lines])

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from benchmarks.common import DSN_ENV, BenchConfig, Result, Section, bench_dsn
-from benchmarks.report import format_table
+from benchmarks.report import format_table, format_targets
 from benchmarks.sections import all_sections
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(format_table(results))
+    if targets := format_targets(results):
+        print()
+        print(targets)
     for e in errors:
         print(f"FAILED {e}")
 

@@ -376,7 +376,7 @@ def install_hooks() -> None:
         async def claim(*args: Any, **kwargs: Any) -> Any:
             rows = await real_claim(*args, **kwargs)
             if rows and due():
-                crash(point, batch=[r["id"] for r in rows])
+                crash(point, batch=[job.id for job in rows])
             return rows
 
         q.claim = claim  # type: ignore[method-assign]

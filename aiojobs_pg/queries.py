@@ -183,8 +183,6 @@ WITH c AS (
 )
 {_CLAIM_UPDATE}""",
     # Completion: every row is fenced by status, attempt and claim token; history rows are
-    # written only for the rows the fence let through, in the same statement.
-    # Completion: every row is fenced by status, attempt and claim token; history rows are
     # written only for the rows the fence let through, in the same statement. Numbers, flags,
     # statuses and times (microseconds since the epoch) arrive as array literals: asyncpg's binary array
     # encoder costs ~1 us per timestamp and ~0.3 us per number, which dominated a worker's CPU.

@@ -10,7 +10,7 @@ from aiojobs_pg.worker import _enabled
 
 
 def test_filtering_logger_reports_its_threshold() -> None:
-    logger = structlog.make_filtering_bound_logger(logging.WARNING)(structlog.PrintLogger())
+    logger = structlog.make_filtering_bound_logger(logging.WARNING)(structlog.PrintLogger(), [], {})
     assert not _enabled(logger, logging.DEBUG)
     assert _enabled(logger, logging.ERROR)
 

@@ -193,18 +193,28 @@ class Worker:
             started = time.monotonic()
             try:
                 await self._heartbeat()
-                jobs = [(j.id, j.token) for j in self.inflight.values()]
-                if jobs:
-                    sent_at = time.monotonic()
-                    renewed = await self.queries.renew_leases(self.pool, jobs, self.settings.lease)
-                    for job_id in renewed:
-                        if job_id in self.inflight:
-                            self._lease_deadlines[job_id] = sent_at + self.settings.lease
-                    self._lose({j[0] for j in jobs} - renewed, "lease not renewed: the job was rescued, "
-                               "cancelled or deleted")
+                await self._renew_once()
             except DB_ERRORS as exc:
                 self.log.warning("lease_renewal_failed", error=repr(exc))
             await anyio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _renew_once(self) -> None:
+        jobs = [(j.id, j.token) for j in self.inflight.values()]
+        if not jobs:
+            return
+        sent_at = time.monotonic()
+        renewed = await self.queries.renew_leases(self.pool, jobs, self.settings.lease)
+        lost = set()
+        for job_id, token in jobs:
+            current = self.inflight.get(job_id)
+            if current is None or current.token != token:
+                continue  # finished, or finished and claimed again, while the renewal was in flight
+            if job_id in renewed:
+                self._lease_deadlines[job_id] = sent_at + self.settings.lease
+            elif job_id in self.tasks:
+                lost.add(job_id)
+            # else the handler is done and its outcome, flushed or not, is fenced like any other
+        self._lose(lost, "lease not renewed: the job was rescued, cancelled or deleted")
 
     async def _watch_leases(self) -> None:
         """Stop the jobs whose lease could not be renewed, before it runs out in the database.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 
 from aiojobs_pg import App, Backoff, Cancel, JobContext, JobStatus, Retry, RunStatus
+from aiojobs_pg.models import ClaimedJob, Outcome
 from aiojobs_pg.models import JobStatus as Status
-from aiojobs_pg.models import Outcome
 from aiojobs_pg.models import RunStatus as RStatus
 from tests.helpers import eventually
 
@@ -549,3 +550,39 @@ async def test_a_handler_raising_cancelled_error_fails_its_attempt(app: App) -> 
     runs = await app.job_history(job.id)
     assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.FAILED), (2, RunStatus.COMPLETED)]
     assert "CancelledError" in (runs[0].error or "")
+
+
+async def test_a_stale_lease_renewal_never_drops_a_newer_claim_of_the_same_job(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal sent for claim 1 comes back after the job finished and was claimed again (claim 2).
+
+    The database renews nothing for claim 1; the worker must not take that as claim 2's lease
+    being lost (it once did: the second run's outcome was dropped and the job waited for rescue).
+    """
+    now = datetime.now(UTC)
+    worker = app.create_worker(concurrency=2)
+    first = ClaimedJob(id=42, handler="h", data=None, queue="default", attempt=1, max_attempts=3, timeout=None,
+                       schedule=None, timezone=None, scheduled_at=now, claimed_at=now, token=1)
+    second = dataclasses.replace(first, token=2)
+    running = dataclasses.replace(first, id=43, token=7)  # still running under claim 7; its lease is gone
+    worker.inflight.update({42: first, 43: running})
+    release = asyncio.Event()
+    for job in (42, 43):
+        worker.tasks[job] = asyncio.create_task(release.wait())
+
+    async def renew(db: Any, jobs: Any, lease: float) -> set[int]:
+        assert sorted(jobs) == [(42, 1), (43, 7)]
+        worker.inflight[42] = second  # claim 1 ended and claim 2 began while the renewal was in flight
+        return set()
+
+    monkeypatch.setattr(app.queries, "renew_leases", renew)
+    try:
+        await worker._renew_once()
+        assert worker.inflight.get(42) is second
+        assert not worker.tasks[42].cancelled()
+        assert 43 not in worker.inflight  # a lease really lost still stops its job
+        await asyncio.sleep(0)
+        assert worker.tasks[43].cancelled()
+    finally:
+        release.set()
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)

@@ -193,7 +193,8 @@ WITH o AS MATERIALIZED (
            u.error, u.result,
            'epoch'::timestamptz + u.started_at * interval '1 microsecond' AS started_at,
            'epoch'::timestamptz + u.finished_at * interval '1 microsecond' AS finished_at,
-           u.release, u.reset, COALESCE(u.worker_id, $15) AS worker_id,
+           COALESCE(u.release, false) AS release, COALESCE(u.reset, false) AS reset,
+           COALESCE(u.worker_id, $15) AS worker_id,
            'epoch'::timestamptz + u.scheduled_at * interval '1 microsecond' AS scheduled_at,
            'running'::text AS running
     FROM unnest($1::text::bigint[], $2::text::int[], $3::text::bigint[], $4::text::text[], $5::text::text[],
@@ -233,7 +234,7 @@ WITH o AS MATERIALIZED (
     FROM upd
     WHERE $17
 )
-SELECT id FROM upd""",
+SELECT array_agg(id) FROM upd""",
     "renew_leases": """
 WITH r AS MATERIALIZED (
     SELECT u.id, u.token, 'running'::text AS running FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
@@ -330,9 +331,19 @@ FROM {schema}.jobs GROUP BY queue, status ORDER BY queue, status""",
 }
 
 
-def _literal(values: Sequence[int | float | str | None]) -> str:
-    """A PostgreSQL array literal of numbers, booleans or plain words (nothing to quote), NULL for None."""
+def _literal(values: Sequence[int | float | str | None]) -> str | None:
+    """A PostgreSQL array literal of numbers, booleans or plain words (nothing to quote), NULL for None.
+
+    None (one NULL array) when every value is None.
+    """
+    if all(v is None for v in values):
+        return None
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def _sparse(values: list[Any]) -> list[Any] | None:
+    """The values, or None (one NULL array) when every value is None."""
+    return values if any(v is not None for v in values) else None
 
 
 # insert_many's numeric columns (priority, max_attempts, timeout, delay), sent as array literals.
@@ -342,8 +353,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _micros(values: Sequence[datetime | None]) -> str:
-    """An array literal of microseconds since the epoch: exact, and cheaper to format than floats."""
+def _micros(values: Sequence[datetime | None]) -> str | None:
+    """An array literal of microseconds since the epoch (exact, and cheaper to format than floats).
+
+    None (one NULL array) when every value is None.
+    """
+    if all(v is None for v in values):
+        return None
     return "{" + ",".join(["NULL" if v is None else str((v - _EPOCH) // _MICROSECOND) for v in values]) + "}"
 
 
@@ -397,9 +413,10 @@ class Queries:
 
     async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:
         """Apply outcomes with fencing; returns the ids whose update went through."""
-        # One worker id for the whole batch is the usual case: send it once.
+        # One worker id for the whole batch is the usual case: send it once. Columns that are
+        # NULL (or false) for every outcome go as one NULL, which unnest pads.
         worker_id = outcomes[0].worker_id if outcomes else None
-        rows = await db.fetch(
+        ids = await db.fetchval(
             self.sql["complete"],
             _literal([o.job_id for o in outcomes]),
             _literal([o.attempt for o in outcomes]),
@@ -408,18 +425,18 @@ class Queries:
             _literal([o.run_status.value for o in outcomes]),
             _literal([o.delay for o in outcomes]),
             _micros([o.next_run_at for o in outcomes]),
-            [o.error for o in outcomes],
+            _sparse([o.error for o in outcomes]),
             [o.result_json for o in outcomes],
             _micros([o.started_at for o in outcomes]),
             _micros([o.finished_at for o in outcomes]),
-            _literal([o.release for o in outcomes]),
-            _literal([o.reset_attempts for o in outcomes]),
-            [None if o.worker_id == worker_id else o.worker_id for o in outcomes],
+            _literal([o.release or None for o in outcomes]),
+            _literal([o.reset_attempts or None for o in outcomes]),
+            _sparse([None if o.worker_id == worker_id else o.worker_id for o in outcomes]),
             worker_id,
             _micros([o.scheduled_at for o in outcomes]),
             history,
         )
-        return {r["id"] for r in rows}
+        return set(ids or ())
 
     async def renew_leases(self, db: DB, jobs: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Extend the leases of (id, claim token) pairs still running; returns the ids renewed."""

@@ -34,6 +34,10 @@ class _Capture:
         self.args = args
         return []
 
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.args = args
+        return None
+
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan

@@ -241,19 +241,41 @@ def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datet
                dedup_key=job.dedup_key, misfire=job.misfire, overlap=job.overlap)
 
 
+# Items with only these keys share their validation with every other item of the same kind.
+_PLAIN_KEYS = frozenset({"handler", "data", "queue", "priority"})
+
+
 def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
                  known_handlers: Collection[str] | None) -> list[NewJob]:
-    """Validate a batch; the error names the item's index."""
+    """Validate a batch; the error names the item's index.
+
+    A plain item (a dict of handler, data and maybe queue and priority, with str and int
+    values) is validated by :func:`prepare` once per distinct (handler, queue, priority);
+    only its data is encoded and checked for each item.
+    """
     prepared = []
+    validated: set[tuple[str, str, int]] = set()
     for index, item in enumerate(items):
-        if not (type(item) is dict or isinstance(item, Mapping)) or "handler" not in item:
-            raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
-        kwargs = dict(item)
-        if kwargs.get("max_attempts") is None:
-            kwargs["max_attempts"] = max_attempts
         try:
+            if type(item) is dict and item.keys() <= _PLAIN_KEYS and type(handler := item.get("handler")) is str \
+                    and type(queue := item.get("queue", "default")) is str \
+                    and type(priority := item.get("priority", 0)) is int:
+                if (handler, queue, priority) not in validated:
+                    prepare(handler, queue=queue, priority=priority, max_attempts=max_attempts,
+                            known_handlers=known_handlers)
+                    validated.add((handler, queue, priority))
+                prepared.append(NewJob(handler=handler, data_json=dump_json(item.get("data"), "data"), queue=queue,
+                                       priority=priority, max_attempts=max_attempts))
+                continue
+            if not isinstance(item, Mapping) or "handler" not in item:
+                raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
+            kwargs = dict(item)
+            if kwargs.get("max_attempts") is None:
+                kwargs["max_attempts"] = max_attempts
             prepared.append(prepare(**kwargs, known_handlers=known_handlers))
         except ValidationError as exc:
+            if exc.field.startswith("jobs["):
+                raise
             raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
         except TypeError as exc:
             raise ValidationError(f"jobs[{index}]", str(exc)) from None

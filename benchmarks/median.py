@@ -1,0 +1,68 @@
+"""The median of several runs: ``python -m benchmarks.median run1.json run2.json ...``.
+
+Single runs vary by tens of percent on a shared 2-core machine (a checkpoint, another
+process). Each figure of each (implementation, section, variant) is replaced by its
+median over the runs given, and the table and the target lines are printed from those
+medians, with the spread of the headline ratios beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+
+from benchmarks.common import Result
+from benchmarks.report import format_table, format_targets
+
+_FIGURES = ("jobs_per_s", "pg_cpu_s", "pg_backend_cpu_s", "client_cpu_s", "p50_ms", "p95_ms", "p99_ms", "seconds")
+
+
+def load(path: str) -> list[Result]:
+    """The results of one ``--json`` file."""
+    with open(path) as f:
+        raw = json.load(f)
+    names = {f.name for f in dataclasses.fields(Result)}
+    return [Result(**{k: v for k, v in r.items() if k in names}) for r in raw["results"]]
+
+
+def median_results(runs: Sequence[Sequence[Result]]) -> list[Result]:
+    """One result per (impl, section, variant), each figure the median over the runs that have it."""
+    groups: dict[tuple[str, str, str], list[Result]] = {}
+    for run in runs:
+        for r in run:
+            groups.setdefault((r.impl, r.section, r.variant), []).append(r)
+    out = []
+    for rs in groups.values():
+        merged = dataclasses.replace(rs[0], notes=[], extra=dict(rs[0].extra))
+        for name in _FIGURES:
+            values = [getattr(r, name) for r in rs if getattr(r, name) is not None]
+            setattr(merged, name, statistics.median(values) if values else None)
+        out.append(merged)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.median", description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", help="results files written by python -m benchmarks --json")
+    args = p.parse_args(argv)
+    runs = [load(f) for f in args.files]
+    print(format_table(median_results(runs)))
+    targets = format_targets(median_results(runs))
+    if targets:
+        print()
+        print(targets)
+    print()
+    print("per run:")
+    for path, run in zip(args.files, runs, strict=True):
+        lines = [line for line in format_targets(run).splitlines()[1:] if line]
+        print(f"  {path}:")
+        print("\n".join(f"    {line}" for line in lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

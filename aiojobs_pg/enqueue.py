@@ -172,7 +172,7 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
     if job.dedup_key is None:
         row = await queries.insert_job(db, job.params(), dedup=False)
-        return _inserted(job, row["id"], row["next_run_at"], row["created_at"])
+        return _inserted(job, row["id"], row["next_run_at"], row["created_at"], json.loads(job.data_json))
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
         row = await queries.insert_job(db, job.params(), dedup=True)
@@ -209,12 +209,12 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
     for job in jobs:
         if job.dedup_key is None:
             job_id, at = next(plain)
-            result.append(_inserted(job, job_id, at or now, now))
+            result.append(_inserted(job, job_id, at or now, now, json.loads(job.data_json)))
             continue
         if job.dedup_key not in by_key:
             hit = inserted.pop(job.dedup_key, None)
             if hit is not None:
-                by_key[job.dedup_key] = _inserted(job, hit[0], hit[1] or now, now)
+                by_key[job.dedup_key] = _inserted(job, hit[0], hit[1] or now, now, json.loads(job.data_json))
             else:
                 live = await queries.find_live_dedup(db, job.dedup_key)
                 if live is None:
@@ -231,12 +231,11 @@ _DEFAULTS: tuple[Any, ...] = (None, _REQUIRED, _REQUIRED, _REQUIRED, 0, None, No
 _KEY_COLUMN = 11
 
 
-def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datetime, data: Any = _REQUIRED) -> Job:
-    # The statement returns only what the database chose; the rest is what we sent.
-    return Job(id=job_id, handler=job.handler, data=json.loads(job.data_json) if data is _REQUIRED else data,
-               queue=job.queue,
-               priority=job.priority, status=JobStatus.PENDING, attempts=0, max_attempts=job.max_attempts,
-               next_run_at=next_run_at, created_at=created_at, updated_at=created_at,
+def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datetime, data: Any) -> Job:
+    # The statement returns only what the database chose; the rest is what we sent (data as stored: decoded).
+    return Job(id=job_id, handler=job.handler, data=data, queue=job.queue, priority=job.priority,
+               status=JobStatus.PENDING, attempts=0, max_attempts=job.max_attempts, next_run_at=next_run_at,
+               created_at=created_at, updated_at=created_at,
                name=job.name, schedule=job.schedule, timezone=job.timezone, timeout=job.timeout,
                dedup_key=job.dedup_key, misfire=job.misfire, overlap=job.overlap)
 

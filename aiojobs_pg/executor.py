@@ -10,7 +10,6 @@ import inspect
 import random
 import traceback
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -106,8 +105,8 @@ class HandlerSpec:
             raise ValidationError("handler", f"{name!r} must take (data) or (data, ctx), got {len(params)} arguments")
         return cls(name, fn, len(params) == 2, inspect.iscoroutinefunction(fn), backoff, timeout)
 
-    async def call(self, data: Any, ctx: JobContext) -> Any:
-        """Call the handler; sync handlers run in a worker thread."""
+    async def call(self, data: Any, ctx: JobContext | None) -> Any:
+        """Call the handler (with ``ctx`` if it takes one); sync handlers run in a worker thread."""
         args = (data, ctx) if self.takes_ctx else (data,)
         if self.is_async:
             result: Awaitable[Any] = self.fn(*args)
@@ -153,10 +152,14 @@ class Executor:
             known = ", ".join(sorted(self.handlers)) or "none"
             return self.failure(job, started, f"unknown handler {job.handler!r} (this worker knows: {known})")
         timeout = job.timeout or spec.timeout or self.default_timeout
+        # Only handlers that take a context get one: building it is a fair part of a short job's cost.
         ctx = JobContext(job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id,
-                         job.scheduled_at, job.name, self.log)
+                         job.scheduled_at, job.name, self.log) if spec.takes_ctx else None
         try:
-            with anyio.fail_after(timeout) if timeout else nullcontext():
+            if timeout:
+                with anyio.fail_after(timeout):
+                    result = await spec.call(job.data, ctx)
+            else:
                 result = await spec.call(job.data, ctx)
         except Retry as exc:
             return self.failure(job, started, f"Retry: {exc.reason}", spec, delay=exc.after)

@@ -271,6 +271,17 @@ class _Snapshot:
 
 
 @dataclass
+async def _checkpoint(conn: Any) -> None:
+    """Write out what earlier sections (and the preload) left dirty before this one is measured.
+
+    Otherwise a checkpoint that the previous section's WAL brought on lands in whichever
+    section runs next, for one implementation and not the other. Needs superuser or
+    pg_checkpoint; without it the section runs as it is.
+    """
+    with contextlib.suppress(asyncpg.PostgresError):
+        await conn.execute("CHECKPOINT")
+
+
 class PgCpu:
     """Server CPU meter for one measured section; build it with :meth:`attach`."""
 
@@ -294,9 +305,11 @@ class PgCpu:
         pool = next((s for s in sources if isinstance(s, asyncpg.pool.Pool)), None)
         if conn is not None:
             postmaster, note = await _find_postmaster(conn)
+            await _checkpoint(conn)
         elif pool is not None:
             async with pool.acquire(timeout=10.0) as pooled:
                 postmaster, note = await _find_postmaster(pooled)
+                await _checkpoint(pooled)
         else:
             return cls(note="no connection given: server CPU not measured")
         if postmaster is None:

@@ -270,7 +270,6 @@ class _Snapshot:
     at: float
 
 
-@dataclass
 async def _checkpoint(conn: Any) -> None:
     """Write out what earlier sections (and the preload) left dirty before this one is measured.
 
@@ -282,6 +281,7 @@ async def _checkpoint(conn: Any) -> None:
         await conn.execute("CHECKPOINT")
 
 
+@dataclass
 class PgCpu:
     """Server CPU meter for one measured section; build it with :meth:`attach`."""
 

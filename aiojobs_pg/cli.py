@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from .app import App
+from .argtypes import bounded_int
 from .errors import AiojobsPgError, ConfigurationError
 from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
@@ -135,21 +136,8 @@ def print_json(value: Any) -> None:
 
 # --- argument types ---
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _job_id(text: str) -> int:
-    value = _positive_int(text)
-    if value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"job id out of range: {value}")
-    return value
+_positive_int = bounded_int(1)
+_job_id = bounded_int(1, 2**63 - 1)
 
 
 def _positive_float(text: str) -> float:

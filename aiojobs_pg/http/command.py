@@ -9,30 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..argtypes import bounded_int
 from ..errors import ConfigurationError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {value}")
-    return value
+_port = bounded_int(0, 65535)
+_concurrency = bounded_int(1, 10_000)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

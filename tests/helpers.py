@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
 
 import anyio
 
-__all__ = ["eventually"]
+__all__ = ["REPO", "eventually", "spawn_python"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spawn_python(module: str, args: Sequence[str], env_vars: Mapping[str, str],
+                 log_path: Path) -> tuple[subprocess.Popen[bytes], IO[bytes], dict[str, str]]:
+    """Start ``python -m module args`` from the repository with ``env_vars``, output to ``log_path``.
+
+    Returns the process, the open log file (close it after the process ends) and its environment.
+    """
+    env = dict(os.environ)
+    env.update(env_vars, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p))
+    out = log_path.open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)
+    return proc, out, env
 
 
 async def eventually(

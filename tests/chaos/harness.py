@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +24,7 @@ import asyncpg
 
 from aiojobs_pg import App
 from tests.chaos.ledger import Ledger
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import spawn_python
 
 
 def with_app_name(dsn: str, name: str) -> str:
@@ -111,21 +109,18 @@ class Fleet:
         """Start a worker; ``settings`` are CHAOS_* variables without the prefix (``lease=2``)."""
         name = f"chaos{len(self.procs)}"
         stats_path = self.tmp_path / f"{name}.stats.json"
-        env = dict(os.environ)
-        env.update(
-            AIOJOBS_PG_DSN=with_app_name(dsn or self.dsn, name), AIOJOBS_PG_SCHEMA=self.schema,
-            CHAOS_LEDGER_DSN=with_app_name(ledger_dsn or self.dsn, f"{name}-ledger"), CHAOS_STATS=str(stats_path),
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        )
+        env_vars = {
+            "AIOJOBS_PG_DSN": with_app_name(dsn or self.dsn, name), "AIOJOBS_PG_SCHEMA": self.schema,
+            "CHAOS_LEDGER_DSN": with_app_name(ledger_dsn or self.dsn, f"{name}-ledger"),
+            "CHAOS_STATS": str(stats_path),
+        }
         for key, value in {**self.defaults, **settings}.items():
-            env[f"CHAOS_{key.upper()}"] = str(value)
-        cmd = [sys.executable, "-m", "tests.chaos.apps.worker", "--concurrency", str(concurrency)]
+            env_vars[f"CHAOS_{key.upper()}"] = str(value)
+        args = ["--concurrency", str(concurrency)]
         if queues:
-            cmd += ["--queues", *queues]
+            args += ["--queues", *queues]
         log_path = self.tmp_path / f"{name}.log"
-        out = log_path.open("wb")
-        popen = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        popen, out, env = spawn_python("tests.chaos.apps.worker", args, env_vars, log_path)
         proc = Proc(popen, name, log_path, stats_path, out, env)
         self.procs.append(proc)
         return proc

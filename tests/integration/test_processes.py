@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,9 +22,7 @@ import asyncpg
 import pytest
 
 from aiojobs_pg import App
-from tests.helpers import eventually
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import eventually, spawn_python
 
 #: lease of the worker processes (seconds): short, so that a dead worker's jobs are rescued quickly
 LEASE = 2.0
@@ -47,18 +44,13 @@ class Procs:
 
     def start(self, concurrency: int, *, lease: float = LEASE, drain: float = 30.0, pool: int = 10,
               queues: list[str] | None = None) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
-        env.update(
-            AIOJOBS_PG_DSN=self.dsn, AIOJOBS_PG_SCHEMA=self.schema, PROC_LEASE=str(lease), PROC_DRAIN=str(drain),
-            PROC_POOL=str(pool), PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        )
-        cmd = [sys.executable, "-m", "tests.apps.proc_app", "--concurrency", str(concurrency)]
+        env_vars = {"AIOJOBS_PG_DSN": self.dsn, "AIOJOBS_PG_SCHEMA": self.schema, "PROC_LEASE": str(lease),
+                    "PROC_DRAIN": str(drain), "PROC_POOL": str(pool)}
+        args = ["--concurrency", str(concurrency)]
         if queues:
-            cmd += ["--queues", *queues]
+            args += ["--queues", *queues]
         log_path = self.tmp_path / f"worker-{len(self.started)}.log"
-        out = log_path.open("wb")
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc, out, _ = spawn_python("tests.apps.proc_app", args, env_vars, log_path)
         self.started.append((proc, log_path, out))
         self.logs[proc.pid] = log_path
         return proc

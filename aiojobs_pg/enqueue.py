@@ -201,9 +201,14 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
         datas = json.loads("[" + ",".join([j.data_json for j in jobs]) + "]")
         return [_inserted(job, job_id, at or now, now, data)
                 for job, job_id, at, data in zip(jobs, ids, due, datas, strict=True)]
-    inserted = {key: (job_id, at) for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True)}
-    plain = iter([(job_id, at) for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True)
-                  if key is None])
+    inserted: dict[str, tuple[int, datetime | None]] = {}
+    plain_rows: list[tuple[int, datetime | None]] = []
+    for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True):
+        if key is None:
+            plain_rows.append((job_id, at))
+        else:
+            inserted[key] = (job_id, at)
+    plain = iter(plain_rows)
     by_key: dict[str, Job] = {}
     result = []
     for job in jobs:

@@ -156,7 +156,7 @@ class Executor:
         ctx = JobContext(job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id,
                          job.scheduled_at, job.name, self.log) if spec.takes_ctx else None
         try:
-            if timeout:
+            if timeout:  # no cancel scope at all without one: entering a scope costs on every job
                 with anyio.fail_after(timeout):
                     result = await spec.call(job.data, ctx)
             else:

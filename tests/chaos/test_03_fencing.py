@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow
 RACES = 1000
 
 
-def lease_key(job: ClaimedJob) -> tuple[int, int]:
-    """What the worker renews a lease with: (id, claim token), or (id, attempt) before the token existed."""
-    return job.id, getattr(job, "token", job.attempt)
-
-
 def executor(worker_id: str) -> Executor:
     return Executor({}, worker_id=worker_id, backoff=Backoff(base=0, jitter=0))
 
@@ -163,7 +158,7 @@ async def test_03_late_completion_from_an_earlier_tick_is_fenced(shared_env: Env
     c = (await q.claim(app.pool, ["default"], 1, 30, "C"))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt, c_attempt=c.attempt)
 
-    renewed = await q.renew_leases(app.pool, [lease_key(a)], 30)
+    renewed = await q.renew_leases(app.pool, [(a.id, a.token)], 30)
     applied = await q.complete(app.pool, [success(executor("A"), a, "A")], history=True)
     row = await app.get_job(job.id)
     figures.update(late_renewal_applied=bool(renewed), late_completion_applied=bool(applied),
@@ -185,7 +180,7 @@ async def test_03_late_completion_after_a_manual_retry_is_fenced(shared_env: Env
     b = (await q.claim(app.pool, ["default"], 1, 30, "B"))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt)
 
-    renewed = await q.renew_leases(app.pool, [lease_key(a)], 30)
+    renewed = await q.renew_leases(app.pool, [(a.id, a.token)], 30)
     applied = await q.complete(app.pool, [success(executor("A"), a, "A")], history=True)
     row = await app.get_job(job.id)
     figures.update(late_renewal_applied=bool(renewed), late_completion_applied=bool(applied),

@@ -24,8 +24,9 @@ import pytest
 
 from aiojobs_pg import App, JobStatus
 from aiojobs_pg.schema import pending_migrations
-from tests.chaos.harness import REPO, Env, Fleet
+from tests.chaos.harness import Env, Fleet
 from tests.chaos.steps import wait_completed, wait_started
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

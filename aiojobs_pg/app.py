@@ -10,11 +10,11 @@ import dataclasses
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
@@ -25,6 +25,7 @@ from .admin import UNSET, Admin, Page, _Unset
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
+from .lane import Lane, Lanes
 from .models import Job, Run
 from .queries import DB, Queries, init_connection
 from .schedules import parse_duration
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("aiojobs_pg.app")
 
 F = TypeVar("F", bound=Handler)
+T = TypeVar("T")
+P = ParamSpec("P")
+
 
 def _seconds(value: float | int | enq.Duration, field: str) -> float:
     return parse_duration(value, field=field, allow_zero=False).total_seconds()
@@ -95,6 +99,8 @@ class App:
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: asyncpg.Pool | None = None
+        self._lanes: Lanes | None = None
+        self._enqueue_lane: Lane | None = None
         self.dsn: str | None = None
 
     # --- handlers ---
@@ -194,6 +200,8 @@ class App:
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
             command_timeout=self.command_timeout, init=init_connection, reset=_keep_session)
+        self._lanes = Lanes(self._pool)
+        self._enqueue_lane = self._lanes.lane()
         if self.auto_migrate:
             await self.migrate()
 
@@ -201,6 +209,9 @@ class App:
         """Close the pool."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            lanes, self._lanes, self._enqueue_lane = self._lanes, None, None
+            if lanes is not None:
+                await lanes.close()
             await pool.close()
 
     async def __aenter__(self) -> App:
@@ -247,7 +258,7 @@ class App:
             max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
             timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
             timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers())
-        return await enq.insert_one(connection or self.pool, self.queries, job)
+        return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
                            connection: asyncpg.Connection | None = None) -> list[Job]:
@@ -257,7 +268,17 @@ class App:
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
                                     known_handlers=self._known_handlers())
-        return await enq.insert_many(connection or self.pool, self.queries, prepared)
+        return await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
+
+    async def _enqueue_on(self, connection: asyncpg.Connection | None,
+                          insert: Callable[Concatenate[DB, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        # The caller's connection (its transaction); else the enqueue lane, unless a concurrent call holds it.
+        if connection is not None:
+            return await insert(connection, *args, **kwargs)
+        pool, lane = self.pool, self._enqueue_lane
+        if lane is not None and not lane.busy:
+            return await lane.run(insert, *args, **kwargs)
+        return await insert(pool, *args, **kwargs)
 
     # --- management ---
     def admin(self, connection: DB | None = None) -> Admin:
@@ -335,8 +356,9 @@ class App:
                             default_timeout=self.job_timeout)
         dsn = self.dsn
         assert dsn is not None
+        assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
-                      connect=lambda: asyncpg.connect(dsn, timeout=10))
+                      connect=lambda: asyncpg.connect(dsn, timeout=10), lanes=self._lanes)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
                          burst: bool = False, handle_signals: bool = True, **overrides: Any) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.lowlevel
-import asyncpg
 import structlog
 
+from .lane import Lane
 from .models import Outcome
 from .queries import DB_ERRORS, Queries
 
@@ -27,10 +27,10 @@ OnFlushed = Callable[[Sequence[Outcome], set[int]], None]
 class Completer:
     """Collects outcomes and writes them in batches."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, history: bool, on_flushed: OnFlushed,
+    def __init__(self, lane: Lane, queries: Queries, *, history: bool, on_flushed: OnFlushed,
                  max_batch: int = 1000, retry_delay: float = 0.5,
                  owned: Callable[[int], bool] = lambda job_id: True) -> None:
-        self.pool = pool
+        self.lane = lane
         self.queries = queries
         self.history = history
         self.on_flushed = on_flushed
@@ -72,7 +72,7 @@ class Completer:
                 continue
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:
-                applied = await self.queries.complete(self.pool, batch, history=self.history)
+                applied = await self.lane.run(self.queries.complete, batch, history=self.history)
             except DB_ERRORS as exc:
                 log.warning("completion_flush_failed", error=repr(exc), jobs=len(batch))
                 self._buffer = [o for o in batch if self.owned(o.job_id)] + self._buffer

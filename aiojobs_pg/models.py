@@ -6,7 +6,7 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +100,19 @@ class Job:
             overlap=row["overlap"],
             tick_at=row["tick_at"],
         )
+
+
+# Job.__init__ parses keywords and calls object.__setattr__ per field (frozen): about 7 µs here.
+# enqueue_many builds one Job per inserted row, so it fills the slots directly, at a third of that.
+_JOB_SETTERS = tuple(getattr(Job, f.name).__set__ for f in fields(Job))
+
+
+def build_job(*values: Any) -> Job:
+    """A :class:`Job` from every field's value, in declaration order, without ``__init__``."""
+    job = object.__new__(Job)
+    for set_field, value in zip(_JOB_SETTERS, values, strict=True):
+        set_field(job, value)
+    return job
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import anyio
-import asyncpg
 import structlog
 
+from .lane import Lane
 from .models import ClaimedJob
 from .queries import Queries
 
@@ -23,11 +23,11 @@ class Producer:
     until a notification or the next poll tick.
     """
 
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, worker_id: str, queues: Sequence[str],
+    def __init__(self, lane: Lane, queries: Queries, *, worker_id: str, queues: Sequence[str],
                  lease: float, poll_interval: float, free_slots: Callable[[], int],
                  spawn: Callable[[ClaimedJob], None], burst: bool = False,
                  idle: Callable[[], bool] = lambda: True, max_claim: int = 1000) -> None:
-        self.pool = pool
+        self.lane = lane
         self.queries = queries
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -74,7 +74,7 @@ class Producer:
             return 0
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
-        jobs = await self.queries.claim(self.pool, self.queues, limit, self.lease, self.worker_id)
+        jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id)
         self.claims += 1
         self.claimed += len(jobs)
         for job in jobs:

@@ -25,6 +25,7 @@ import structlog
 
 from .completer import Completer
 from .executor import Executor, utcnow
+from .lane import Lanes
 from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus
 from .notifier import Notifier
@@ -60,7 +61,7 @@ class Worker:
     """Runs jobs from the given queues until stopped (or, in burst mode, until nothing is due)."""
 
     def __init__(self, pool: asyncpg.Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
-                 connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+                 connect: Callable[[], Awaitable[asyncpg.Connection]], lanes: Lanes) -> None:
         self.pool = pool
         self.queries = queries
         self.executor = executor
@@ -81,9 +82,9 @@ class Worker:
         self._idle.set()
         self.started = anyio.Event()
         self.stopped = anyio.Event()
-        self.completer = Completer(pool, queries, history=settings.history, on_flushed=self._on_flushed,
+        self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
                                    owned=self.inflight.__contains__)
-        self.producer = Producer(pool, queries, worker_id=self.id, queues=settings.queues, lease=settings.lease,
+        self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues, lease=settings.lease,
                                  poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
         self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
@@ -270,6 +271,8 @@ class Worker:
             with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout), \
                     contextlib.suppress(*DB_ERRORS):
                 await self.queries.worker_remove(self.pool, self.id)
+                await self.producer.lane.close()
+                await self.completer.lane.close()
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
 

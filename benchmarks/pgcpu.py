@@ -164,17 +164,15 @@ def _boot_time() -> float | None:
 
 
 async def _pids_of_pool(pool: asyncpg.pool.Pool[Any]) -> set[int]:
-    """PIDs of the connections a pool holds now.
+    """PIDs of the connections a pool holds now, acquired or not.
 
-    Acquires as many connections as the pool currently has open, all at once,
-    so that each one is a different connection; call it while the pool is idle.
-    Connections the pool opens later are not tracked (they still count in
-    ``server_s``).
+    Read from asyncpg's list of connection holders (private, but stable for years):
+    acquiring every connection to ask each for its PID would wait forever for those
+    that aiojobs_pg's lanes keep acquired. Connections the pool opens later are not
+    tracked (they still count in ``server_s``).
     """
-    size = max(pool.get_size(), 1)
-    async with contextlib.AsyncExitStack() as stack:
-        conns = [await stack.enter_async_context(pool.acquire(timeout=10.0)) for _ in range(size)]
-        return {int(await c.fetchval("SELECT pg_backend_pid()")) for c in conns}
+    holders = getattr(pool, "_holders", [])
+    return {h._con.get_server_pid() for h in holders if h._con is not None and not h._con.is_closed()}
 
 
 async def backend_pids(*sources: Source) -> set[int]:

@@ -1,0 +1,148 @@
+"""Lanes: connections kept between statements, within a budget, given back on failure and on close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from aiojobs_pg import App
+from aiojobs_pg.lane import Lanes
+from tests.helpers import eventually
+
+
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=3)
+    try:
+        yield p
+    finally:
+        p.terminate()  # a failed test may leave a lane holding a connection: do not wait for it
+
+
+async def backend(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_a_lane_keeps_its_connection_between_statements(pool: asyncpg.Pool) -> None:
+    lane = Lanes(pool, reserve=2).lane()
+    first = await lane.run(backend)
+    assert [await lane.run(backend) for _ in range(5)] == [first] * 5
+    # The pool's other two connections stay free for everyone else.
+    async with pool.acquire() as a, pool.acquire() as b:
+        assert first not in {await backend(a), await backend(b)}
+    await lane.close()
+    assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_lanes_never_keep_more_than_the_pool_size_minus_the_reserve(pool: asyncpg.Pool) -> None:
+    lanes = Lanes(pool, reserve=2)
+    one, two = lanes.lane(), lanes.lane()
+    await one.run(backend)
+    await two.run(backend)
+    assert lanes.kept == 1
+    # The lane over budget acquired and released per call: two connections are still free.
+    async with pool.acquire(), pool.acquire():
+        pass
+    await lanes.close()
+    assert lanes.kept == 0
+    assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_a_failed_statement_gives_the_connection_back(pool: asyncpg.Pool) -> None:
+    lanes = Lanes(pool, reserve=2)
+    lane = lanes.lane()
+
+    async def fail_in_transaction(conn: Any) -> None:
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT 1/0")
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await lane.run(fail_in_transaction)
+    assert lanes.kept == 0
+    # The pool rolled the broken transaction back before anyone got the connection again.
+    assert await lane.run(lambda conn: conn.fetchval("SELECT 1")) == 1
+
+    async def in_transaction(conn: Any) -> bool:
+        return bool(conn.is_in_transaction())
+
+    assert await lane.run(in_transaction) is False
+    await lanes.close()
+
+
+async def test_a_cancelled_statement_gives_the_connection_back(pool: asyncpg.Pool) -> None:
+    lanes = Lanes(pool, reserve=2)
+    lane = lanes.lane()
+    await lane.run(backend)
+    task = asyncio.create_task(lane.run(lambda conn: conn.execute("SELECT pg_sleep(10)")))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lanes.kept == 0 and not lane.busy
+    assert await lane.run(lambda conn: conn.fetchval("SELECT 2")) == 2
+    await lanes.close()
+    await eventually(lambda: pool.get_idle_size() == pool.get_size(), timeout=5)
+
+
+async def test_a_lane_refuses_a_second_concurrent_statement(pool: asyncpg.Pool) -> None:
+    lane = Lanes(pool).lane()
+    first = asyncio.create_task(lane.run(lambda conn: conn.execute("SELECT pg_sleep(0.2)")))
+    await asyncio.sleep(0.05)
+    with pytest.raises(RuntimeError, match="one statement at a time"):
+        await lane.run(backend)
+    await first
+    await lane.close()
+
+
+async def test_concurrent_enqueues_share_the_pool_when_the_lane_is_busy(app: App) -> None:
+    app.register("h", lambda data: None)
+    jobs = await asyncio.gather(*(app.enqueue("h", {"i": i}) for i in range(50)))
+    assert sorted(j.data["i"] for j in jobs) == list(range(50))
+    assert len({j.id for j in jobs}) == 50
+
+
+async def test_closing_the_app_gives_back_every_kept_connection(pg_dsn: str, schema_name: str) -> None:
+    app = App(pg_dsn, schema=schema_name, pool_max_size=4, drain_timeout=1, poll_interval=0.1)
+    app.register("h", lambda data: None)
+    try:
+        async with app:
+            await app.enqueue("h")
+            async with app.worker(concurrency=2) as worker:
+                await eventually(lambda: worker.is_idle() and worker.producer.claims > 0)
+                # Enqueue lane, claim loop and completer want three; four minus a reserve of two allows two.
+                assert app._lanes is not None and app._lanes.kept == 2
+            pool = app.pool
+            assert pool.get_idle_size() == pool.get_size() - app._lanes.kept
+        assert pool.is_closing()
+    finally:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+        await conn.close()
+
+
+async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str, schema_name: str) -> None:
+    # Three workers want six kept connections; a pool of three keeps one and leaves two for renewals.
+    app = App(pg_dsn, schema=schema_name, pool_max_size=3, lease=1.5, poll_interval=0.1, drain_timeout=5)
+    done: list[int] = []
+
+    async def slow(data: dict[str, int]) -> None:
+        await asyncio.sleep(2)  # longer than the lease: only renewals keep it
+        done.append(data["i"])
+
+    app.register("slow", slow)
+    try:
+        async with app:
+            await app.enqueue_many([{"handler": "slow", "data": {"i": i}} for i in range(6)])
+            async with app.worker(concurrency=2), app.worker(concurrency=2), app.worker(concurrency=2):
+                await eventually(lambda: len(done) == 6, timeout=20)
+            assert sorted(done) == list(range(6))  # each ran once: no lease ran out
+            rows = await app.pool.fetch(f"SELECT status, attempts FROM {schema_name}.jobs")
+            assert [(r["status"], r["attempts"]) for r in rows] == [("completed", 1)] * 6
+    finally:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+        await conn.close()

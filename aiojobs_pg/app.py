@@ -10,7 +10,7 @@ import dataclasses
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -166,9 +166,9 @@ class App:
                 log.info("schedule_declared", key=key, schedule=job.schedule, action=outcome[key])
         return outcome
 
-    def _known_handlers(self) -> Sequence[str] | None:
+    def _known_handlers(self) -> Collection[str] | None:
         check = self.validate_handlers if self.validate_handlers is not None else bool(self.handlers)
-        return list(self.handlers) if check else None
+        return self.handlers.keys() if check else None
 
     # --- where it runs ---
     def retarget(self, *, dsn: str | None = None, schema: str | None = None) -> None:

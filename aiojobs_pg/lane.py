@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 class Lanes:
-    """The connections all lanes of one pool may keep, and the lanes themselves."""
+    """The connections all lanes of one pool may keep, and the lanes not closed yet."""
 
     def __init__(self, pool: asyncpg.Pool, *, reserve: int = 2) -> None:
         self.pool = pool
@@ -43,7 +43,7 @@ class Lanes:
     async def close(self) -> None:
         """Give back every kept connection; from now on lanes acquire and release per call."""
         self.closed = True
-        for lane in self._lanes:
+        for lane in list(self._lanes):
             await lane.close()
 
 
@@ -88,6 +88,8 @@ class Lane:
     async def close(self) -> None:
         """Give the kept connection back and keep none from now on (one in use goes back when done)."""
         self._closed = True
+        with contextlib.suppress(ValueError):
+            self._lanes._lanes.remove(self)
         if self._conn is not None and not self.busy:
             await self._give_back(self._conn)
 

@@ -84,8 +84,8 @@ class Worker:
         self.stopped = anyio.Event()
         self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
                                    owned=self.inflight.__contains__)
-        self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues, lease=settings.lease,
-                                 poll_interval=settings.poll_interval, free_slots=self.free_slots,
+        self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
+                                 lease=settings.lease, poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
         self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
                                  on_reconnect=self.producer.wake)
@@ -268,11 +268,12 @@ class Worker:
                         self._limit_final_flush()
                 background.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout), \
-                    contextlib.suppress(*DB_ERRORS):
-                await self.queries.worker_remove(self.pool, self.id)
-                await self.producer.lane.close()
-                await self.completer.lane.close()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout):
+                for lane in (self.producer.lane, self.completer.lane):  # the pool's, whatever happens next
+                    with contextlib.suppress(*DB_ERRORS):
+                        await lane.close()
+                with contextlib.suppress(*DB_ERRORS):
+                    await self.queries.worker_remove(self.pool, self.id)
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
 

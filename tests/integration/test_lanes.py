@@ -23,6 +23,17 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         p.terminate()  # a failed test may leave a lane holding a connection: do not wait for it
 
 
+@pytest.fixture
+async def own_schema(pg_owner_dsn: str, schema_name: str) -> AsyncIterator[str]:
+    """A schema for an App with settings of its own; dropped by its owner afterwards."""
+    yield schema_name
+    conn = await asyncpg.connect(pg_owner_dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+    finally:
+        await conn.close()
+
+
 async def backend(conn: Any) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
@@ -105,30 +116,25 @@ async def test_concurrent_enqueues_share_the_pool_when_the_lane_is_busy(app: App
     assert len({j.id for j in jobs}) == 50
 
 
-async def test_closing_the_app_gives_back_every_kept_connection(pg_dsn: str, schema_name: str) -> None:
-    app = App(pg_dsn, schema=schema_name, pool_max_size=4, drain_timeout=1, poll_interval=0.1)
+async def test_closing_the_app_gives_back_every_kept_connection(pg_dsn: str, own_schema: str) -> None:
+    app = App(pg_dsn, schema=own_schema, pool_max_size=4, drain_timeout=1, poll_interval=0.1)
     app.register("h", lambda data: None)
-    try:
-        async with app:
-            await app.enqueue("h")
-            async with app.worker(concurrency=2) as worker:
-                await eventually(lambda: worker.is_idle() and worker.producer.claims > 0)
-                # Enqueue lane, claim loop and completer want three; four minus a reserve of two allows two.
-                assert app._lanes is not None and app._lanes.kept == 2
-            # The stopped worker gave its two back and is forgotten; the enqueue lane keeps its own.
-            assert app._lanes.kept == 1 and len(app._lanes._lanes) == 1
-            pool = app.pool
-            assert pool.get_idle_size() == pool.get_size() - 1
-        assert pool.is_closing()
-    finally:
-        conn = await asyncpg.connect(pg_dsn)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
-        await conn.close()
+    async with app:
+        await app.enqueue("h")
+        async with app.worker(concurrency=2) as worker:
+            await eventually(lambda: worker.is_idle() and worker.producer.claims > 0)
+            # Enqueue lane, claim loop and completer want three; four minus a reserve of two allows two.
+            assert app._lanes is not None and app._lanes.kept == 2
+        # The stopped worker gave its two back and is forgotten; the enqueue lane keeps its own.
+        assert app._lanes.kept == 1 and len(app._lanes._lanes) == 1
+        pool = app.pool
+        assert pool.get_idle_size() == pool.get_size() - 1
+    assert pool.is_closing()
 
 
-async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str, schema_name: str) -> None:
+async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str, own_schema: str) -> None:
     # Three workers want six kept connections; a pool of three keeps one and leaves two for renewals.
-    app = App(pg_dsn, schema=schema_name, pool_max_size=3, lease=1.5, poll_interval=0.1, drain_timeout=5)
+    app = App(pg_dsn, schema=own_schema, pool_max_size=3, lease=1.5, poll_interval=0.1, drain_timeout=5)
     done: list[int] = []
 
     async def slow(data: dict[str, int]) -> None:
@@ -136,15 +142,10 @@ async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str
         done.append(data["i"])
 
     app.register("slow", slow)
-    try:
-        async with app:
-            await app.enqueue_many([{"handler": "slow", "data": {"i": i}} for i in range(6)])
-            async with app.worker(concurrency=2), app.worker(concurrency=2), app.worker(concurrency=2):
-                await eventually(lambda: len(done) == 6, timeout=20)
-            assert sorted(done) == list(range(6))  # each ran once: no lease ran out
-            rows = await app.pool.fetch(f"SELECT status, attempts FROM {schema_name}.jobs")
-            assert [(r["status"], r["attempts"]) for r in rows] == [("completed", 1)] * 6
-    finally:
-        conn = await asyncpg.connect(pg_dsn)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
-        await conn.close()
+    async with app:
+        await app.enqueue_many([{"handler": "slow", "data": {"i": i}} for i in range(6)])
+        async with app.worker(concurrency=2), app.worker(concurrency=2), app.worker(concurrency=2):
+            await eventually(lambda: len(done) == 6, timeout=20)
+        assert sorted(done) == list(range(6))  # each ran once: no lease ran out
+        rows = await app.pool.fetch(f"SELECT status, attempts FROM {own_schema}.jobs")
+        assert [(r["status"], r["attempts"]) for r in rows] == [("completed", 1)] * 6

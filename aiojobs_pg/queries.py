@@ -88,12 +88,14 @@ def _insert_many(on_conflict: str) -> str:
     return f"""
 WITH ins AS (
     INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
-    SELECT n, h, d::jsonb, q, COALESCE(p, 0), s, tz, m, t,
+    SELECT n, h, d, q, COALESCE(p, 0), s, tz, m, t,
            COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, COALESCE(mf, 'skip'),
            COALESCE(ov, 'wait')
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text::int[], $6::text[], $7::text[],
-                $8::text::int[], $9::text::float8[], $10::timestamptz[], $11::text::float8[], $12::text[],
-                $13::text[], $14::text[])
+    -- The data of all jobs comes as one JSON array: cheaper to send and to parse than a text[] of documents.
+    FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), jsonb_array_elements($3::jsonb), unnest($4::text[]),
+                    unnest($5::text::int[]), unnest($6::text[]), unnest($7::text[]), unnest($8::text::int[]),
+                    unnest($9::text::float8[]), unnest($10::timestamptz[]), unnest($11::text::float8[]),
+                    unnest($12::text[]), unnest($13::text[]), unnest($14::text[]))
          WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
     ORDER BY ord
     {on_conflict}
@@ -391,8 +393,10 @@ class Queries:
         """The pending or running job holding ``dedup_key``, if any."""
         return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
 
-    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any] | None], *, dedup: bool) -> Any:
+    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any] | str | None], *, dedup: bool) -> Any:
         """Insert many jobs from 14 columns (lists, or None where every job takes the default).
+
+        The data column is one JSON array text holding every job's data, in order.
 
         Returns one row: ``now`` (every job's created_at), ``ids`` of the inserted jobs in input
         order (rows skipped for a taken dedup key are missing), ``due`` (their next_run_at, or

@@ -413,7 +413,11 @@ class Queries:
             rows = await db.fetch(self.sql["claim_one_queue"], queues[0], limit, lease, worker_id)
         else:
             rows = await db.fetch(self.sql["claim"], list(queues), limit, lease, worker_id)
-        return [ClaimedJob(r[0], r[1], _loads(r[2]), *tuple(r)[3:]) for r in rows]
+        if not rows:
+            return []
+        # One json.loads for the data of the whole claim costs a fraction of one call per job.
+        datas = _loads("[" + ",".join([r[2] for r in rows]) + "]")
+        return [ClaimedJob(r[0], r[1], data, *tuple(r)[3:]) for r, data in zip(rows, datas, strict=True)]
 
     async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:
         """Apply outcomes with fencing; returns the ids whose update went through."""

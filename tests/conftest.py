@@ -94,8 +94,20 @@ async def app(pg_dsn: str, schema_name: str) -> AsyncIterator[App]:
                       drain_timeout=5)
     async with application:
         yield application
-    conn = await asyncpg.connect(pg_dsn)
+    await _drop_schema(pg_dsn, schema_name)
+
+
+@pytest.fixture
+async def own_schema(pg_owner_dsn: str, schema_name: str) -> AsyncIterator[str]:
+    """A schema for a test's App with settings of its own; dropped by its owner afterwards."""
+    yield schema_name
+    await _drop_schema(pg_owner_dsn, schema_name)
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    # Here, not in tests.helpers: the least-privilege run swaps this module's asyncpg (see its docstring).
+    conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:
         await conn.close()

@@ -127,20 +127,13 @@ async def test_enqueue_none_data_is_json_null(app: App) -> None:
                                    job.id) == "null"
 
 
-async def test_default_max_attempts_setting(pg_dsn: str, pg_owner_dsn: str, schema_name: str) -> None:
-    other = App(pg_dsn, schema=schema_name, default_max_attempts=5)
-    try:
-        async with other:
-            assert (await other.enqueue("h")).max_attempts == 5
-            assert (await other.enqueue("h", max_attempts=2)).max_attempts == 2
-            jobs = await other.enqueue_many([{"handler": "h"}, {"handler": "h", "max_attempts": 9}])
-            assert [j.max_attempts for j in jobs] == [5, 9]
-    finally:
-        conn = await asyncpg.connect(pg_owner_dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
-        finally:
-            await conn.close()
+async def test_default_max_attempts_setting(pg_dsn: str, own_schema: str) -> None:
+    other = App(pg_dsn, schema=own_schema, default_max_attempts=5)
+    async with other:
+        assert (await other.enqueue("h")).max_attempts == 5
+        assert (await other.enqueue("h", max_attempts=2)).max_attempts == 2
+        jobs = await other.enqueue_many([{"handler": "h"}, {"handler": "h", "max_attempts": 9}])
+        assert [j.max_attempts for j in jobs] == [5, 9]
 
 
 def test_default_max_attempts_is_validated() -> None:

@@ -23,17 +23,6 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         p.terminate()  # a failed test may leave a lane holding a connection: do not wait for it
 
 
-@pytest.fixture
-async def own_schema(pg_owner_dsn: str, schema_name: str) -> AsyncIterator[str]:
-    """A schema for an App with settings of its own; dropped by its owner afterwards."""
-    yield schema_name
-    conn = await asyncpg.connect(pg_owner_dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
-    finally:
-        await conn.close()
-
-
 async def backend(conn: Any) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 

@@ -117,7 +117,9 @@ async def test_closing_the_app_gives_back_every_kept_connection(pg_dsn: str, own
         # The stopped worker gave its two back and is forgotten; the enqueue lane keeps its own.
         assert app._lanes.kept == 1 and len(app._lanes._lanes) == 1
         pool = app.pool
-        assert pool.get_idle_size() == pool.get_size() - 1
+        # A statement of the worker's background loops cancelled at its exit goes back to the pool in a
+        # shielded task of asyncpg's own, a moment later (seen once in five runs of this file).
+        await eventually(lambda: pool.get_idle_size() == pool.get_size() - 1, timeout=5)
     assert pool.is_closing()
 
 

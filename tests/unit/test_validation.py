@@ -164,6 +164,16 @@ def test_dump_json_rejects_cycles_and_too_deep_nesting() -> None:
         dump_json(deep, "data")
 
 
+def test_dump_json_keeps_no_state_from_a_failed_call() -> None:
+    # One encoder serves every call: a failure must not leave a marker that makes the same
+    # (now valid) value look circular on the next call.
+    outer: list[Any] = [{"x": 1}, Opaque()]
+    with pytest.raises(ValidationError):
+        dump_json(outer, "data")
+    outer[1] = 2
+    assert dump_json(outer, "data") == '[{"x":1},2]'
+
+
 def test_prepare_accepts_valid_input_and_normalises() -> None:
     paris = timezone(timedelta(hours=2))
     job = _prepare(

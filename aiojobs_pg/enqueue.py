@@ -187,15 +187,10 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
     """Insert jobs and notify each queue once, in one statement; results follow input order."""
     if not jobs:
         return []
-    columns: list[list[Any] | str | None] = [list(c) for c in zip(*(j.params() for j in jobs), strict=True)]
-    for i, (column, default) in enumerate(zip(columns, _DEFAULTS, strict=True)):
-        if column is not None and all(v == default for v in column):
-            columns[i] = None  # the statement fills it in
     # Every job's data in one JSON array: one parameter to send, and one json.loads for the returned jobs.
     data_array = "[" + ",".join([j.data_json for j in jobs]) + "]"
-    columns[_DATA_COLUMN] = data_array
-    dedup = columns[_KEY_COLUMN] is not None
-    row = await queries.insert_many(db, columns, dedup=dedup)
+    dedup = any(j.dedup_key is not None for j in jobs)
+    row = await queries.insert_many(db, [j.params() for j in jobs], data_array, dedup=dedup)
     now: datetime = row["now"]
     ids: list[int] = row["ids"] or []
     due: list[datetime | None] = row["due"] or []
@@ -229,14 +224,6 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> list[
                 by_key[job.dedup_key] = Job.from_record(live)
         result.append(by_key[job.dedup_key])
     return result
-
-
-# Per column of NewJob.params(): the value the statement supplies when a whole column is left out.
-_REQUIRED = object()  # equal to no value: the column is always sent
-_DEFAULTS: tuple[Any, ...] = (None, _REQUIRED, _REQUIRED, _REQUIRED, 0, None, None, _REQUIRED, None, None, None,
-                              None, "skip", "wait")
-_DATA_COLUMN = 2
-_KEY_COLUMN = 11
 
 
 def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datetime, data: Any) -> Job:

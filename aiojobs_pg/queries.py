@@ -84,24 +84,44 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM c))
 RETURNING {", ".join(_CLAIMED.values())}"""
 
 
+# insert_many's columns, in the order of NewJob.params(): alias and SQL type. The data column is
+# sent apart, every job's data in one JSON array; numbers go as array literals ('{1,2}'), which
+# asyncpg sends faster than int[] or float8[].
+_MANY_COLUMNS = (("n", "text"), ("h", "text"), ("d", "jsonb"), ("q", "text"), ("p", "int"), ("s", "text"),
+                 ("tz", "text"), ("m", "int"), ("t", "float8"), ("ra", "timestamptz"), ("dl", "float8"),
+                 ("k", "text"), ("mf", "text"), ("ov", "text"))
+_MANY_DATA = 2
+_MANY_LITERALS = frozenset(i for i, (_, kind) in enumerate(_MANY_COLUMNS) if kind in ("int", "float8"))
+
+
 def _insert_many(on_conflict: str) -> str:
+    # $1 is the data array; then each other column has two parameters: an array with one value per
+    # job, or NULL and the one value every job has (sent once). unnest pads a NULL array with NULLs.
+    sources, value = ["jsonb_array_elements($1::jsonb)"], {"d": "u.d"}
+    for i, (alias, kind) in enumerate(_MANY_COLUMNS):
+        if i != _MANY_DATA:
+            array, single = 2 * len(sources), 2 * len(sources) + 1
+            sources.append(f"unnest(${array}::text::{kind}[])" if i in _MANY_LITERALS
+                           else f"unnest(${array}::{kind}[])")
+            value[alias] = f"COALESCE(u.{alias}, ${single}::{kind})"
+    aliases = ["d", *(alias for i, (alias, _) in enumerate(_MANY_COLUMNS) if i != _MANY_DATA)]
+    # run_at wins over delay, job by job; both NULL means now (as _DUE for one job).
+    due = f"COALESCE({value['ra']}, now() + make_interval(secs => COALESCE({value['dl']}, 0)))"
+    sep = ",\n        "
+    select = sep.join([value["n"], value["h"], value["d"], value["q"], value["p"], value["s"], value["tz"],
+                        value["m"], value["t"], due, value["k"], value["mf"], value["ov"]])
+    channel = 2 * len(sources)
     return f"""
 WITH ins AS (
     INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
-    SELECT n, h, d, q, COALESCE(p, 0), s, tz, m, t,
-           COALESCE(ra, now() + make_interval(secs => COALESCE(dl, 0))), k, COALESCE(mf, 'skip'),
-           COALESCE(ov, 'wait')
-    -- The data of all jobs comes as one JSON array: cheaper to send and to parse than a text[] of documents.
-    FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), jsonb_array_elements($3::jsonb), unnest($4::text[]),
-                    unnest($5::text::int[]), unnest($6::text[]), unnest($7::text[]), unnest($8::text::int[]),
-                    unnest($9::text::float8[]), unnest($10::timestamptz[]), unnest($11::text::float8[]),
-                    unnest($12::text[]), unnest($13::text[]), unnest($14::text[]))
-         WITH ORDINALITY AS u(n, h, d, q, p, s, tz, m, t, ra, dl, k, mf, ov, ord)
+    SELECT {select}
+    FROM ROWS FROM ({sep.join(sources)})
+         WITH ORDINALITY AS u({", ".join(aliases)}, ord)
     ORDER BY ord
     {on_conflict}
     RETURNING id, queue, next_run_at, dedup_key
 ), woken AS (
-    SELECT pg_notify($15, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
+    SELECT pg_notify(${channel}, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
 )
 SELECT now() AS now, array_agg(id) AS ids, array_agg(NULLIF(next_run_at, now())) AS due,
        array_agg(dedup_key) AS keys, (SELECT count(*) FROM woken) AS notified
@@ -348,9 +368,6 @@ def _sparse(values: list[Any]) -> list[Any] | None:
     return values if any(v is not None for v in values) else None
 
 
-# insert_many's numeric columns (priority, max_attempts, timeout, delay), sent as array literals.
-_LITERAL_COLUMNS = frozenset({4, 7, 8, 10})
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -393,17 +410,23 @@ class Queries:
         """The pending or running job holding ``dedup_key``, if any."""
         return await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
 
-    async def insert_many(self, db: DB, columns: Sequence[Sequence[Any] | str | None], *, dedup: bool) -> Any:
-        """Insert many jobs from 14 columns (lists, or None where every job takes the default).
+    async def insert_many(self, db: DB, rows: Sequence[Sequence[Any]], data: str, *, dedup: bool) -> Any:
+        """Insert one job per row of :meth:`NewJob.params` values, in one statement.
 
-        The data column is one JSON array text holding every job's data, in order.
-
-        Returns one row: ``now`` (every job's created_at), ``ids`` of the inserted jobs in input
-        order (rows skipped for a taken dedup key are missing), ``due`` (their next_run_at, or
-        NULL where it is ``now``) and ``keys`` (their dedup keys).
+        ``data`` is every job's data as one JSON array, in row order (the rows' own data is not
+        read). Returns one row: ``now`` (every job's created_at), ``ids`` of the inserted jobs in
+        row order (rows skipped for a taken dedup key are missing), ``due`` (their next_run_at,
+        or NULL where it is ``now``) and ``keys`` (their dedup keys).
         """
-        encoded = [_literal(c) if c is not None and i in _LITERAL_COLUMNS else c for i, c in enumerate(columns)]
-        return await db.fetchrow(self.sql["insert_many_dedup" if dedup else "insert_many"], *encoded, self.channel)
+        args: list[Any] = [data]
+        for i, column in enumerate(zip(*rows, strict=True)):
+            if i == _MANY_DATA:
+                continue
+            if column.count(column[0]) == len(column):
+                args += (None, column[0])
+            else:
+                args += (_literal(column) if i in _MANY_LITERALS else column, None)
+        return await db.fetchrow(self.sql["insert_many_dedup" if dedup else "insert_many"], *args, self.channel)
 
     # --- worker ---
     async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float,

@@ -488,3 +488,20 @@ async def test_enqueue_many_returns_the_jobs_as_stored(app: App) -> None:
     ]
     returned = await app.enqueue_many(items)
     assert returned == [await app.get_job(j.id) for j in returned]
+
+
+async def test_enqueue_many_values_every_job_shares_reach_every_row(app: App) -> None:
+    # A column with the same value for every job is sent once; each row must still get it.
+    run_at = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    shared = {"handler": "h", "queue": "q9", "priority": -4, "name": "same", "max_attempts": 9, "timeout": 12.5,
+              "run_at": run_at, "schedule": "1h", "timezone": "Europe/Paris", "misfire": "all", "overlap": "skip"}
+    returned = await app.enqueue_many([{**shared, "data": {"i": i}} for i in range(3)])
+    assert returned == [await app.get_job(j.id) for j in returned]
+    assert [(j.data, j.queue, j.priority, j.name, j.max_attempts, j.timeout, j.next_run_at, j.schedule, j.timezone,
+             j.misfire, j.overlap) for j in returned] == [
+        ({"i": i}, "q9", -4, "same", 9, 12.5, run_at, "1h", "Europe/Paris", "all", "skip") for i in range(3)]
+    before = await db_now(app)
+    delayed = await app.enqueue_many([{"handler": "h", "delay": 30}] * 2)
+    assert delayed == [await app.get_job(j.id) for j in delayed]
+    for job in delayed:
+        assert_close(job.next_run_at, before + timedelta(seconds=30))

@@ -4,6 +4,7 @@ Public names only; see ``docs/architecture.md`` for how the pieces fit.
 """
 
 from .app import App
+from .enqueue import JobBatch
 from .errors import (
     AiojobsPgError,
     Cancel,
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidSchedule",
     "Job",
+    "JobBatch",
     "JobContext",
     "JobNotFound",
     "JobStateError",

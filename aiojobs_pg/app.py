@@ -261,10 +261,12 @@ class App:
         return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
-                           connection: asyncpg.Connection | None = None) -> list[Job]:
+                           connection: asyncpg.Connection | None = None) -> Sequence[Job]:
         """Add many jobs in one statement; each item takes :meth:`enqueue`'s keywords plus ``handler``.
 
-        All or nothing: one invalid item rejects the batch before anything is written.
+        All or nothing: one invalid item rejects the batch before anything is written. Returns
+        the jobs in input order; without dedup keys, as a :class:`~aiojobs_pg.enqueue.JobBatch`
+        that builds them when first read (its ``ids`` need no building).
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
                                     known_handlers=self._known_handlers())

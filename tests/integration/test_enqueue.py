@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 import pytest
 
-from aiojobs_pg import App, Job, JobStatus, UnknownHandler, ValidationError
+from aiojobs_pg import App, Job, JobBatch, JobStatus, UnknownHandler, ValidationError
 from aiojobs_pg.queries import init_connection
 
 TOLERANCE = timedelta(seconds=2)
@@ -505,3 +505,17 @@ async def test_enqueue_many_values_every_job_shares_reach_every_row(app: App) ->
     assert delayed == [await app.get_job(j.id) for j in delayed]
     for job in delayed:
         assert_close(job.next_run_at, before + timedelta(seconds=30))
+
+
+async def test_enqueue_many_returns_a_batch_that_reads_like_a_list(app: App) -> None:
+    batch = await app.enqueue_many([{"handler": "h", "data": i} for i in range(5)])
+    assert isinstance(batch, JobBatch)
+    stored = [await app.get_job(job_id) for job_id in batch.ids]
+    assert [job.data for job in stored] == [0, 1, 2, 3, 4]
+    assert len(batch) == 5
+    assert batch == stored and stored == batch and batch == tuple(stored)
+    assert batch != stored[:4] and batch != "not jobs"
+    assert batch[1] == stored[1] and batch[-1] == stored[-1] and batch[1:3] == stored[1:3]
+    assert list(reversed(batch)) == stored[::-1] and stored[2] in batch and batch.index(stored[3]) == 3
+    assert batch[0] is batch[0]  # built once
+    assert repr(batch).startswith("JobBatch([Job(")

@@ -235,14 +235,22 @@ def _make_encoder() -> Callable[[Any], str]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator (e.g. PyPy)
         return options.encode
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    # Trusted only if it encodes as the options say: the same text, and NaN refused.
+    sample = {"a": [1, 2.5, None, True, "\u00e9\n"], "b": {}}
     try:
         chunks = make(None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-        sample = {"a": [1, 2.5, None, True, "\u00e9\n"], "b": {}}
-        if "".join(chunks(sample, 0)) != options.encode(sample):
-            return options.encode
-    except TypeError:  # another signature than the one this code knows
+        same = encode(sample) == options.encode(sample)
+    except (TypeError, ValueError):  # another signature than the one this code knows
         return options.encode
-    return lambda value: "".join(chunks(value, 0))
+    try:
+        encode(float("nan"))
+    except ValueError:
+        return encode if same else options.encode
+    return options.encode
 
 
 _encode = _make_encoder()

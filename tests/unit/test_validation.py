@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from aiojobs_pg.enqueue import NewJob, prepare, prepare_many
 from aiojobs_pg.errors import InvalidSchedule, UnknownHandler, ValidationError
-from aiojobs_pg.models import dump_json
+from aiojobs_pg.models import _make_encoder, dump_json
 
 
 class Opaque:
@@ -172,6 +172,32 @@ def test_dump_json_keeps_no_state_from_a_failed_call() -> None:
         dump_json(outer, "data")
     outer[1] = 2
     assert dump_json(outer, "data") == '[{"x":1},2]'
+
+
+def _nan_accepting_encoder(*args: Any) -> Any:
+    # Encodes the self-test's sample right (text fixed here: json.dumps would call the fake back), and NaN too.
+    return lambda value, indent: ['{"a":[1,2.5,null,true,"é\\n"],"b":{}}' if isinstance(value, dict) else "NaN"]
+
+
+def _unknown_signature(*args: Any) -> Any:
+    raise TypeError("takes 8 arguments")
+
+
+@pytest.mark.parametrize("make", [None, _unknown_signature, _nan_accepting_encoder],
+                         ids=["no C encoder", "other signature", "accepts NaN"])
+def test_an_untrusted_c_encoder_falls_back_to_the_stdlib_one(monkeypatch: pytest.MonkeyPatch, make: Any) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(json.encoder, "c_make_encoder", make)
+        encode = _make_encoder()
+    # The stdlib's own encoder looks the C one up again on each call: it gets the real one back.
+    assert encode({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+    with pytest.raises(ValueError):
+        encode(math.nan)
+
+
+def test_the_trusted_c_encoder_is_used_here() -> None:
+    # CPython 3.11-3.13 pass the self-test; if this fails, dump_json silently lost its fast path.
+    assert _make_encoder().__qualname__ == "_make_encoder.<locals>.encode"
 
 
 def test_prepare_accepts_valid_input_and_normalises() -> None:

@@ -308,8 +308,7 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
                     prepare(handler, queue=queue, priority=priority, max_attempts=max_attempts,
                             known_handlers=known_handlers)
                     validated.add((handler, queue, priority))
-                prepared.append(NewJob(handler=handler, data_json=dump_json(item.get("data"), "data"), queue=queue,
-                                       priority=priority, max_attempts=max_attempts))
+                prepared.append(NewJob(handler, dump_json(item.get("data"), "data"), queue, priority, max_attempts))
                 continue
             if not isinstance(item, Mapping) or "handler" not in item:
                 raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")

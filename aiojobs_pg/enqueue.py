@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 from .errors import UnknownHandler, ValidationError
-from .models import Job, JobStatus, build_job, dump_json
+from .models import Job, JobStatus, build_job, dump_json, json_array
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
 
@@ -188,7 +188,7 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> Seque
     if not jobs:
         return []
     # Every job's data in one JSON array: one parameter to send, and one json.loads for the returned jobs.
-    data_array = "[" + ",".join([j.data_json for j in jobs]) + "]"
+    data_array = json_array([j.data_json for j in jobs])
     dedup = any(j.dedup_key is not None for j in jobs)
     row = await queries.insert_many(db, [j.params() for j in jobs], data_array, dedup=dedup)
     now: datetime = row["now"]

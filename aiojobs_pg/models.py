@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -254,6 +254,14 @@ def _make_encoder() -> Callable[[Any], str]:
 
 
 _encode = _make_encoder()
+
+
+def json_array(texts: Iterable[str]) -> str:
+    """One JSON array text of JSON documents: one ``json.loads`` (or one parameter) for many.
+
+    Decoding a claim's or a batch's data this way costs a fraction of one call per document.
+    """
+    return "[" + ",".join(texts) + "]"
 
 
 def dump_json(value: Any, field_name: str) -> str:

@@ -118,6 +118,15 @@ def _read_run_ns(pid: int) -> int | None:
         return None
 
 
+def process_cpu_ns(pid: int) -> int | None:
+    """Time one live process has spent on CPU so far, in nanoseconds (None if unreadable).
+
+    For figures that need no whole-server accounting: the probes (probes.py) read one
+    backend before and after each statement.
+    """
+    return _read_run_ns(pid)
+
+
 def _read_stat(pid: int) -> _Stat | None:
     try:
         raw = (PROC / str(pid) / "stat").read_text()

@@ -1,0 +1,210 @@
+"""Statement-level probes: where a job's server and client CPU go, measured by alternation.
+
+``python -m benchmarks.probes completion|checks|enqueue-client`` (``--help`` for options).
+
+The full benchmarks compare runs taken minutes apart, and this machine drifts by tens of
+percent between them. These probes run the variants they compare on one connection,
+alternating per batch or per call, and sum each variant's CPU apart, so that drift hits
+every variant alike. They print figures; they assert nothing.
+
+completion
+    Claim 100 jobs, complete them, on ``jobs``: the floor's claim or ours, then the floor's
+    completion or ours (with and without history). Backend CPU per job.
+checks
+    Our single-job insert, one transaction per call, into ``jobs`` and into a copy of it
+    that has the six CHECK constraints migration 0005 dropped. Backend CPU per insert.
+enqueue-client
+    Client CPU per call of ``app.enqueue`` and of its parts: the statement alone on a plain
+    connection (with and without ``command_timeout``) and on the enqueue lane, then with
+    validation (``prepare``), or with the returned ``Job`` built (each on top of the lane alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from aiojobs_pg import App
+from aiojobs_pg import enqueue as enq
+from aiojobs_pg.logs import configure_logging
+from aiojobs_pg.models import JobStatus, Outcome, RunStatus
+from benchmarks.common import bench_dsn
+from benchmarks.pgcpu import process_cpu_ns
+
+SCHEMA = "bench_probes"
+BATCH = 100
+
+# The floor's statements (floor.py), pointed at our table: status and lease as ours use them.
+FLOOR_CLAIM = (f"UPDATE {SCHEMA}.jobs SET status = 'running', lease_expires_at = now() + interval '60 s'"
+               f" WHERE id IN (SELECT id FROM {SCHEMA}.jobs WHERE status = 'pending' AND queue = 'default'"
+               "  AND next_run_at <= now() ORDER BY priority DESC, next_run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+               " RETURNING id, attempts, claims")
+FLOOR_COMPLETE = f"UPDATE {SCHEMA}.jobs SET status = 'completed', lease_expires_at = NULL WHERE id = ANY($1::bigint[])"
+
+# The CHECK constraints of migrations 0001-0002, which 0005 dropped.
+OLD_CHECKS = ("status IN ('pending', 'running', 'completed', 'failed', 'cancelled')", "attempts >= 0",
+              "max_attempts >= 1", "timeout > 0", "misfire IN ('skip', 'all')", "overlap IN ('wait', 'skip')")
+
+
+class Tally:
+    """Nanoseconds and items per variant; the first ``skip`` samples of each are warm-up."""
+
+    def __init__(self, names: Sequence[str], skip: int = 5) -> None:
+        self.sums = {name: [0, 0] for name in names}
+        self.seen = dict.fromkeys(names, 0)
+        self.skip = skip
+
+    def add(self, name: str, ns: int, items: int) -> None:
+        self.seen[name] += 1
+        if self.seen[name] > self.skip:
+            self.sums[name][0] += ns
+            self.sums[name][1] += items
+
+    def per_item_us(self, name: str) -> float:
+        ns, items = self.sums[name]
+        return ns / items / 1000 if items else float("nan")
+
+
+async def _fresh_app(dsn: str) -> App:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    finally:
+        await admin.close()
+    app = App(dsn, schema=SCHEMA)
+    app.register("noop", lambda data: None)
+    await app.open()
+    return app
+
+
+async def _close(app: App) -> None:
+    await app.pool.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+    await app.close()
+
+
+async def completion(dsn: str, jobs: int) -> None:
+    """The floor's and our claim and completion, in the four pairings, per batch of 100."""
+    names = ["floor claim + floor completion", "our claim + floor completion", "floor claim + our completion",
+             "our claim + our completion"]
+    for history in (False, True):
+        app = await _fresh_app(dsn)
+        try:
+            await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
+            tally = Tally(names)
+            async with app.pool.acquire() as conn:
+                await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
+                pid = conn.get_server_pid()
+                now = datetime.now(UTC)
+                for i in range(jobs // BATCH):
+                    name = names[i % len(names)]
+                    start = process_cpu_ns(pid) or 0
+                    if name.startswith("floor claim"):
+                        rows = await conn.fetch(FLOOR_CLAIM, BATCH)
+                        claimed = [(r["id"], r["attempts"], r["claims"]) for r in rows]
+                    else:
+                        found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
+                        claimed = [(j.id, j.attempt, j.token) for j in found]
+                    if name.endswith("floor completion"):
+                        await conn.execute(FLOOR_COMPLETE, [c[0] for c in claimed])
+                    else:
+                        outcomes = [Outcome(c[0], c[1], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
+                                            now, token=c[2]) for c in claimed]
+                        await app.queries.complete(conn, outcomes, history=history)
+                    tally.add(name, (process_cpu_ns(pid) or 0) - start, len(claimed))
+        finally:
+            await _close(app)
+        print(f"history {'on' if history else 'off'} (our completion only; the floor's writes none):")
+        for name in names:
+            print(f"  {name:32s} {tally.per_item_us(name):6.2f} µs of backend CPU per job")
+
+
+async def checks(dsn: str, calls: int) -> None:
+    """Single inserts into jobs and into a copy with the old CHECK constraints, per call."""
+    app = await _fresh_app(dsn)
+    try:
+        copy = "jobs_checked"
+        await app.pool.execute(f"CREATE TABLE {SCHEMA}.{copy} (LIKE {SCHEMA}.jobs INCLUDING ALL)")
+        for i, check in enumerate(OLD_CHECKS):
+            await app.pool.execute(f"ALTER TABLE {SCHEMA}.{copy} ADD CONSTRAINT old_check_{i} CHECK ({check})")
+        sql = app.queries.sql["insert"]
+        statements = {"jobs (no checks)": sql, "with the six old checks": sql.replace(f"{SCHEMA}.jobs ",
+                                                                                     f"{SCHEMA}.{copy} ")}
+        job = enq.prepare("noop", {"i": 0}, max_attempts=3)
+        tally = Tally(list(statements), skip=50)
+        async with app.pool.acquire() as conn:
+            pid = conn.get_server_pid()
+            for i in range(calls):
+                name = list(statements)[i % len(statements)]
+                start = process_cpu_ns(pid) or 0
+                await conn.fetchrow(statements[name], *job.params(), app.queries.channel)
+                tally.add(name, (process_cpu_ns(pid) or 0) - start, 1)
+    finally:
+        await _close(app)
+    for name in statements:
+        print(f"  {name:26s} {tally.per_item_us(name):7.1f} µs of backend CPU per insert")
+
+
+async def enqueue_client(dsn: str, calls: int) -> None:
+    """Client CPU per call of app.enqueue and of its parts."""
+    app = await _fresh_app(dsn)
+    raw = await asyncpg.connect(dsn)
+    raw_timeout = await asyncpg.connect(dsn, command_timeout=60)
+    try:
+        await app.enqueue("noop", {})  # the enqueue lane keeps its connection from here on
+        lane = app._enqueue_lane
+        assert lane is not None
+        sql, channel = app.queries.sql["insert"], app.queries.channel
+        job = enq.prepare("noop", {"i": 0}, max_attempts=3)
+
+        async def with_prepare(i: int) -> Any:
+            fresh = enq.prepare("noop", {"i": i}, max_attempts=3)
+            return await lane.run(app.queries.insert_job, fresh.params(), dedup=False)
+
+        variants: dict[str, Callable[[int], Awaitable[Any]]] = {
+            "statement, plain connection": lambda i: raw.fetchrow(sql, *job.params(), channel),
+            "statement, with command_timeout": lambda i: raw_timeout.fetchrow(sql, *job.params(), channel),
+            "statement on the enqueue lane": lambda i: lane.run(app.queries.insert_job, job.params(), dedup=False),
+            "lane + validation (prepare)": with_prepare,
+            "lane + the returned Job (insert_one)": lambda i: lane.run(enq.insert_one, app.queries, job),
+            "app.enqueue": lambda i: app.enqueue("noop", {"i": i}),
+        }
+        names = list(variants)
+        tally = Tally(names, skip=50)
+        for i in range(calls):
+            name = names[i % len(names)]
+            start = time.process_time_ns()
+            await variants[name](i)
+            tally.add(name, time.process_time_ns() - start, 1)
+    finally:
+        await raw.close()
+        await raw_timeout.close()
+        await _close(app)
+    for name in names:
+        print(f"  {name:36s} {tally.per_item_us(name):6.1f} µs of client CPU per call")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
+    p.add_argument("probe", choices=["completion", "checks", "enqueue-client"])
+    p.add_argument("-n", type=int, default=None,
+                   help="jobs (completion, default 40,000) or calls (the others, default 12,000)")
+    p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
+    args = p.parse_args(argv)
+    configure_logging("WARNING")
+    dsn = args.dsn or bench_dsn()
+    if args.probe == "completion":
+        asyncio.run(completion(dsn, args.n or 40_000))
+    elif args.probe == "checks":
+        asyncio.run(checks(dsn, args.n or 12_000))
+    else:
+        asyncio.run(enqueue_client(dsn, args.n or 12_000))
+
+
+if __name__ == "__main__":
+    main()

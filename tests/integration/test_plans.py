@@ -26,16 +26,17 @@ TABLE_ROWS = 20_000
 
 
 class _Capture:
-    """Stands in for a connection to capture the arguments a Queries method sends."""
+    """Stands in for a connection to capture the statement and arguments a Queries method sends."""
 
+    query = ""
     args: Sequence[Any] = ()
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
-        self.args = args
+        self.query, self.args = query, args
         return []
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        self.args = args
+        self.query, self.args = query, args
         return None
 
 
@@ -89,13 +90,17 @@ async def running(app: App) -> list[Any]:
 
 
 @pytest.mark.parametrize("mode", ["force_generic_plan", "force_custom_plan"])
-async def test_completion_probes_each_job_once(app: App, running: list[Any], mode: str) -> None:
+@pytest.mark.parametrize("statement", ["complete_success", "complete"])
+async def test_completion_probes_each_job_once(app: App, running: list[Any], mode: str, statement: str) -> None:
     ex = Executor({}, worker_id="w1", backoff=Backoff())
     outcomes = [ex.outcome(job, job.claimed_at, JobStatus.COMPLETED, RunStatus.COMPLETED, result_json="null")
                 for job in running]
+    if statement == "complete":  # one failure among the successes takes the general statement
+        outcomes[0] = ex.failure(running[0], running[0].claimed_at, "boom")
     capture = _Capture()
     await app.queries.complete(capture, outcomes, history=True)  # type: ignore[arg-type]
-    nodes = await _executed_plan(app, mode, app.queries.sql["complete"], capture.args)
+    assert capture.query == app.queries.sql[statement]
+    nodes = await _executed_plan(app, mode, capture.query, capture.args)
     _assert_linear(nodes, BATCH)
     history = [n for n in nodes if n["Node Type"] == "ModifyTable" and n.get("Relation Name") == "job_runs"]
     assert len(history) == 1

@@ -323,6 +323,57 @@ async def test_fenced_completion_changes_nothing(app: App) -> None:
     assert [r.worker_id for r in await app.job_history(job.id)] == ["owner"]
 
 
+class _Recording:
+    """The pool, recording which statements complete() sends."""
+
+    def __init__(self, app: App) -> None:
+        self.pool = app.pool
+        self.sent: list[str] = []
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.sent.append(query)
+        return await self.pool.fetchval(query, *args)
+
+
+async def test_a_flush_of_successes_writes_what_the_general_statement_writes(app: App) -> None:
+    # complete() sends a flush of one-off successes from one worker through "complete_success"; any
+    # other outcome in the flush sends all of it through "complete". Both must write the same rows.
+    for i in range(4):
+        await app.enqueue("h", {"i": i})
+    claimed = await app.queries.claim(app.pool, ["default"], 4, 30.0, "w1")
+    started = datetime.now(UTC)
+    finished = started + timedelta(milliseconds=7)
+
+    def success(job: ClaimedJob) -> Outcome:
+        return Outcome(job_id=job.id, attempt=job.attempt, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
+                       started_at=started, finished_at=finished, worker_id="w1", scheduled_at=job.scheduled_at,
+                       result_json='{"r": [1, "x"]}', token=job.token)
+
+    plain, general = claimed[:2], claimed[2:]
+    recording = _Recording(app)
+    assert await app.queries.complete(recording, [success(j) for j in plain], history=True) == {  # type: ignore[arg-type]
+        j.id for j in plain}
+    # A fenced-out failure of a job that is no longer running sends the same successes the general way.
+    stray = Outcome(job_id=plain[0].id, attempt=plain[0].attempt, job_status=Status.FAILED,
+                    run_status=RStatus.FAILED, started_at=started, finished_at=finished, worker_id="w1",
+                    error="late", token=plain[0].token)
+    assert await app.queries.complete(recording, [*map(success, general), stray], history=True) == {  # type: ignore[arg-type]
+        j.id for j in general}
+    assert recording.sent == [app.queries.sql["complete_success"], app.queries.sql["complete"]]
+
+    jobs = {j.id: await app.get_job(j.id) for j in claimed}
+    runs = {j.id: await app.job_history(j.id) for j in claimed}
+    same_job = {"id": 0, "data": None, "created_at": None, "updated_at": None, "next_run_at": None}
+    for a, b in zip(plain, general, strict=True):
+        assert dataclasses.replace(jobs[a.id], **same_job) == dataclasses.replace(jobs[b.id], **same_job)
+        assert jobs[a.id].status is JobStatus.COMPLETED and jobs[a.id].result == {"r": [1, "x"]}
+        assert [dataclasses.replace(r, id=0, job_id=0, scheduled_at=None) for r in runs[a.id]] == [
+            dataclasses.replace(r, id=0, job_id=0, scheduled_at=None) for r in runs[b.id]]
+        assert [(r.status, r.worker_id, r.duration_ms, r.error, r.scheduled_at) for r in runs[a.id]] == [
+            (RunStatus.COMPLETED, "w1", 7.0, None, a.scheduled_at)]
+        assert [r.scheduled_at for r in runs[b.id]] == [b.scheduled_at]
+
+
 async def test_expired_lease_is_rescued_and_rerun(app: App) -> None:
     app.backoff = FAST
     ran: list[int] = []

@@ -1,6 +1,6 @@
 """Statement-level probes: where a job's server and client CPU go, measured by alternation.
 
-``python -m benchmarks.probes completion|checks|enqueue-client`` (``--help`` for options).
+``python -m benchmarks.probes completion|move-to-history|checks|enqueue-client`` (``--help`` for options).
 
 The full benchmarks compare runs taken minutes apart, and this machine drifts by tens of
 percent between them. These probes run the variants they compare on one connection,
@@ -14,6 +14,10 @@ completion
 checks
     Our single-job insert, one transaction per call, into ``jobs`` and into a copy of it
     that has the six CHECK constraints migration 0005 dropped. Backend CPU per insert.
+move-to-history
+    A design not built: completing a one-off job by moving its row into a history table that
+    carries the job's columns (a fenced ``DELETE`` feeding one ``INSERT``), against ours and
+    against a lean ``UPDATE`` plus history row. Backend CPU per job, claim included.
 enqueue-client
     Client CPU per call of ``app.enqueue`` and of its parts: the statement alone on a plain
     connection (with and without ``command_timeout``) and on the enqueue lane, then with
@@ -129,6 +133,69 @@ async def completion(dsn: str, jobs: int) -> None:
             print(f"  {name:36s} {tally.per_item_us(name):6.2f} µs of backend CPU per job")
 
 
+# move-to-history: a design not built. Completion as a fenced DELETE whose RETURNING feeds one history
+# row carrying the job's own columns, against a lean UPDATE plus history row, and against ours.
+_LEAN_OUTCOMES = """WITH o AS MATERIALIZED (
+    SELECT unnest($1::bigint[]) AS id, unnest($2::int[]) AS attempt, unnest($3::bigint[]) AS token,
+           unnest($4::text[]) AS result, unnest($5::bigint[]) AS started, unnest($6::bigint[]) AS finished,
+           'running'::text AS running)"""
+_LEAN_FENCE = "j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token"
+_TIMES = ("'epoch'::timestamptz + started * interval '1 microsecond',"
+          " 'epoch'::timestamptz + finished * interval '1 microsecond'")
+LEAN_UPDATE = f"""{_LEAN_OUTCOMES}, upd AS (
+    UPDATE {SCHEMA}.jobs j SET status = 'completed', result = o.result::jsonb, lease_expires_at = NULL,
+                                updated_at = now()
+    FROM o WHERE {_LEAN_FENCE}
+    RETURNING j.id, j.attempts, j.worker_id, o.result AS o_result, o.started, o.finished)
+INSERT INTO {SCHEMA}.job_runs (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, result)
+SELECT id, attempts, worker_id, 'completed', {_TIMES}, (finished - started) / 1000.0, o_result::jsonb FROM upd"""
+MOVE = f"""{_LEAN_OUTCOMES}, del AS (
+    DELETE FROM {SCHEMA}.jobs j USING o WHERE {_LEAN_FENCE}
+    RETURNING j.*, o.result AS o_result, o.started, o.finished)
+INSERT INTO {SCHEMA}.runs_wide (job_id, name, handler, data, queue, priority, attempt, max_attempts, worker_id,
+                                status, created_at, started_at, completed_at, result)
+SELECT id, name, handler, data, queue, priority, attempts, max_attempts, worker_id, 'completed', created_at,
+       {_TIMES}, o_result::jsonb FROM del"""
+RUNS_WIDE = f"""CREATE TABLE {SCHEMA}.runs_wide (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job_id bigint NOT NULL, name text, handler text NOT NULL,
+    data jsonb NOT NULL, queue text NOT NULL, priority int NOT NULL, attempt int NOT NULL, max_attempts int NOT NULL,
+    worker_id text, status text NOT NULL, created_at timestamptz, started_at timestamptz, completed_at timestamptz,
+    result jsonb);
+CREATE INDEX ON {SCHEMA}.runs_wide (job_id, id)"""
+
+
+async def move_to_history(dsn: str, jobs: int) -> None:
+    """Claim and complete, three ways, per batch of 100: ours, a lean update, and moving the row."""
+    names = ["ours (update + history row)", "lean update + history row", "move the row into history"]
+    app = await _fresh_app(dsn)
+    try:
+        await app.pool.execute(RUNS_WIDE)
+        await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
+        tally = Tally(names)
+        async with app.pool.acquire() as conn:
+            await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
+            pid = conn.get_server_pid()
+            now = datetime.now(UTC)
+            micros = int(now.timestamp() * 1_000_000)
+            for i in range(jobs // BATCH):
+                name = names[i % len(names)]
+                start = process_cpu_ns(pid) or 0
+                found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
+                if name.startswith("ours"):
+                    await app.queries.complete(conn, [
+                        Outcome(j.id, j.attempt, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", now,
+                                token=j.token) for j in found], history=True)
+                else:
+                    await conn.execute(MOVE if name.startswith("move") else LEAN_UPDATE, [j.id for j in found],
+                                       [j.attempt for j in found], [j.token for j in found], [None] * len(found),
+                                       [micros] * len(found), [micros] * len(found))
+                tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
+    finally:
+        await _close(app)
+    for name in names:
+        print(f"  {name:30s} {tally.per_item_us(name):6.2f} µs of backend CPU per job (claim and completion)")
+
+
 async def checks(dsn: str, calls: int) -> None:
     """Single inserts into jobs and into a copy with the old CHECK constraints, per call."""
     app = await _fresh_app(dsn)
@@ -196,15 +263,17 @@ async def enqueue_client(dsn: str, calls: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", choices=["completion", "checks", "enqueue-client"])
+    p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client"])
     p.add_argument("-n", type=int, default=None,
-                   help="jobs (completion, default 40,000) or calls (the others, default 12,000)")
+                   help="jobs (completion, move-to-history: default 42,000) or calls (the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
     args = p.parse_args(argv)
     configure_logging("WARNING")
     dsn = args.dsn or bench_dsn()
     if args.probe == "completion":
-        asyncio.run(completion(dsn, args.n or 40_000))
+        asyncio.run(completion(dsn, args.n or 42_000))
+    elif args.probe == "move-to-history":
+        asyncio.run(move_to_history(dsn, args.n or 42_000))
     elif args.probe == "checks":
         asyncio.run(checks(dsn, args.n or 12_000))
     else:

@@ -138,7 +138,6 @@ VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12, $13, $14)
 RETURNING {returning}, CASE WHEN next_run_at <= now() THEN pg_notify($15, queue) END AS notified"""
 
 
-
 def _from_micros(column: str) -> str:
     # A completion's times arrive as microseconds since the epoch (see _micros).
     return f"'epoch'::timestamptz + u.{column} * interval '1 microsecond' AS {column}"

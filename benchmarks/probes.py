@@ -39,6 +39,7 @@ from aiojobs_pg import App
 from aiojobs_pg import enqueue as enq
 from aiojobs_pg.logs import configure_logging
 from aiojobs_pg.models import JobStatus, Outcome, RunStatus
+from benchmarks import floor
 from benchmarks.common import bench_dsn
 from benchmarks.pgcpu import process_cpu_ns
 
@@ -94,21 +95,27 @@ async def _close(app: App) -> None:
 
 
 async def completion(dsn: str, jobs: int) -> None:
-    """The floor's and our claim and completion, in the four pairings, per batch of 100."""
-    names = ["floor claim + floor completion", "our claim + floor completion", "floor claim + our completion",
-             "our claim + our completion", "our claim + our general completion"]
+    """The floor's and our claim and completion in their pairings (and the floor's on its own table)."""
+    names = ["floor's statements, floor's table", "floor claim + floor completion", "our claim + floor completion",
+             "floor claim + our completion", "our claim + our completion", "our claim + our general completion"]
     for history in (False, True):
         app = await _fresh_app(dsn)
         try:
             await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
             tally = Tally(names)
-            async with app.pool.acquire() as conn:
+            async with app.pool.acquire() as conn, floor._fresh_schema(dsn) as floor_admin:
+                await floor._preload(floor_admin, (jobs // BATCH // len(names) + 1) * BATCH)  # its share of batches
                 await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
                 pid = conn.get_server_pid()
                 now = datetime.now(UTC)
                 for i in range(jobs // BATCH):
                     name = names[i % len(names)]
                     start = process_cpu_ns(pid) or 0
+                    if name.endswith("floor's table"):
+                        rows = await conn.fetch(floor.CLAIM, BATCH)
+                        await conn.execute(floor.COMPLETE, [r["id"] for r in rows])
+                        tally.add(name, (process_cpu_ns(pid) or 0) - start, len(rows))
+                        continue
                     if name.startswith("floor claim"):
                         rows = await conn.fetch(FLOOR_CLAIM, BATCH)
                         claimed = [(r["id"], r["attempts"], r["claims"]) for r in rows]

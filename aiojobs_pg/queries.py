@@ -491,41 +491,32 @@ class Queries:
         # One worker id for the whole batch is the usual case: send it once. Columns that are
         # NULL (or false) for every outcome go as one NULL, which unnest pads.
         worker_id = outcomes[0].worker_id if outcomes else None
+        # The columns both statements take, encoded once.
+        ids = _literal([o.job_id for o in outcomes])
+        attempts = _literal([o.attempt for o in outcomes])
+        tokens = _literal([o.token for o in outcomes])
+        results = [o.result_json for o in outcomes]
+        started = _micros([o.started_at for o in outcomes])
+        finished = _micros([o.finished_at for o in outcomes])
+        scheduled = _micros([o.scheduled_at for o in outcomes])
         if all(_is_plain_success(o, worker_id) for o in outcomes):
-            ids = await db.fetchval(
-                self.sql["complete_success"],
-                _literal([o.job_id for o in outcomes]),
-                _literal([o.attempt for o in outcomes]),
-                _literal([o.token for o in outcomes]),
-                [o.result_json for o in outcomes],
-                _micros([o.started_at for o in outcomes]),
-                _micros([o.finished_at for o in outcomes]),
-                _micros([o.scheduled_at for o in outcomes]),
-                worker_id,
-                history,
+            applied = await db.fetchval(self.sql["complete_success"], ids, attempts, tokens, results, started,
+                                        finished, scheduled, worker_id, history)
+        else:
+            applied = await db.fetchval(
+                self.sql["complete"], ids, attempts, tokens,
+                _literal([o.job_status.value for o in outcomes]),
+                _literal([o.run_status.value for o in outcomes]),
+                _literal([o.delay for o in outcomes]),
+                _micros([o.next_run_at for o in outcomes]),
+                _sparse([o.error for o in outcomes]),
+                results, started, finished,
+                _literal([o.release or None for o in outcomes]),
+                _literal([o.reset_attempts or None for o in outcomes]),
+                _sparse([None if o.worker_id == worker_id else o.worker_id for o in outcomes]),
+                worker_id, scheduled, history,
             )
-            return set(ids or ())
-        ids = await db.fetchval(
-            self.sql["complete"],
-            _literal([o.job_id for o in outcomes]),
-            _literal([o.attempt for o in outcomes]),
-            _literal([o.token for o in outcomes]),
-            _literal([o.job_status.value for o in outcomes]),
-            _literal([o.run_status.value for o in outcomes]),
-            _literal([o.delay for o in outcomes]),
-            _micros([o.next_run_at for o in outcomes]),
-            _sparse([o.error for o in outcomes]),
-            [o.result_json for o in outcomes],
-            _micros([o.started_at for o in outcomes]),
-            _micros([o.finished_at for o in outcomes]),
-            _literal([o.release or None for o in outcomes]),
-            _literal([o.reset_attempts or None for o in outcomes]),
-            _sparse([None if o.worker_id == worker_id else o.worker_id for o in outcomes]),
-            worker_id,
-            _micros([o.scheduled_at for o in outcomes]),
-            history,
-        )
-        return set(ids or ())
+        return set(applied or ())
 
     async def renew_leases(self, db: DB, jobs: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Extend the leases of (id, claim token) pairs still running; returns the ids renewed."""

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,8 +77,16 @@ class Tally:
         ns, items = self.sums[name]
         return ns / items / 1000 if items else float("nan")
 
+    def report(self, what: str) -> None:
+        """One line per variant: µs of ``what``."""
+        width = max(map(len, self.sums))
+        for name in self.sums:
+            print(f"  {name:{width}s} {self.per_item_us(name):7.2f} µs of {what}")
 
-async def _fresh_app(dsn: str) -> App:
+
+@contextlib.asynccontextmanager
+async def _probe_app(dsn: str) -> AsyncIterator[App]:
+    """An open app on a fresh ``bench_probes`` schema, dropped afterwards."""
     admin = await asyncpg.connect(dsn)
     try:
         await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
@@ -86,12 +95,11 @@ async def _fresh_app(dsn: str) -> App:
     app = App(dsn, schema=SCHEMA)
     app.register("noop", lambda data: None)
     await app.open()
-    return app
-
-
-async def _close(app: App) -> None:
-    await app.pool.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
-    await app.close()
+    try:
+        yield app
+    finally:
+        await app.pool.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+        await app.close()
 
 
 async def completion(dsn: str, jobs: int) -> None:
@@ -99,23 +107,21 @@ async def completion(dsn: str, jobs: int) -> None:
     names = ["floor's statements, floor's table", "floor claim + floor completion", "our claim + floor completion",
              "floor claim + our completion", "our claim + our completion", "our claim + our general completion"]
     for history in (False, True):
-        app = await _fresh_app(dsn)
-        try:
+        tally = Tally(names)
+        async with _probe_app(dsn) as app, app.pool.acquire() as conn, floor._fresh_schema(dsn) as floor_admin:
             await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
-            tally = Tally(names)
-            async with app.pool.acquire() as conn, floor._fresh_schema(dsn) as floor_admin:
-                await floor._preload(floor_admin, (jobs // BATCH // len(names) + 1) * BATCH)  # its share of batches
-                await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
-                pid = conn.get_server_pid()
-                now = datetime.now(UTC)
-                for i in range(jobs // BATCH):
-                    name = names[i % len(names)]
-                    start = process_cpu_ns(pid) or 0
-                    if name.endswith("floor's table"):
-                        rows = await conn.fetch(floor.CLAIM, BATCH)
-                        await conn.execute(floor.COMPLETE, [r["id"] for r in rows])
-                        tally.add(name, (process_cpu_ns(pid) or 0) - start, len(rows))
-                        continue
+            await floor._preload(floor_admin, (jobs // BATCH // len(names) + 1) * BATCH)  # its share of batches
+            await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
+            pid = conn.get_server_pid()
+            now = datetime.now(UTC)
+            for i in range(jobs // BATCH):
+                name = names[i % len(names)]
+                start = process_cpu_ns(pid) or 0
+                if name.endswith("floor's table"):
+                    rows = await conn.fetch(floor.CLAIM, BATCH)
+                    claimed = [(r["id"], 0, 0) for r in rows]
+                    await conn.execute(floor.COMPLETE, [c[0] for c in claimed])
+                else:
                     if name.startswith("floor claim"):
                         rows = await conn.fetch(FLOOR_CLAIM, BATCH)
                         claimed = [(r["id"], r["attempts"], r["claims"]) for r in rows]
@@ -132,12 +138,9 @@ async def completion(dsn: str, jobs: int) -> None:
                             # batch through "complete" instead of "complete_success".
                             outcomes.append(Outcome(0, 1, JobStatus.FAILED, RunStatus.FAILED, now, now, "w1"))
                         await app.queries.complete(conn, outcomes, history=history)
-                    tally.add(name, (process_cpu_ns(pid) or 0) - start, len(claimed))
-        finally:
-            await _close(app)
+                tally.add(name, (process_cpu_ns(pid) or 0) - start, len(claimed))
         print(f"history {'on' if history else 'off'} (our completion only; the floor's writes none):")
-        for name in names:
-            print(f"  {name:36s} {tally.per_item_us(name):6.2f} µs of backend CPU per job")
+        tally.report("backend CPU per job")
 
 
 # move-to-history: a design not built. Completion as a fenced DELETE whose RETURNING feeds one history
@@ -174,39 +177,33 @@ CREATE INDEX ON {SCHEMA}.runs_wide (job_id, id)"""
 async def move_to_history(dsn: str, jobs: int) -> None:
     """Claim and complete, three ways, per batch of 100: ours, a lean update, and moving the row."""
     names = ["ours (update + history row)", "lean update + history row", "move the row into history"]
-    app = await _fresh_app(dsn)
-    try:
+    tally = Tally(names)
+    async with _probe_app(dsn) as app, app.pool.acquire() as conn:
         await app.pool.execute(RUNS_WIDE)
         await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
-        tally = Tally(names)
-        async with app.pool.acquire() as conn:
-            await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
-            pid = conn.get_server_pid()
-            now = datetime.now(UTC)
-            micros = int(now.timestamp() * 1_000_000)
-            for i in range(jobs // BATCH):
-                name = names[i % len(names)]
-                start = process_cpu_ns(pid) or 0
-                found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
-                if name.startswith("ours"):
-                    await app.queries.complete(conn, [
-                        Outcome(j.id, j.attempt, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", now,
-                                token=j.token) for j in found], history=True)
-                else:
-                    await conn.execute(MOVE if name.startswith("move") else LEAN_UPDATE, [j.id for j in found],
-                                       [j.attempt for j in found], [j.token for j in found], [None] * len(found),
-                                       [micros] * len(found), [micros] * len(found))
-                tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
-    finally:
-        await _close(app)
-    for name in names:
-        print(f"  {name:30s} {tally.per_item_us(name):6.2f} µs of backend CPU per job (claim and completion)")
+        await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
+        pid = conn.get_server_pid()
+        now = datetime.now(UTC)
+        micros = int(now.timestamp() * 1_000_000)
+        for i in range(jobs // BATCH):
+            name = names[i % len(names)]
+            start = process_cpu_ns(pid) or 0
+            found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
+            if name.startswith("ours"):
+                await app.queries.complete(conn, [
+                    Outcome(j.id, j.attempt, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", now,
+                            token=j.token) for j in found], history=True)
+            else:
+                await conn.execute(MOVE if name.startswith("move") else LEAN_UPDATE, [j.id for j in found],
+                                   [j.attempt for j in found], [j.token for j in found], [None] * len(found),
+                                   [micros] * len(found), [micros] * len(found))
+            tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
+    tally.report("backend CPU per job (claim and completion)")
 
 
 async def checks(dsn: str, calls: int) -> None:
     """Single inserts into jobs and into a copy with the old CHECK constraints, per call."""
-    app = await _fresh_app(dsn)
-    try:
+    async with _probe_app(dsn) as app:
         copy = "jobs_checked"
         await app.pool.execute(f"CREATE TABLE {SCHEMA}.{copy} (LIKE {SCHEMA}.jobs INCLUDING ALL)")
         for i, check in enumerate(OLD_CHECKS):
@@ -214,58 +211,55 @@ async def checks(dsn: str, calls: int) -> None:
         sql = app.queries.sql["insert"]
         statements = {"jobs (no checks)": sql, "with the six old checks": sql.replace(f"{SCHEMA}.jobs ",
                                                                                      f"{SCHEMA}.{copy} ")}
+        names = list(statements)
         job = enq.prepare("noop", {"i": 0}, max_attempts=3)
-        tally = Tally(list(statements), skip=50)
+        tally = Tally(names, skip=50)
         async with app.pool.acquire() as conn:
             pid = conn.get_server_pid()
             for i in range(calls):
-                name = list(statements)[i % len(statements)]
+                name = names[i % len(names)]
                 start = process_cpu_ns(pid) or 0
                 await conn.fetchrow(statements[name], *job.params(), app.queries.channel)
                 tally.add(name, (process_cpu_ns(pid) or 0) - start, 1)
-    finally:
-        await _close(app)
-    for name in statements:
-        print(f"  {name:26s} {tally.per_item_us(name):7.1f} µs of backend CPU per insert")
+    tally.report("backend CPU per insert")
 
 
 async def enqueue_client(dsn: str, calls: int) -> None:
     """Client CPU per call of app.enqueue and of its parts."""
-    app = await _fresh_app(dsn)
-    raw = await asyncpg.connect(dsn)
-    raw_timeout = await asyncpg.connect(dsn, command_timeout=60)
-    try:
-        await app.enqueue("noop", {})  # the enqueue lane keeps its connection from here on
-        lane = app._enqueue_lane
-        assert lane is not None
-        sql, channel = app.queries.sql["insert"], app.queries.channel
-        job = enq.prepare("noop", {"i": 0}, max_attempts=3)
+    async with _probe_app(dsn) as app:
+        raw = await asyncpg.connect(dsn)
+        raw_timeout = await asyncpg.connect(dsn, command_timeout=60)
+        try:
+            await app.enqueue("noop", {})  # the enqueue lane keeps its connection from here on
+            lane = app._enqueue_lane
+            assert lane is not None
+            sql, channel = app.queries.sql["insert"], app.queries.channel
+            job = enq.prepare("noop", {"i": 0}, max_attempts=3)
 
-        async def with_prepare(i: int) -> Any:
-            fresh = enq.prepare("noop", {"i": i}, max_attempts=3)
-            return await lane.run(app.queries.insert_job, fresh.params(), dedup=False)
+            async def with_prepare(i: int) -> Any:
+                fresh = enq.prepare("noop", {"i": i}, max_attempts=3)
+                return await lane.run(app.queries.insert_job, fresh.params(), dedup=False)
 
-        variants: dict[str, Callable[[int], Awaitable[Any]]] = {
-            "statement, plain connection": lambda i: raw.fetchrow(sql, *job.params(), channel),
-            "statement, with command_timeout": lambda i: raw_timeout.fetchrow(sql, *job.params(), channel),
-            "statement on the enqueue lane": lambda i: lane.run(app.queries.insert_job, job.params(), dedup=False),
-            "lane + validation (prepare)": with_prepare,
-            "lane + the returned Job (insert_one)": lambda i: lane.run(enq.insert_one, app.queries, job),
-            "app.enqueue": lambda i: app.enqueue("noop", {"i": i}),
-        }
-        names = list(variants)
-        tally = Tally(names, skip=50)
-        for i in range(calls):
-            name = names[i % len(names)]
-            start = time.process_time_ns()
-            await variants[name](i)
-            tally.add(name, time.process_time_ns() - start, 1)
-    finally:
-        await raw.close()
-        await raw_timeout.close()
-        await _close(app)
-    for name in names:
-        print(f"  {name:36s} {tally.per_item_us(name):6.1f} µs of client CPU per call")
+            variants: dict[str, Callable[[int], Awaitable[Any]]] = {
+                "statement, plain connection": lambda i: raw.fetchrow(sql, *job.params(), channel),
+                "statement, with command_timeout": lambda i: raw_timeout.fetchrow(sql, *job.params(), channel),
+                "statement on the enqueue lane": lambda i: lane.run(app.queries.insert_job, job.params(),
+                                                                    dedup=False),
+                "lane + validation (prepare)": with_prepare,
+                "lane + the returned Job (insert_one)": lambda i: lane.run(enq.insert_one, app.queries, job),
+                "app.enqueue": lambda i: app.enqueue("noop", {"i": i}),
+            }
+            names = list(variants)
+            tally = Tally(names, skip=50)
+            for i in range(calls):
+                name = names[i % len(names)]
+                start = time.process_time_ns()
+                await variants[name](i)
+                tally.add(name, time.process_time_ns() - start, 1)
+        finally:
+            await raw.close()
+            await raw_timeout.close()
+    tally.report("client CPU per call")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

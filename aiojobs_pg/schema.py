@@ -68,21 +68,25 @@ async def pending_migrations(conn: Conn, schema: str) -> list[Migration]:
     return [m for m in migrations(schema) if m.version not in applied]
 
 
-async def migrate(conn: Conn, schema: str) -> list[int]:
-    """Apply pending migrations; safe when many processes start at once.
+async def migrate(conn: Conn, schema: str, *, up_to: int | None = None) -> list[int]:
+    """Apply pending migrations (those numbered up to ``up_to`` if given); safe when many processes start at once.
 
     Returns the versions applied by this call. A role without DDL rights can run
     this against an up-to-date schema: nothing is created then.
     """
     validate_schema_name(schema)
-    if not await pending_migrations(conn, schema):
+
+    async def pending() -> list[Migration]:
+        return [m for m in await pending_migrations(conn, schema) if up_to is None or m.version <= up_to]
+
+    if not await pending():
         return []
     # Serialise concurrent migrators on a lock derived from the schema name.
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"aiojobs_pg:{schema}")
     try:
         await conn.execute(_bootstrap_sql(schema))
         applied = []
-        for mig in await pending_migrations(conn, schema):
+        for mig in await pending():
             async with conn.transaction():
                 await conn.execute(mig.sql)
                 await conn.execute(

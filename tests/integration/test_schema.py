@@ -5,28 +5,19 @@ from __future__ import annotations
 import asyncpg
 
 from aiojobs_pg import App, JobStatus
-from aiojobs_pg.schema import _bootstrap_sql, migrations
+from aiojobs_pg.schema import migrate
 from tests.helpers import eventually
 
 ROW_CHECKS = 5  # the migration that dropped the per-row CHECK constraints
 
 
-async def _install_up_to(dsn: str, schema: str, last: int) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(_bootstrap_sql(schema))
-        for mig in migrations(schema):
-            if mig.version <= last:
-                await conn.execute(mig.sql)
-                await conn.execute(f"INSERT INTO {schema}.migrations (version, name) VALUES ($1, $2)",
-                                   mig.version, mig.name)
-    finally:
-        await conn.close()
-
-
 async def test_dropping_the_row_checks_keeps_every_job_and_they_still_run(
         pg_dsn: str, own_schema: str, needs_ddl: None) -> None:
-    await _install_up_to(pg_dsn, own_schema, ROW_CHECKS - 1)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await migrate(conn, own_schema, up_to=ROW_CHECKS - 1) == list(range(1, ROW_CHECKS))
+    finally:
+        await conn.close()
     app = App(pg_dsn, schema=own_schema, auto_migrate=False, poll_interval=0.1, drain_timeout=5)
     ran: list[int] = []
     app.register("h", lambda data: ran.append(data["i"]))

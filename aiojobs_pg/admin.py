@@ -93,11 +93,12 @@ class Admin:
         timezone: str | _Unset | None = UNSET,
         timeout: Duration | _Unset | None = UNSET,
     ) -> Job:
-        """Change fields of a job (any status; the status itself is not touched).
+        """Change fields of a job (any status but completed; the status itself is not touched).
 
         ``schedule=None`` makes a recurring job one-off; a new schedule is
         validated first and, unless ``run_at`` is given, moves ``next_run_at`` to
-        its first tick from now.
+        its first tick from now. A completed one-off job is part of the history
+        and stays as it ran (:class:`JobStateError`); ``trigger`` runs it again.
         """
         set_name = name is not UNSET
         if set_name:
@@ -136,12 +137,16 @@ class Admin:
             set_schedule, new_schedule, new_tz, set_timeout, timeout_s,
         ))
         if row is None:
-            raise JobNotFound(job_id)
+            job = await self.get_job(job_id)  # JobNotFound, or a completed job, which lives in the history
+            raise JobStateError(job_id, job.status.value, "update",
+                                "it completed, and a completed job stays as it ran; trigger it to run it again")
         return Job.from_record(row)
 
     async def delete_job(self, job_id: int) -> None:
         """Delete a job and its history. A running handler is stopped at its next lease renewal."""
-        if not await self.q.delete_job(self.db, _job_id(job_id)):
+        job_id = _job_id(job_id)
+        # A second try sees a history row written while the first ran (the job completing meanwhile).
+        if not await self.q.delete_job(self.db, job_id) and not await self.q.delete_job(self.db, job_id):
             raise JobNotFound(job_id)
 
     async def cancel(self, job_id: int) -> Job:
@@ -162,7 +167,11 @@ class Admin:
         return await self._requeue(job_id, [JobStatus.FAILED, JobStatus.CANCELLED], when, "retry")
 
     async def trigger(self, job_id: int) -> Job:
-        """Run a job now: a pending job becomes due now; a finished one is re-queued to run now."""
+        """Run a job now: a pending job becomes due now; a finished one is re-queued to run now.
+
+        A completed one-off job comes back from the history under its own id, with a fresh
+        attempt count; the history of its earlier runs stays.
+        """
         return await self._requeue(job_id, [s for s in JobStatus if s is not JobStatus.RUNNING], None, "trigger")
 
     async def history(self, job_id: int, *, limit: int = 1000) -> list[Run]:
@@ -187,6 +196,8 @@ class Admin:
                        operation: str) -> Job:
         try:
             row = await self.q.requeue_job(self.db, _job_id(job_id), [s.value for s in allowed], run_at)
+            if row is None and JobStatus.COMPLETED in allowed:
+                row = await self.q.restore_job(self.db, job_id, run_at)
         except asyncpg.UniqueViolationError:
             row = None  # a live job took the dedup key at the same moment
         if row is not None:

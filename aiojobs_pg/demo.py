@@ -83,12 +83,7 @@ class DemoJobs:
 
 async def clear_demo_jobs(app: App) -> int:
     """Delete jobs (and their history) left by earlier demo runs; returns how many."""
-    s = app.schema
-    async with app.pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"DELETE FROM {s}.job_runs WHERE job_id IN "
-                           f"(SELECT id FROM {s}.jobs WHERE handler = ANY($1::text[]))", list(HANDLERS))
-        status = await conn.execute(f"DELETE FROM {s}.jobs WHERE handler = ANY($1::text[])", list(HANDLERS))
-    return int(status.split()[-1])
+    return await app.queries.delete_handler_jobs(app.pool, list(HANDLERS))
 
 
 async def enqueue_demo_jobs(app: App) -> DemoJobs:
@@ -110,8 +105,8 @@ async def enqueue_demo_jobs(app: App) -> DemoJobs:
 
 async def fetch_jobs(app: App, ids: Sequence[int]) -> dict[int, Job]:
     """The current rows of these jobs, by id."""
-    rows = await app.pool.fetch(f"SELECT * FROM {app.schema}.jobs WHERE id = ANY($1::bigint[])", list(ids))
-    return {r["id"]: Job.from_record(dict(r)) for r in rows}
+    rows = await app.queries.get_jobs(app.pool, ids)
+    return {r["id"]: Job.from_record(r) for r in rows}
 
 
 def _next_run(job: Job, now: datetime) -> str:

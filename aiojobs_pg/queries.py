@@ -143,26 +143,51 @@ def _from_micros(column: str) -> str:
     return f"'epoch'::timestamptz + u.{column} * interval '1 microsecond' AS {column}"
 
 
-# Both completion statements join each outcome to its job under this fence.
-_FENCE = """FROM o
-    -- Every condition joins with o (even the status, through o.running): with no restriction of
-    -- its own, jobs is never the outer side of a loop over o, so the plan is one primary-key
-    -- lookup per outcome even when stale statistics say no job is running.
-    WHERE j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token"""
+# Both completion statements join each outcome to its job under this fence. Every condition joins with
+# o (even the status, through o.running): with no restriction of its own, jobs is never the outer side
+# of a loop over o, so the plan is one primary-key lookup per outcome even when stale statistics say no
+# job is running.
+_FENCE = "j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token"
+
+# A history row: the run, then (only in the row of a run that completed a one-off job, whose jobs row
+# it replaces; migration 0006) what the job was. "handler IS NOT NULL" marks such a row.
+_RUN_COLUMNS = ("job_id, claim, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, "
+                "scheduled_at")
+_DONE_JOB_COLUMNS = ("handler, name, data, queue, priority, max_attempts, timeout, dedup_key, last_error, created_at, "
+                     "last_run_at")
+_DONE = "handler IS NOT NULL"
 
 
-def _history(*, worker_id: str, status: str, error: str, gate: str) -> str:
-    # The end of both completion statements: history rows straight from the updated rows (no second
-    # join) when the gate parameter is true, and the ids the fence let through.
-    return f"""), hist AS (
-    INSERT INTO {{schema}}.job_runs
-        (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, scheduled_at)
-    SELECT id, attempt, {worker_id}, {status}, started_at, finished_at,
-           extract(epoch FROM finished_at - started_at) * 1000, {error}, result::jsonb, scheduled_at
-    FROM upd
+def _run_values(*, worker_id: str, status: str, error: str) -> str:
+    # The history values of a run from a completion CTE's RETURNING (id, claims, attempt, the times...).
+    return (f"id, claims, attempt, {worker_id}, {status}, started_at, finished_at,"
+            f" extract(epoch FROM finished_at - started_at) * 1000, {error}, result::jsonb, scheduled_at")
+
+
+def _done(*, where: str) -> str:
+    # A one-off job that completed: its row leaves jobs, and RETURNING hands what it was to its history row.
+    return f"""done AS (
+    DELETE FROM {{schema}}.jobs j USING o
+    WHERE {_FENCE}{where}
+    RETURNING j.id, j.claims, {", ".join("j." + c for c in _DONE_JOB_COLUMNS.split(", "))},
+              o.attempt, o.started_at, o.finished_at, o.result, o.scheduled_at"""
+
+
+def _done_history(*, worker_id: str, gate: str) -> str:
+    return f"""done_hist AS (
+    INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS}, {_DONE_JOB_COLUMNS})
+    SELECT {_run_values(worker_id=worker_id, status="'completed'", error="NULL")}, {_DONE_JOB_COLUMNS}
+    FROM done
     WHERE {gate}
-)
-SELECT array_agg(id) FROM upd"""
+)"""
+
+
+# A completed job read from its history row, as the columns of _JOB_COLUMNS (the same names and order).
+_DONE_AS_JOB = """job_id AS id, name, handler, data, queue, priority, NULL::text AS schedule, NULL::text AS timezone,
+    'completed'::text AS status, attempt AS attempts, max_attempts, timeout, last_run_at,
+    COALESCE(scheduled_at, created_at) AS next_run_at, last_error, result, dedup_key,
+    NULL::timestamptz AS lease_expires_at, worker_id, created_at, COALESCE(completed_at, created_at) AS updated_at,
+    NULL::text AS periodic_key, 'skip'::text AS misfire, 'wait'::text AS overlap, NULL::timestamptz AS tick_at"""
 
 
 _SQL: dict[str, str] = {
@@ -271,10 +296,18 @@ WITH o AS MATERIALIZED (
         result = CASE WHEN o.run_status = 'completed' THEN o.result::jsonb ELSE j.result END,
         lease_expires_at = NULL,
         updated_at = now()
-    {_FENCE}
-    RETURNING j.id, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at, o.error, o.result,
+    FROM o
+    WHERE {_FENCE} AND o.job_status <> 'completed'
+    RETURNING j.id, j.claims, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at, o.error, o.result,
               o.scheduled_at
-{_history(worker_id="worker_id", status="run_status", error="error", gate="$17")}""",
+), {_done(where=" AND o.job_status = 'completed'")}, o.worker_id, o.run_status, o.error
+), upd_hist AS (
+    INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS})
+    SELECT {_run_values(worker_id="worker_id", status="run_status", error="error")}
+    FROM upd
+    WHERE $17
+), {_done_history(worker_id="worker_id", gate="$17")}
+SELECT array_agg(id) FROM (SELECT id FROM upd UNION ALL SELECT id FROM done) applied""",
     # A flush of one-off jobs that all succeeded, from one worker (a busy queue's usual flush): the same
     # fence and history, carrying only what success changes. 1-2 us less server CPU per job than
     # "complete", which parses and carries all fifteen columns (benchmarks/probes.py).
@@ -289,12 +322,9 @@ WITH o AS MATERIALIZED (
                  unnest($3::text::bigint[]) AS token, unnest($4::text[]) AS result,
                  unnest($5::text::bigint[]) AS started_at, unnest($6::text::bigint[]) AS finished_at,
                  unnest($7::text::bigint[]) AS scheduled_at) u
-), upd AS (
-    UPDATE {{schema}}.jobs j
-    SET status = 'completed', result = o.result::jsonb, lease_expires_at = NULL, updated_at = now()
-    {_FENCE}
-    RETURNING j.id, o.attempt, o.started_at, o.finished_at, o.result, o.scheduled_at
-{_history(worker_id="$8::text", status="'completed'", error="NULL", gate="$9")}""",
+), {_done(where="")}
+), {_done_history(worker_id="$8::text", gate="$9")}
+SELECT array_agg(id) FROM done""",
     "renew_leases": """
 WITH r AS MATERIALIZED (
     SELECT u.id, u.token, 'running'::text AS running FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
@@ -321,10 +351,15 @@ DELETE FROM {schema}.workers WHERE heartbeat_at < now() - make_interval(secs => 
     "list_workers": """
 SELECT id, hostname, pid, queues, concurrency, started_at, heartbeat_at
 FROM {schema}.workers ORDER BY started_at""",
+    # History rows are written in the order they complete, so the old ones are those below the first
+    # recent one: finding it reads from the oldest row on, and stops there, instead of reading every
+    # row newer than the cut-off at every round. (A row whose clock ran behind waits for the next.)
     "prune_runs": """
 DELETE FROM {schema}.job_runs WHERE id IN (
     SELECT id FROM {schema}.job_runs
     WHERE completed_at < now() - make_interval(secs => $1)
+      AND id < COALESCE((SELECT id FROM {schema}.job_runs WHERE completed_at >= now() - make_interval(secs => $1)
+                         ORDER BY id LIMIT 1), 9223372036854775807)
     ORDER BY id LIMIT $2)""",
     "prune_jobs": """
 DELETE FROM {schema}.jobs WHERE id IN (
@@ -333,13 +368,36 @@ DELETE FROM {schema}.jobs WHERE id IN (
       AND updated_at < now() - make_interval(secs => $1)
     ORDER BY id LIMIT $2)""",
     # --- admin ---
-    "get_job": f"SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = $1",
+    # A job is in jobs or, once a one-off job completed, in its history row: never both.
+    "get_job": f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = $1
+UNION ALL
+SELECT {_DONE_AS_JOB} FROM {{schema}}.job_runs WHERE job_id = $1 AND {_DONE}
+LIMIT 1""",
+    "get_jobs": f"""
+SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = ANY($1::bigint[])
+UNION ALL
+SELECT {_DONE_AS_JOB} FROM {{schema}}.job_runs WHERE job_id = ANY($1::bigint[]) AND {_DONE}""",
+    # The newest of each table (the history's completed jobs through its (job_id, id) index), merged.
     "list_jobs": f"""
-SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR queue = $2)
-  AND ($3::text IS NULL OR handler = $3)
-  AND ($4::bigint IS NULL OR id < $4)
+SELECT * FROM (
+    (SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs
+     WHERE ($1::text IS NULL OR status = $1)
+       AND ($2::text IS NULL OR queue = $2)
+       AND ($3::text IS NULL OR handler = $3)
+       AND ($4::bigint IS NULL OR id < $4)
+     ORDER BY id DESC
+     LIMIT $5)
+    UNION ALL
+    (SELECT {_DONE_AS_JOB} FROM {{schema}}.job_runs
+     WHERE {_DONE}
+       AND ($1::text IS NULL OR $1 = 'completed')
+       AND ($2::text IS NULL OR queue = $2)
+       AND ($3::text IS NULL OR handler = $3)
+       AND ($4::bigint IS NULL OR job_id < $4)
+     ORDER BY job_id DESC
+     LIMIT $5)
+) found
 ORDER BY id DESC
 LIMIT $5""",
     "update_job": f"""
@@ -357,10 +415,11 @@ UPDATE {{schema}}.jobs SET
     updated_at = now()
 WHERE id = $1
 RETURNING {_JOB_COLUMNS}""",
-    "delete_job": """
-WITH d AS (DELETE FROM {schema}.jobs WHERE id = $1 RETURNING id),
-     h AS (DELETE FROM {schema}.job_runs WHERE job_id IN (SELECT id FROM d))
-SELECT id FROM d""",
+    # The job's row, or its history row if it completed, and all its runs: the count of the first two.
+    "delete_job": f"""
+WITH d AS (DELETE FROM {{schema}}.jobs WHERE id = $1 RETURNING id),
+     h AS (DELETE FROM {{schema}}.job_runs WHERE job_id = $1 RETURNING {_DONE} AS done)
+SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM h WHERE done)""",
     "cancel_job": f"""
 UPDATE {{schema}}.jobs SET status = 'cancelled', lease_expires_at = NULL, updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'running')
@@ -379,15 +438,48 @@ WITH u AS (
     RETURNING {_JOB_COLUMNS}
 )
 SELECT u.*, pg_notify($4, u.queue) AS notified FROM u""",
+    # A completed one-off job runs again: its row comes back to jobs from its history row, which becomes
+    # a plain run row, with the claim counter where the last claim left it (tokens never repeat). Nothing
+    # happens while another live job holds its dedup key.
+    "restore_job": f"""
+WITH f AS (
+    SELECT * FROM {{schema}}.job_runs WHERE job_id = $1 AND {_DONE} ORDER BY id DESC LIMIT 1 FOR UPDATE
+), ins AS (
+    INSERT INTO {{schema}}.jobs
+        (id, claims, attempts, status, next_run_at, result, worker_id, {_DONE_JOB_COLUMNS})
+    OVERRIDING SYSTEM VALUE
+    SELECT job_id, COALESCE(claim, 0), 0, 'pending', COALESCE($2, now()), result, worker_id, {_DONE_JOB_COLUMNS}
+    FROM f
+    {_ON_DEDUP_CONFLICT}
+    RETURNING {_JOB_COLUMNS}
+), plain AS (
+    UPDATE {{schema}}.job_runs r
+    SET {", ".join(c + " = NULL" for c in _DONE_JOB_COLUMNS.split(", "))}
+    FROM f, ins
+    WHERE r.id = f.id
+)
+SELECT ins.*, pg_notify($3, ins.queue) AS notified FROM ins""",
+    # Every job of these handlers, wherever it is, with its runs (the demo starts afresh this way).
+    "delete_handler_jobs": f"""
+WITH gone AS (
+    SELECT id FROM {{schema}}.jobs WHERE handler = ANY($1::text[])
+    UNION
+    SELECT job_id FROM {{schema}}.job_runs WHERE handler = ANY($1::text[])
+), d AS (DELETE FROM {{schema}}.jobs WHERE id IN (SELECT id FROM gone) RETURNING id),
+   h AS (DELETE FROM {{schema}}.job_runs WHERE job_id IN (SELECT id FROM gone) RETURNING {_DONE} AS done)
+SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM h WHERE done)""",
     "job_runs": """
 SELECT id, job_id, attempt, worker_id, status, scheduled_at, started_at, completed_at, duration_ms, error,
        result
 FROM {schema}.job_runs WHERE job_id = $1 ORDER BY id
 LIMIT $2""",
-    "queue_stats": """
+    "queue_stats": f"""
 SELECT queue, status, count(*) AS count,
        min(next_run_at) FILTER (WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due
-FROM {schema}.jobs GROUP BY queue, status ORDER BY queue, status""",
+FROM {{schema}}.jobs GROUP BY queue, status
+UNION ALL
+SELECT queue, 'completed', count(*), NULL FROM {{schema}}.job_runs WHERE {_DONE} GROUP BY queue
+ORDER BY queue, status""",
 }
 
 
@@ -555,6 +647,10 @@ class Queries:
         """One job row or None."""
         return await db.fetchrow(self.sql["get_job"], job_id)
 
+    async def get_jobs(self, db: DB, job_ids: Sequence[int]) -> list[Any]:
+        """The rows of the jobs among ``job_ids`` that exist, in no particular order."""
+        return await db.fetch(self.sql["get_jobs"], list(job_ids))
+
     async def list_jobs(self, db: DB, *, status: str | None, queue: str | None, handler: str | None,
                         before_id: int | None, limit: int) -> list[Any]:
         """Jobs newest first, filtered, keyset-paginated by id."""
@@ -566,7 +662,11 @@ class Queries:
 
     async def delete_job(self, db: DB, job_id: int) -> bool:
         """Delete a job and its history; False when the id is unknown."""
-        return await db.fetchval(self.sql["delete_job"], job_id) is not None
+        return bool(await db.fetchval(self.sql["delete_job"], job_id))
+
+    async def delete_handler_jobs(self, db: DB, handlers: Sequence[str]) -> int:
+        """Delete every job of these handlers and its history; returns how many jobs."""
+        return int(await db.fetchval(self.sql["delete_handler_jobs"], list(handlers)))
 
     async def cancel_job(self, db: DB, job_id: int) -> Any:
         """Cancel a pending or running job; None when it is in another status (or unknown)."""
@@ -575,6 +675,13 @@ class Queries:
     async def requeue_job(self, db: DB, job_id: int, from_statuses: Sequence[str], run_at: datetime | None) -> Any:
         """Make a job pending and due at ``run_at`` (now if None) if it is in one of ``from_statuses``."""
         return await db.fetchrow(self.sql["requeue_job"], job_id, list(from_statuses), run_at, self.channel)
+
+    async def restore_job(self, db: DB, job_id: int, run_at: datetime | None) -> Any:
+        """Bring a completed one-off job back to ``pending``, due at ``run_at`` (now if None).
+
+        None when the job is not a completed one (or another live job holds its dedup key).
+        """
+        return await db.fetchrow(self.sql["restore_job"], job_id, run_at, self.channel)
 
     async def job_runs(self, db: DB, job_id: int, limit: int) -> list[Any]:
         """History rows of one job, oldest first."""

@@ -15,9 +15,9 @@ checks
     Our single-job insert, one transaction per call, into ``jobs`` and into a copy of it
     that has the six CHECK constraints migration 0005 dropped. Backend CPU per insert.
 move-to-history
-    A design not built: completing a one-off job by moving its row into a history table that
-    carries the job's columns (a fenced ``DELETE`` feeding one ``INSERT``), against ours and
-    against a lean ``UPDATE`` plus history row. Backend CPU per job, claim included.
+    Ours, which completes a one-off job by moving its row into its history row (a fenced
+    ``DELETE`` feeding one ``INSERT``; migration 0006), against the design it replaced: a lean
+    ``UPDATE`` of the jobs row plus a history row. Backend CPU per job, claim included.
 enqueue-client
     Client CPU per call of ``app.enqueue`` and of its parts: the statement alone on a plain
     connection (with and without ``command_timeout``) and on the enqueue lane, then with
@@ -143,43 +143,27 @@ async def completion(dsn: str, jobs: int) -> None:
         tally.report("backend CPU per job")
 
 
-# move-to-history: a design not built. Completion as a fenced DELETE whose RETURNING feeds one history
-# row carrying the job's own columns, against a lean UPDATE plus history row, and against ours.
-_LEAN_OUTCOMES = """WITH o AS MATERIALIZED (
+# move-to-history: the completion the engine had before migration 0006, leaner than it was (status,
+# result and lease only), for comparison with ours, which moves the row into its history row.
+_LEAN_UPDATE = f"""WITH o AS MATERIALIZED (
     SELECT unnest($1::bigint[]) AS id, unnest($2::int[]) AS attempt, unnest($3::bigint[]) AS token,
            unnest($4::text[]) AS result, unnest($5::bigint[]) AS started, unnest($6::bigint[]) AS finished,
-           'running'::text AS running)"""
-_LEAN_FENCE = "j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token"
-_TIMES = ("'epoch'::timestamptz + started * interval '1 microsecond',"
-          " 'epoch'::timestamptz + finished * interval '1 microsecond'")
-LEAN_UPDATE = f"""{_LEAN_OUTCOMES}, upd AS (
+           'running'::text AS running), upd AS (
     UPDATE {SCHEMA}.jobs j SET status = 'completed', result = o.result::jsonb, lease_expires_at = NULL,
                                 updated_at = now()
-    FROM o WHERE {_LEAN_FENCE}
+    FROM o WHERE j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token
     RETURNING j.id, j.attempts, j.worker_id, o.result AS o_result, o.started, o.finished)
 INSERT INTO {SCHEMA}.job_runs (job_id, attempt, worker_id, status, started_at, completed_at, duration_ms, result)
-SELECT id, attempts, worker_id, 'completed', {_TIMES}, (finished - started) / 1000.0, o_result::jsonb FROM upd"""
-MOVE = f"""{_LEAN_OUTCOMES}, del AS (
-    DELETE FROM {SCHEMA}.jobs j USING o WHERE {_LEAN_FENCE}
-    RETURNING j.*, o.result AS o_result, o.started, o.finished)
-INSERT INTO {SCHEMA}.runs_wide (job_id, name, handler, data, queue, priority, attempt, max_attempts, worker_id,
-                                status, created_at, started_at, completed_at, result)
-SELECT id, name, handler, data, queue, priority, attempts, max_attempts, worker_id, 'completed', created_at,
-       {_TIMES}, o_result::jsonb FROM del"""
-RUNS_WIDE = f"""CREATE TABLE {SCHEMA}.runs_wide (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job_id bigint NOT NULL, name text, handler text NOT NULL,
-    data jsonb NOT NULL, queue text NOT NULL, priority int NOT NULL, attempt int NOT NULL, max_attempts int NOT NULL,
-    worker_id text, status text NOT NULL, created_at timestamptz, started_at timestamptz, completed_at timestamptz,
-    result jsonb);
-CREATE INDEX ON {SCHEMA}.runs_wide (job_id, id)"""
+SELECT id, attempts, worker_id, 'completed', 'epoch'::timestamptz + started * interval '1 microsecond',
+       'epoch'::timestamptz + finished * interval '1 microsecond', (finished - started) / 1000.0, o_result::jsonb
+FROM upd"""
 
 
 async def move_to_history(dsn: str, jobs: int) -> None:
-    """Claim and complete, three ways, per batch of 100: ours, a lean update, and moving the row."""
-    names = ["ours (update + history row)", "lean update + history row", "move the row into history"]
+    """Claim and complete per batch of 100, alternating: ours (the row moves) and the update it replaced."""
+    names = ["ours (the row moves into its history row)", "lean update + history row (before 0006)"]
     tally = Tally(names)
     async with _probe_app(dsn) as app, app.pool.acquire() as conn:
-        await app.pool.execute(RUNS_WIDE)
         await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
         await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
         pid = conn.get_server_pid()
@@ -194,9 +178,9 @@ async def move_to_history(dsn: str, jobs: int) -> None:
                     Outcome(j.id, j.attempt, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", now,
                             token=j.token) for j in found], history=True)
             else:
-                await conn.execute(MOVE if name.startswith("move") else LEAN_UPDATE, [j.id for j in found],
-                                   [j.attempt for j in found], [j.token for j in found], [None] * len(found),
-                                   [micros] * len(found), [micros] * len(found))
+                await conn.execute(_LEAN_UPDATE, [j.id for j in found], [j.attempt for j in found],
+                                   [j.token for j in found], [None] * len(found), [micros] * len(found),
+                                   [micros] * len(found))
             tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
     tally.report("backend CPU per job (claim and completion)")
 

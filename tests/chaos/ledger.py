@@ -106,14 +106,17 @@ class Ledger:
     async def summary(self, db: Any, job_ids: list[int] | None = None) -> Summary:
         """Counts over ``job_ids`` (default: every job of the schema)."""
         s = self.schema
-        ids = job_ids if job_ids is not None else [r["id"] for r in await db.fetch(f"SELECT id FROM {s}.jobs")]
+        ids = job_ids if job_ids is not None else [r["id"] for r in await db.fetch(f"SELECT id FROM {s}.all_jobs")]
         row = await db.fetchrow(
             f"SELECT count(*) AS runs, count(*) FILTER (WHERE ended = 'done') AS done, "
             f"count(*) FILTER (WHERE upper_inf(run)) AS open FROM {self.table} WHERE job_id = ANY($1)", ids)
+        # Lost: not completed, or gone altogether, or without a run that ended normally. Set operations,
+        # not joins: their plan stays linear whatever the (stale) statistics of the tables say.
         lost = [r["id"] for r in await db.fetch(
-            f"""SELECT j.id FROM {s}.jobs j WHERE j.id = ANY($1) AND (j.status <> 'completed'
-                OR NOT EXISTS (SELECT 1 FROM {self.table} l WHERE l.job_id = j.id AND l.ended = 'done'))
-                ORDER BY j.id""", ids)]
+            f"""SELECT id FROM unnest($1::bigint[]) AS i(id)
+                EXCEPT (SELECT id FROM {s}.all_jobs WHERE status = 'completed'
+                        INTERSECT SELECT job_id FROM {self.table} WHERE ended = 'done')
+                ORDER BY id""", ids)]
         overlaps = await db.fetchval(
             f"""SELECT count(*) FROM {self.table} a JOIN {self.table} b
                 ON a.job_id = b.job_id AND a.ctid < b.ctid AND a.run && b.run

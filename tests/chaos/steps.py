@@ -39,7 +39,7 @@ async def wait_completed(env: Env, ids: list[int], timeout: float, *, alive: lis
     async def done() -> bool:
         for p in alive or []:
             assert p.alive, f"{p.name} died with exit code {p.returncode}"
-        return await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'",
+        return await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status = 'completed'",
                                ids) == len(ids)
 
     await eventually(done, timeout=timeout, interval=0.1, message=f"{len(ids)} jobs not all completed in {timeout} s")
@@ -47,7 +47,7 @@ async def wait_completed(env: Env, ids: list[int], timeout: float, *, alive: lis
 
 async def job_states(env: Env, ids: list[int]) -> dict[str, int]:
     rows = await env.pool.fetch(
-        f"SELECT status, count(*) AS n FROM {env.schema}.jobs WHERE id = ANY($1) GROUP BY status", ids)
+        f"SELECT status, count(*) AS n FROM {env.schema}.all_jobs WHERE id = ANY($1) GROUP BY status", ids)
     return {r["status"]: r["n"] for r in rows}
 
 

@@ -33,7 +33,7 @@ async def _kill_and_measure(env: Env, figures: dict[str, object]) -> dict[str, f
     assert await env.ledger.close_dead(env.pool, first.pid, killed_at) == 50
     # The dead worker renews no more: these are the leases the rescue waits for.
     expiry = await env.pool.fetchval(
-        f"SELECT max(lease_expires_at) FROM {env.schema}.jobs WHERE id = ANY($1)", ids)
+        f"SELECT max(lease_expires_at) FROM {env.schema}.all_jobs WHERE id = ANY($1)", ids)
 
     async def all_rerun() -> bool:
         return await env.count(f"SELECT count(*) FROM {env.ledger.table} WHERE pid = $1", second.pid) >= 50
@@ -50,7 +50,7 @@ async def _kill_and_measure(env: Env, figures: dict[str, object]) -> dict[str, f
         "ORDER BY id", ids)
     rescued_at = {h["job_id"]: h["completed_at"] for h in history if h["status"] == "failed"}
     reclaimed = await env.pool.fetch(
-        f"SELECT id, last_run_at FROM {env.schema}.jobs WHERE id = ANY($1)", ids)
+        f"SELECT id, last_run_at FROM {env.schema}.all_jobs WHERE id = ANY($1)", ids)
     rescue_delays = [(t - expiry).total_seconds() for t in rescued_at.values()]
     reclaim_gaps = [(r["last_run_at"] - rescued_at[r["id"]]).total_seconds() for r in reclaimed]
     measured = {"all_rerun": all_rerun_s, "rescue_max": max(rescue_delays), "reclaim_gap_max": max(reclaim_gaps),

@@ -53,7 +53,7 @@ async def test_02_crash_point(shared_env: Env, figures: dict[str, object], point
     deadline = t0 + 80
 
     async def unfinished() -> int:
-        return await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status <> 'completed'",
+        return await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status <> 'completed'",
                                ids)
 
     while (left := await unfinished()) or len(crashed) < CRASHES:

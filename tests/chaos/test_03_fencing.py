@@ -111,7 +111,7 @@ async def test_03_late_completions_race_the_rescue_and_change_nothing(shared_env
 
     a_applied = {j for j, (_, ok) in a_calls.items() if ok}
     jobs = {r["id"]: r for r in await app.pool.fetch(
-        f"SELECT id, status, attempts, result FROM {app.schema}.jobs")}
+        f"SELECT id, status, attempts, result FROM {app.schema}.all_jobs")}
     history: dict[int, list[tuple[str, str, int]]] = {}
     for r in await app.pool.fetch(f"SELECT job_id, worker_id, status, attempt FROM {app.schema}.job_runs ORDER BY id"):
         history.setdefault(r["job_id"], []).append((r["worker_id"], r["status"], r["attempt"]))

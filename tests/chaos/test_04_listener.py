@@ -34,7 +34,7 @@ OUTAGE = 4.0
 async def _latencies(env: Env, ids: list[int]) -> list[float]:
     rows = await env.pool.fetch(
         f"""SELECT extract(epoch FROM min(lower(l.run)) - j.created_at)::float8 AS s
-            FROM {env.schema}.jobs j JOIN {env.ledger.table} l ON l.job_id = j.id
+            FROM {env.schema}.all_jobs j JOIN {env.ledger.table} l ON l.job_id = j.id
             WHERE j.id = ANY($1) GROUP BY j.id, j.created_at""", ids)
     return [r["s"] for r in rows]
 

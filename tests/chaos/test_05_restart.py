@@ -74,7 +74,7 @@ async def test_05_postgres_restart_under_load(private_env: Env, private_pg: Priv
     async def drained() -> bool:
         for w in workers:
             assert w.alive, f"{w.name} died (exit code {w.returncode})"
-        states = await job_states(env, [r["id"] for r in await env.pool.fetch(f"SELECT id FROM {env.schema}.jobs")])
+        states = await job_states(env, [r["id"] for r in await env.pool.fetch(f"SELECT id FROM {env.schema}.all_jobs")])
         return set(states) == {"completed"}
 
     await eventually(drained, timeout=40, interval=0.2, message="the backlog was not drained within 40 s")

@@ -93,7 +93,7 @@ async def test_06_table_lock_for_30s(private_env: Env, figures: dict[str, object
     async def drained() -> bool:
         for w in workers:
             assert w.alive, f"{w.name} died (exit code {w.returncode})"
-        ids = [r["id"] for r in await env.pool.fetch(f"SELECT id FROM {env.schema}.jobs")]
+        ids = [r["id"] for r in await env.pool.fetch(f"SELECT id FROM {env.schema}.all_jobs")]
         return set(await job_states(env, ids)) == {"completed"}
 
     await eventually(drained, timeout=40, interval=0.2, message="the jobs were not all completed 40 s after the lock")

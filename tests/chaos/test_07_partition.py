@@ -78,7 +78,7 @@ async def _scenario(env: Env, figures: dict[str, object], mode: str, proxy: CutP
     proxy.cut(mode)
     # A can renew no more: these are the leases it holds, as the database sees them.
     leases = {r["id"]: r["lease_expires_at"] for r in await env.pool.fetch(
-        f"SELECT id, lease_expires_at FROM {env.schema}.jobs WHERE id = ANY($1)", long + short)}
+        f"SELECT id, lease_expires_at FROM {env.schema}.all_jobs WHERE id = ANY($1)", long + short)}
     # Long enough for the leases to expire, B to rescue and re-run, and the ledger to refuse overlaps.
     await anyio.sleep(LEASE + 10)
 

@@ -42,14 +42,14 @@ async def _signal_and_wait_stopping(worker: Proc) -> tuple[float, object]:
 
 async def _check_released(env: Env, worker: Proc, long: list[int], figures: dict[str, object]) -> None:
     rows = {r["id"]: r for r in await env.pool.fetch(
-        f"SELECT id, status, attempts, worker_id FROM {env.schema}.jobs WHERE id = ANY($1)", long)}
+        f"SELECT id, status, attempts, worker_id FROM {env.schema}.all_jobs WHERE id = ANY($1)", long)}
     history = {r["job_id"]: (r["status"], r["attempt"]) for r in await env.pool.fetch(
         f"SELECT job_id, status, attempt FROM {env.schema}.job_runs WHERE job_id = ANY($1)", long)}
     runs = await env.pool.fetch(
         f"SELECT job_id, ended, upper(run) AS e FROM {env.ledger.table} WHERE job_id = ANY($1)", long)
     wid = worker.stats().get("worker_id")
-    still_running = await env.count("SELECT count(*) FROM {schema}.jobs WHERE status = 'running' AND worker_id = $1",
-                                    wid)
+    still_running = await env.count(
+        "SELECT count(*) FROM {schema}.all_jobs WHERE status = 'running' AND worker_id = $1", wid)
     figures.update(long_jobs_released=sum(1 for r in rows.values() if r["status"] == "pending" and r["attempts"] == 0),
                    running_left_for_that_worker=still_running,
                    long_handlers_cancelled_in_ledger=sum(1 for r in runs if r["ended"] == "cancelled"))
@@ -72,10 +72,10 @@ async def test_08_sigterm_drains_then_releases(shared_env: Env, figures: dict[st
     await eventually(lambda: not worker.alive, timeout=drain + 5, interval=0.01,
                      message="the worker did not exit within drain + 5 s")
     took = time.monotonic() - t0
-    done = await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'", short)
-    late_claimed = await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND attempts > 0", late)
+    done = await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status = 'completed'", short)
+    late_claimed = await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND attempts > 0", late)
     claimed_after = await env.count(
-        "SELECT count(*) FROM {schema}.jobs WHERE last_run_at > $1 AND id <> ALL($2)", signalled_at, short + long)
+        "SELECT count(*) FROM {schema}.all_jobs WHERE last_run_at > $1 AND id <> ALL($2)", signalled_at, short + long)
     figures.update(drain_timeout_s=drain, exit_after_signal_s=rounded(took, 2), exit_code=worker.returncode,
                    signal_handled_after_s=rounded(stopping_after, 3), short_jobs_completed=done,
                    jobs_enqueued_after_the_signal_claimed=late_claimed, claims_after_the_signal=claimed_after)

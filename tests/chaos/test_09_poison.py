@@ -34,9 +34,10 @@ async def test_09_poison_job_fails_after_max_attempts_others_flow(shared_env: En
     deadline = t0 + 75
 
     async def settled() -> bool:
-        row = await env.pool.fetchrow(f"SELECT status, attempts FROM {env.schema}.jobs WHERE id = $1", poison.id)
+        row = await env.pool.fetchrow(f"SELECT status, attempts FROM {env.schema}.all_jobs WHERE id = $1", poison.id)
         assert row is not None
-        done = await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'", good)
+        done = await env.count(
+            "SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status = 'completed'", good)
         return row["status"] == "failed" and len(good) == GOOD and done == GOOD
 
     # Good jobs trickle in (20 every 0.5 s) while the poison job keeps killing workers.

@@ -47,13 +47,13 @@ async def test_10_exactly_once_4x50_100k(private_env: Env, figures: dict[str, ob
     async def all_done() -> bool:
         for w in workers:
             assert w.alive, f"{w.name} died (exit code {w.returncode})"
-        return await env.count("SELECT count(*) FROM {schema}.jobs WHERE status = 'completed'") == JOBS
+        return await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE status = 'completed'") == JOBS
 
     await eventually(all_done, timeout=150, interval=0.5, message="100,000 jobs not completed within 150 s")
     took = time.monotonic() - t0
 
     summary = await env.ledger.summary(env.pool)
-    not_once = await env.count("SELECT count(*) FROM {schema}.jobs WHERE status <> 'completed' OR attempts <> 1")
+    not_once = await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE status <> 'completed' OR attempts <> 1")
     history = await env.count("SELECT count(*) FROM {schema}.job_runs WHERE status = 'completed'")
     history_all = await env.count("SELECT count(*) FROM {schema}.job_runs")
     per_worker = sorted(int(w.stats().get("claimed", 0)) for w in workers)

@@ -173,7 +173,7 @@ async def test_11_fuzzed_input_typed_errors_only_worker_survives(shared_env: Env
         async def settled() -> bool:
             assert worker.alive, f"the worker died (exit code {worker.returncode})"
             return await env.count(
-                "SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status IN ('pending', 'running')",
+                "SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status IN ('pending', 'running')",
                 ran_here) == 0
 
         await eventually(settled, timeout=60, interval=0.2, message="the fuzzed jobs were not all run")
@@ -182,7 +182,8 @@ async def test_11_fuzzed_input_typed_errors_only_worker_survives(shared_env: Env
         await listener.close()
 
     results = {r["id"]: r for r in await env.pool.fetch(
-        f"SELECT id, handler, status, data, result, last_error FROM {env.schema}.jobs WHERE id = ANY($1)", ran_here)}
+        f"SELECT id, handler, status, data, result, last_error FROM {env.schema}.all_jobs WHERE id = ANY($1)",
+        ran_here)}
     echo_mismatch = [i for i, r in results.items() if r["handler"] == "echo" and r["status"] == "completed"
                      and canonical(r["result"]) != canonical(r["data"])]
     statuses = Counter(r["status"] for r in results.values())
@@ -236,9 +237,9 @@ async def test_11_deepest_accepted_payload_does_not_kill_workers(shared_env: Env
     async def settled() -> bool:
         if not worker.alive:
             return True
-        row = await env.pool.fetchrow(f"SELECT status FROM {env.schema}.jobs WHERE id = $1", deep_id)
+        row = await env.pool.fetchrow(f"SELECT status FROM {env.schema}.all_jobs WHERE id = $1", deep_id)
         assert row is not None
-        done = await env.count("SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'",
+        done = await env.count("SELECT count(*) FROM {schema}.all_jobs WHERE id = ANY($1) AND status = 'completed'",
                                others)
         return row["status"] in ("completed", "failed") and done == len(others)
 

@@ -13,6 +13,7 @@ import pytest
 from aiojobs_pg import (
     AiojobsPgError,
     App,
+    Backoff,
     Job,
     JobNotFound,
     JobStateError,
@@ -20,6 +21,8 @@ from aiojobs_pg import (
     RunStatus,
     ValidationError,
 )
+from aiojobs_pg.models import Outcome
+from tests.helpers import eventually
 
 TOLERANCE = timedelta(seconds=2)
 UNKNOWN_ID = 987_654_321
@@ -33,9 +36,20 @@ async def db_now(app: App) -> datetime:
 
 
 async def set_status(app: App, job_id: int, status: str, attempts: int | None = None) -> None:
-    await app.pool.execute(
-        f"UPDATE {app.schema}.jobs SET status = $2, attempts = COALESCE($3, attempts) WHERE id = $1",
-        job_id, status, attempts)
+    if status != "completed":
+        await app.pool.execute(
+            f"UPDATE {app.schema}.jobs SET status = $2, attempts = COALESCE($3, attempts) WHERE id = $1",
+            job_id, status, attempts)
+        return
+    # A completed one-off job leaves jobs for its history row: complete it the way a worker does.
+    row = await app.pool.fetchrow(
+        f"""UPDATE {app.schema}.jobs SET status = 'running', attempts = COALESCE($2, attempts + 1),
+                   claims = claims + 1
+            WHERE id = $1 RETURNING attempts, claims, next_run_at""", job_id, attempts)
+    now = datetime.now(UTC)
+    done = Outcome(job_id, row["attempts"], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
+                   row["next_run_at"], result_json='{"done": true}', token=row["claims"])
+    assert await app.queries.complete(app.pool, [done], history=True) == {job_id}
 
 
 async def add_run(app: App, job_id: int, attempt: int, status: str, started_at: datetime,
@@ -341,16 +355,146 @@ async def test_trigger_unknown(app: App) -> None:
         await app.trigger(UNKNOWN_ID)
 
 
+@pytest.mark.parametrize("status", ["failed", "completed"])
 @pytest.mark.parametrize("operation", ["retry", "trigger"])
-async def test_requeue_when_dedup_key_is_taken(app: App, operation: str) -> None:
+async def test_requeue_when_dedup_key_is_taken(app: App, operation: str, status: str) -> None:
     old = await app.enqueue("h", dedup_key="k")
-    await set_status(app, old.id, "failed", attempts=3)
+    await set_status(app, old.id, status, attempts=3)
     live = await app.enqueue("h", dedup_key="k")
     assert live.id != old.id
+    before = await app.get_job(old.id)
     with pytest.raises(AiojobsPgError):
         await getattr(app, operation)(old.id)
-    assert (await app.get_job(old.id)).status is JobStatus.FAILED
+    assert await app.get_job(old.id) == before
     assert await app.get_job(live.id) == live
+
+
+# --- completed one-off jobs, which live in their history row ---
+
+async def in_jobs_table(app: App, job_id: int) -> bool:
+    return bool(await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.jobs WHERE id = $1", job_id))
+
+
+async def run_to_completion(app: App, *jobs: Job) -> None:
+    async with app.worker(concurrency=4):
+        async def done() -> bool:
+            return all([(await app.get_job(j.id)).status is JobStatus.COMPLETED for j in jobs])
+
+        await eventually(done, message="not completed")
+
+
+@pytest.fixture
+async def flaky(app: App) -> App:
+    """Handler "flaky": fails its first attempt, then returns its data."""
+    failed: set[int] = set()
+
+    async def flaky(data: Any, ctx: Any) -> Any:
+        if ctx.job_id not in failed:
+            failed.add(ctx.job_id)
+            raise RuntimeError("first attempt fails")
+        return {"echo": data}
+
+    app.register("flaky", flaky)
+    app.backoff = Backoff(base=0.01, jitter=0)
+    return app
+
+
+async def test_a_completed_job_leaves_jobs_and_reads_as_it_ran(flaky: App) -> None:
+    app = flaky
+    job = await app.enqueue("flaky", {"x": [1, 2]}, name="n", queue="default", priority=4, max_attempts=3,
+                            timeout=60, dedup_key="d")
+    await run_to_completion(app, job)
+    assert not await in_jobs_table(app, job.id)
+    done = await app.get_job(job.id)
+    assert (done.status, done.attempts, done.result) == (JobStatus.COMPLETED, 2, {"echo": {"x": [1, 2]}})
+    assert "first attempt fails" in (done.last_error or "")
+    same_except(job, done, "status", "attempts", "result", "last_error", "last_run_at", "worker_id")
+    assert done.last_run_at is not None and done.worker_id is not None and done.lease_expires_at is None
+    runs = await app.job_history(job.id)
+    assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.FAILED), (2, RunStatus.COMPLETED)]
+    assert runs[1].result == done.result
+    assert done.updated_at == runs[1].completed_at
+    # The key is free again, as for any finished job.
+    assert (await app.enqueue("flaky", dedup_key="d")).id != job.id
+
+
+async def test_list_jobs_merges_live_and_completed_jobs(flaky: App) -> None:
+    app = flaky
+    done = [await app.enqueue("flaky", i, queue="default") for i in range(3)]
+    await run_to_completion(app, *done)
+    live = [await app.enqueue("flaky", queue="other"), await app.enqueue("flaky", queue="other", delay=3600)]
+    everything = sorted([j.id for j in done + live], reverse=True)
+    assert [j.id for j in await app.list_jobs()] == everything
+    assert [j.id for j in await app.list_jobs(status="completed")] == [j.id for j in reversed(done)]
+    assert [j.id for j in await app.list_jobs(status="pending")] == [j.id for j in reversed(live)]
+    assert [j.id for j in await app.list_jobs(handler="nothing")] == []
+    assert [j.id for j in await app.list_jobs(handler="flaky", queue="default")] == [j.id for j in reversed(done)]
+    assert [j.id for j in await app.list_jobs(queue="default")] == [j.id for j in reversed(done)]
+    seen, cursor = [], None
+    while True:
+        page = await app.admin().list_jobs(limit=2, cursor=cursor)
+        seen += [j.id for j in page.jobs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == everything
+
+
+async def test_the_all_jobs_view_reads_as_the_admin_api(flaky: App) -> None:
+    # The view is for SQL of one's own (operators, dashboards): every job, live or completed, as a Job.
+    app = flaky
+    done = await app.enqueue("flaky", {"a": 1}, name="n", dedup_key="k")
+    await run_to_completion(app, done)
+    await app.enqueue("flaky", delay=60)
+    failed = await app.enqueue("flaky")
+    await set_status(app, failed.id, "failed", attempts=3)
+    rows = await app.pool.fetch(f"SELECT * FROM {app.schema}.all_jobs ORDER BY id DESC")
+    assert [Job.from_record(r) for r in rows] == await app.list_jobs()
+
+
+async def test_trigger_runs_a_completed_job_again_under_its_id(flaky: App) -> None:
+    app = flaky
+    job = await app.enqueue("flaky", {"k": 1})
+    await run_to_completion(app, job)
+    again = await app.trigger(job.id)
+    assert (again.id, again.status, again.attempts, again.data) == (job.id, JobStatus.PENDING, 0, {"k": 1})
+    assert again.next_run_at <= await db_now(app)
+    assert await app.get_job(job.id) == again
+    assert [j.id for j in await app.list_jobs()] == [job.id]  # once: its history row holds no job now
+    with pytest.raises(JobStateError):  # it is pending now, not completed
+        await app.retry(job.id)
+    await run_to_completion(app, job)
+    assert [r.status for r in await app.job_history(job.id)] == [
+        RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.COMPLETED]
+    # The claim token went on from where the completed job left it: it never repeats.
+    claims = await app.pool.fetch(f"SELECT claim FROM {app.schema}.job_runs WHERE job_id = $1 ORDER BY id", job.id)
+    assert [r["claim"] for r in claims] == [1, 2, 3]
+
+
+async def test_a_completed_job_cannot_be_updated_or_cancelled(app: App) -> None:
+    job = await app.enqueue("h")
+    await set_status(app, job.id, "completed")
+    before = await app.get_job(job.id)
+    with pytest.raises(JobStateError) as info:
+        await app.update_job(job.id, priority=9)
+    assert (info.value.status, info.value.operation) == ("completed", "update")
+    assert "trigger" in str(info.value)
+    with pytest.raises(JobStateError):
+        await app.cancel(job.id)
+    assert await app.get_job(job.id) == before
+
+
+async def test_delete_a_completed_job(app: App) -> None:
+    job = await app.enqueue("h")
+    await add_run(app, job.id, 1, "failed", await db_now(app), error="boom")
+    await set_status(app, job.id, "completed")
+    assert await count_runs(app, job.id) == 2
+    await app.delete_job(job.id)
+    with pytest.raises(JobNotFound):
+        await app.get_job(job.id)
+    assert await count_runs(app, job.id) == 0
+    with pytest.raises(JobNotFound):
+        await app.delete_job(job.id)
 
 
 # --- delete ---

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aiojobs_pg import App
+from aiojobs_pg import App, JobStatus
 from aiojobs_pg.lane import Lanes
 from tests.helpers import eventually
 
@@ -138,5 +138,4 @@ async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str
         async with app.worker(concurrency=2), app.worker(concurrency=2), app.worker(concurrency=2):
             await eventually(lambda: len(done) == 6, timeout=20)
         assert sorted(done) == list(range(6))  # each ran once: no lease ran out
-        rows = await app.pool.fetch(f"SELECT status, attempts FROM {own_schema}.jobs")
-        assert [(r["status"], r["attempts"]) for r in rows] == [("completed", 1)] * 6
+        assert [(j.status, j.attempts) for j in await app.list_jobs()] == [(JobStatus.COMPLETED, 1)] * 6

@@ -115,9 +115,12 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float, message: str)
 
 
 async def statuses(app: App, ids: list[int]) -> dict[int, Any]:
-    rows = await app.pool.fetch(
-        f"SELECT id, status, attempts, lease_expires_at, worker_id FROM {app.schema}.jobs WHERE id = ANY($1)", ids)
-    return {r["id"]: r for r in rows}
+    """The rows of these jobs (completed ones from their history row) by id."""
+    return {r["id"]: r for r in await app.queries.get_jobs(app.pool, ids)}
+
+
+# A completed one-off job is a history row that holds the job (migration 0006).
+COMPLETED = "SELECT count(*) FROM {schema}.job_runs WHERE handler IS NOT NULL"
 
 
 # --- 1. exactly once across processes ---
@@ -142,11 +145,12 @@ async def test_exactly_once_across_three_processes(app: App, procs: Procs, ledge
     async def all_done() -> bool:
         for w in workers:
             assert w.poll() is None, f"worker {w.pid} died with exit code {w.returncode}"
-        return await count(app, "SELECT count(*) FROM {schema}.jobs WHERE status = 'completed'") == n
+        return await count(app, COMPLETED) == n
 
     await eventually(all_done, timeout=60, interval=0.2, message="3000 jobs not all completed within 60 s")
 
-    assert await count(app, "SELECT count(*) FROM {schema}.jobs WHERE status <> 'completed' OR attempts <> 1") == 0
+    assert await count(app, "SELECT count(*) FROM {schema}.jobs") == 0
+    assert await count(app, COMPLETED + " AND attempt <> 1") == 0
     dupes = await app.pool.fetch(f"SELECT job_id, count(*) FROM {ledger} GROUP BY job_id HAVING count(*) > 1")
     assert dupes == []
     assert await count(app, f"SELECT count(*) FROM {ledger}") == n
@@ -304,8 +308,7 @@ async def test_poison_job_fails_after_max_attempts_and_others_complete(app: App,
 
     async def done() -> bool:
         job = await app.get_job(poison.id)
-        completed = await count(app, "SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'",
-                                others)
+        completed = await count(app, COMPLETED + " AND job_id = ANY($1)", others)
         return job.status == "failed" and completed == 50
 
     worker = procs.start(5)
@@ -326,7 +329,6 @@ async def test_poison_job_fails_after_max_attempts_and_others_complete(app: App,
     history = await app.job_history(poison.id)
     assert [(r.attempt, r.status.value) for r in history] == [(1, "failed"), (2, "failed")]
     assert all(r.error is not None and "worker lost" in r.error for r in history)
-    assert await count(app, "SELECT count(*) FROM {schema}.jobs WHERE id = ANY($1) AND status = 'completed'",
-                       others) == 50
+    assert await count(app, COMPLETED + " AND job_id = ANY($1)", others) == 50
     assert await count(app, f"SELECT count(DISTINCT job_id) FROM {ledger} WHERE finished_at IS NOT NULL") == 50
 

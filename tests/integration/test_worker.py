@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aiojobs_pg import App, Backoff, Cancel, JobContext, JobStatus, Retry, RunStatus
+from aiojobs_pg import App, Backoff, Cancel, JobContext, JobNotFound, JobStatus, Retry, RunStatus
 from aiojobs_pg.models import ClaimedJob, Outcome
 from aiojobs_pg.models import JobStatus as Status
 from aiojobs_pg.models import RunStatus as RStatus
@@ -210,10 +210,23 @@ async def test_history_can_be_turned_off(app: App) -> None:
     async def quiet(data: None) -> None:
         return None
 
+    @app.handler()
+    async def broken(data: None) -> None:
+        raise RuntimeError("boom")
+
     job = await app.enqueue("quiet")
-    await app.run_worker(burst=True, handle_signals=False)
-    assert await status_of(app, job.id) is JobStatus.COMPLETED
-    assert await app.job_history(job.id) == []
+    failing = await app.enqueue("broken", max_attempts=2)
+    app.backoff = Backoff(base=0.05, jitter=0)
+    async with app.worker():
+        await wait_status(app, failing.id, JobStatus.FAILED)
+    # Without history a completed one-off job leaves nothing behind: its row is gone, and no run is kept.
+    with pytest.raises(JobNotFound):
+        await app.get_job(job.id)
+    assert await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.job_runs") == 0
+    # A job that failed for good stays, as a dead letter, with its error but no runs.
+    dead = await app.get_job(failing.id)
+    assert dead.attempts == 2 and "boom" in (dead.last_error or "")
+    assert await app.job_history(failing.id) == []
 
 
 async def test_priority_then_due_time_order(app: App) -> None:
@@ -297,8 +310,8 @@ async def test_several_workers_run_each_job_exactly_once(app: App) -> None:
     await app.enqueue_many([{"handler": "count", "data": i} for i in range(600)])
     async with app.worker(concurrency=7), app.worker(concurrency=13), app.worker(concurrency=50):
         async def all_done() -> bool:
-            n = await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.jobs WHERE status = 'completed'")
-            return bool(n == 600)
+            page = await app.admin().list_jobs(status="completed", limit=1000)
+            return len(page.jobs) == 600
 
         await eventually(all_done, timeout=30)
     assert sorted(runs) == list(range(600))

@@ -564,6 +564,43 @@ async def test_queue_stats_counts_per_queue_and_status(app: App) -> None:
     assert await App.admin(app).queue_stats() == stats
 
 
+async def test_pruning_deletes_what_is_past_its_retention(app: App) -> None:
+    live = await app.enqueue("h", delay=3600)
+    await add_run(app, live.id, 1, "failed", await db_now(app), error="an old failure")
+    old_done, new_done, old_cancelled, dead = [await app.enqueue("h") for _ in range(4)]
+    await set_status(app, old_done.id, "completed")
+    await set_status(app, new_done.id, "completed")
+    await app.cancel(old_cancelled.id)
+    await set_status(app, dead.id, "failed", attempts=3)
+    month = timedelta(days=30)
+    await app.pool.execute(f"UPDATE {app.schema}.job_runs SET completed_at = completed_at - $2::interval "
+                           "WHERE job_id = ANY($1)",
+                           [live.id, old_done.id], month)
+    await app.pool.execute(f"UPDATE {app.schema}.jobs SET updated_at = updated_at - $2::interval WHERE id = ANY($1)",
+                           [live.id, old_cancelled.id, dead.id], month)
+    await app.queries.prune(app.pool, runs_older_than=14 * 86400, jobs_older_than=7 * 86400, workers_older_than=60)
+    # Old runs go, and a completed job with its run; an old cancelled job goes; the dead letter stays.
+    assert await count_runs(app, live.id) == 0 and (await app.get_job(live.id)).status is JobStatus.PENDING
+    with pytest.raises(JobNotFound):
+        await app.get_job(old_done.id)
+    with pytest.raises(JobNotFound):
+        await app.get_job(old_cancelled.id)
+    assert (await app.get_job(new_done.id)).status is JobStatus.COMPLETED
+    assert (await app.get_job(dead.id)).status is JobStatus.FAILED
+
+
+async def test_pruning_reads_history_up_to_the_first_recent_row(app: App) -> None:
+    # Rows are written in the order they complete: a round stops at the first one inside the retention,
+    # so an old row written after it (a worker whose clock ran behind) waits for a later round.
+    jobs = [await app.enqueue("h") for _ in range(3)]
+    for job in jobs:
+        await set_status(app, job.id, "completed")
+    await app.pool.execute(f"UPDATE {app.schema}.job_runs SET completed_at = completed_at - interval '30 days' "
+                           "WHERE job_id = ANY($1)", [jobs[0].id, jobs[2].id])
+    await app.queries.prune(app.pool, runs_older_than=86400, jobs_older_than=None, workers_older_than=60)
+    assert [await count_runs(app, j.id) for j in jobs] == [0, 1, 1]
+
+
 async def test_workers_empty_without_worker(app: App) -> None:
     assert await app.admin().workers() == []
 

@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 
 from .executor import Executor
-from .models import ClaimedJob
+from .models import ClaimedJob, micros
 from .queries import DB_ERRORS, Queries
 
 log = structlog.get_logger("aiojobs_pg.maintenance")
@@ -56,8 +56,8 @@ class Maintenance:
                     )
                     error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
                     # The job did not fail, its worker did: it may run again at once, not after a backoff.
-                    outcomes.append(self.executor.failure(job, job.claimed_at, error, worker_id=row["worker_id"],
-                                                          delay=0.0))
+                    outcomes.append(self.executor.failure(job, micros(job.claimed_at), error,
+                                                          worker_id=row["worker_id"], delay=0.0))
                 applied = await self.queries.complete(conn, outcomes, history=self.history)
             for o in outcomes:
                 if o.job_id in applied:

@@ -7,8 +7,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from .errors import ValidationError
 
@@ -102,17 +102,28 @@ class Job:
         )
 
 
-# Job.__init__ parses keywords and calls object.__setattr__ per field (frozen): about 7 µs here.
-# enqueue_many builds one Job per inserted row, so it fills the slots directly, at a third of that.
-_JOB_SETTERS = tuple(getattr(Job, f.name).__set__ for f in fields(Job))
+T = TypeVar("T")
 
 
-def build_job(*values: Any) -> Job:
-    """A :class:`Job` from every field's value, in declaration order, without ``__init__``."""
-    job = object.__new__(Job)
-    for set_field, value in zip(_JOB_SETTERS, values, strict=True):
-        set_field(job, value)
-    return job
+def _builder(cls: type[T]) -> Callable[..., T]:
+    """Build a frozen slotted dataclass from every field's value, in declaration order, without ``__init__``.
+
+    A frozen dataclass's ``__init__`` calls ``object.__setattr__`` per field (and parses keywords):
+    about 7 µs for a Job here. The hot paths (one Job per row of a batch, one ClaimedJob per claimed
+    job) fill the slots directly, at a third of that or less.
+    """
+    setters = tuple(getattr(cls, f.name).__set__ for f in fields(cls))  # type: ignore[arg-type]
+
+    def build(*values: Any) -> T:
+        obj = object.__new__(cls)
+        for set_field, value in zip(setters, values, strict=True):
+            set_field(obj, value)
+        return obj
+
+    return build
+
+
+build_job = _builder(Job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +174,7 @@ class ClaimedJob:
     schedule: str | None
     timezone: str | None
     scheduled_at: datetime
+    #: when the claim came back (the worker's clock; one value for every job of a claim)
     claimed_at: datetime
     name: str | None = None
     misfire: str = "skip"
@@ -171,23 +183,44 @@ class ClaimedJob:
     token: int = 0
 
 
+build_claimed_job = _builder(ClaimedJob)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
 @dataclass(slots=True)
 class Outcome:
     """The result of one attempt, decided by the executor, written by the completer.
 
-    ``status`` is the job's next status; ``delay`` is seconds from the database's
+    ``job_status`` is the job's next status; ``delay`` is seconds from the database's
     ``now()`` until the job is due again (``None`` keeps ``next_run_at`` as it is)
-    unless ``next_run_at`` gives an absolute time (recurring jobs).
+    unless ``next_run_at`` gives an absolute time (recurring jobs). A ``COMPLETED``
+    job status means a one-off job's successful run, and nothing else is set then.
+    Times are microseconds since the epoch on the worker's clock: taking and sending
+    them costs a fraction of what datetimes cost, once per job.
     """
 
     job_id: int
     attempt: int
+    #: the claim token of the run, which fences the write (with the job's status)
+    token: int
     job_status: JobStatus
     run_status: RunStatus
-    started_at: datetime
-    finished_at: datetime
+    started_us: int
+    finished_us: int
     worker_id: str
-    #: the tick (or due time) this run was for
+    #: the tick (or due time) this run was for (a flush of successes reads it from the row instead)
     scheduled_at: datetime | None = None
     error: str | None = None
     result_json: str | None = None
@@ -197,8 +230,16 @@ class Outcome:
     release: bool = False
     #: reset the attempt counter (a recurring job moving on to its next tick)
     reset_attempts: bool = False
-    #: the claim token of the run (fences the write together with ``attempt``)
-    token: int = 0
+
+    @property
+    def started_at(self) -> datetime:
+        """When the handler started (worker's clock)."""
+        return from_micros(self.started_us)
+
+    @property
+    def finished_at(self) -> datetime:
+        """When the handler ended (worker's clock)."""
+        return from_micros(self.finished_us)
 
 
 #: Deepest nesting accepted in data and results. json.dumps accepts what the caller's stack allows,

@@ -11,13 +11,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
 
 from .errors import ConfigurationError
-from .models import ClaimedJob, JobStatus, Outcome, RunStatus, json_array
+from .models import ClaimedJob, JobStatus, Outcome, build_claimed_job, json_array, micros
 
 _loads = json.loads
 
@@ -65,15 +65,19 @@ _ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND 
 _DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::float8, 0)))"
 
 
-# What a claim returns, in the order of ClaimedJob's fields, so each row builds one positionally.
-# data comes as text and is decoded by json.loads directly: asyncpg's custom jsonb codec costs twice that.
+# What a claim returns, in the order of ClaimedJob's fields, so each row builds one positionally (all but
+# claimed_at, the worker's clock when the claim returned: one datetime for the batch, where a timestamp
+# per row costs about 1 us to decode). data comes as text and is decoded by json.loads directly:
+# asyncpg's custom jsonb codec costs twice that.
 _CLAIMED = {
     "id": "j.id", "handler": "j.handler", "data": "j.data::text", "queue": "j.queue", "attempt": "j.attempts",
     "max_attempts": "j.max_attempts", "timeout": "j.timeout", "schedule": "j.schedule", "timezone": "j.timezone",
-    "scheduled_at": "COALESCE(j.tick_at, j.next_run_at)", "claimed_at": "now()", "name": "j.name",
+    "scheduled_at": "COALESCE(j.tick_at, j.next_run_at)", "name": "j.name",
     "misfire": "j.misfire", "overlap": "j.overlap", "token": "j.claims",
 }
-assert tuple(_CLAIMED) == tuple(f.name for f in fields(ClaimedJob)), "claim columns must follow ClaimedJob"
+_CLAIMED_AT = [f.name for f in fields(ClaimedJob)].index("claimed_at")
+assert tuple(_CLAIMED) == tuple(f.name for f in fields(ClaimedJob) if f.name != "claimed_at"), \
+    "claim columns must follow ClaimedJob"
 
 _CLAIM_UPDATE = f"""UPDATE {{schema}}.jobs j
 SET status = 'running', attempts = j.attempts + 1, claims = j.claims + 1, last_run_at = now(),
@@ -143,11 +147,19 @@ def _from_micros(column: str) -> str:
     return f"'epoch'::timestamptz + u.{column} * interval '1 microsecond' AS {column}"
 
 
-# Both completion statements join each outcome to its job under this fence. Every condition joins with
-# o (even the status, through o.running): with no restriction of its own, jobs is never the outer side
-# of a loop over o, so the plan is one primary-key lookup per outcome even when stale statistics say no
-# job is running.
-_FENCE = "j.id = o.id AND j.status = o.running AND j.attempts = o.attempt AND j.claims = o.token"
+def _fence(o: str) -> str:
+    """The fence under which completion (and lease renewal) joins each row of the CTE ``o`` to its job.
+
+    jobs is read by primary key through ``= ANY(ARRAY(...))``, as in the claim: whatever the planner
+    guesses of o (a cached generic plan guesses hundreds of rows), it can neither scan jobs whole for a
+    hash or merge join nor loop over jobs; the other conditions join with o (even the status, through
+    o.running) for the same reason, and o is never filtered, which would skew those guesses. The claim
+    token alone names the claim (every claim increments it and nothing resets it): a running row with
+    that token is in the state that claim left it in, attempts included.
+    """
+    return (f"j.id = ANY(ARRAY(SELECT id FROM {o}))\n"
+            f"      AND j.id = {o}.id AND j.status = {o}.running AND j.claims = {o}.token")
+
 
 # A history row: the run, then (only in the row of a run that completed a one-off job, whose jobs row
 # it replaces; migration 0006) what the job was. "handler IS NOT NULL" marks such a row.
@@ -158,27 +170,40 @@ _DONE_JOB_COLUMNS = ("handler, name, data, queue, priority, max_attempts, timeou
 _DONE = "handler IS NOT NULL"
 
 
-def _run_values(*, worker_id: str, status: str, error: str) -> str:
+def _run_values(*, status: str, error: str) -> str:
     # The history values of a run from a completion CTE's RETURNING (id, claims, attempt, the times...).
-    return (f"id, claims, attempt, {worker_id}, {status}, started_at, finished_at,"
+    return (f"id, claims, attempt, worker_id, {status}, started_at, finished_at,"
             f" extract(epoch FROM finished_at - started_at) * 1000, {error}, result::jsonb, scheduled_at")
 
 
-def _done(*, where: str) -> str:
-    # A one-off job that completed: its row leaves jobs, and RETURNING hands what it was to its history row.
-    return f"""done AS (
-    DELETE FROM {{schema}}.jobs j USING o
-    WHERE {_FENCE}{where}
-    RETURNING j.id, j.claims, {", ".join("j." + c for c in _DONE_JOB_COLUMNS.split(", "))},
-              o.attempt, o.started_at, o.finished_at, o.result, o.scheduled_at"""
+def _completed(*, ids: int, worker_id: int, gate: int) -> str:
+    """The CTEs that complete one-off jobs: their outcomes come in parameters ``$ids`` to ``$ids+5``
+    (ids, tokens, results, start and end times, worker ids or NULL for ``$worker_id``); history rows
+    are written when ``$gate`` is true.
 
-
-def _done_history(*, worker_id: str, gate: str) -> str:
-    return f"""done_hist AS (
+    Each job's row leaves jobs, and RETURNING hands what it was to its history row, with the attempt
+    and the due time the claim found (unchanged since: the row was running).
+    """
+    p = [f"${ids + k}" for k in range(6)]
+    return f"""d AS MATERIALIZED (
+    SELECT u.id, u.token, u.result, COALESCE(u.worker_id, ${worker_id}) AS worker_id,
+           {_from_micros("started_at")},
+           {_from_micros("finished_at")},
+           'running'::text AS running
+    FROM (SELECT unnest({p[0]}::text::bigint[]) AS id, unnest({p[1]}::text::bigint[]) AS token,
+                 unnest({p[2]}::text[]) AS result, unnest({p[3]}::text::bigint[]) AS started_at,
+                 unnest({p[4]}::text::bigint[]) AS finished_at, unnest({p[5]}::text[]) AS worker_id) u
+), done AS (
+    DELETE FROM {{schema}}.jobs j USING d
+    WHERE {_fence("d")}
+    RETURNING j.id, j.claims, j.attempts AS attempt, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
+              {", ".join("j." + c for c in _DONE_JOB_COLUMNS.split(", "))},
+              d.worker_id, d.started_at, d.finished_at, d.result
+), done_hist AS (
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS}, {_DONE_JOB_COLUMNS})
-    SELECT {_run_values(worker_id=worker_id, status="'completed'", error="NULL")}, {_DONE_JOB_COLUMNS}
+    SELECT {_run_values(status="'completed'", error="NULL")}, {_DONE_JOB_COLUMNS}
     FROM done
-    WHERE {gate}
+    WHERE ${gate}
 )"""
 
 
@@ -253,14 +278,17 @@ WITH c AS (
     LIMIT $2
 )
 {_CLAIM_UPDATE}""",
-    # Completion: every row is fenced by status, attempt and claim token; history rows are
-    # written only for the rows the fence let through, in the same statement. Numbers, flags,
-    # statuses and times (microseconds since the epoch) arrive as array literals: asyncpg's binary array
-    # encoder costs ~1 us per timestamp and ~0.3 us per number, which dominated a worker's CPU.
-    # The arrays are unnested in the select list (a ProjectSet, which pads the shorter ones with NULLs
-    # as ROWS FROM does), not in FROM, whose function scan copied every row into a tuplestore that the
-    # CTE then copied again: 0.5 us less server CPU per job. o stays MATERIALIZED: inlined, it let the
-    # planner compare every outcome with every job under stale statistics (tests/integration/test_plans.py).
+    # Completion: every row is fenced by status and claim token; history rows are written only for
+    # the rows the fence let through, in the same statement. A one-off job that completed is deleted
+    # into its history row (the CTEs of _completed, outcomes from $18); any other outcome updates its row
+    # (outcomes from $1: a retry, a dead letter, a recurring job's next tick, a release). Numbers,
+    # flags, statuses and times (microseconds since the epoch) arrive as array literals: asyncpg's
+    # binary array encoder costs ~1 us per timestamp and ~0.3 us per number, which dominated a worker's
+    # CPU. The arrays are unnested in the select list (a ProjectSet, which pads the shorter ones with
+    # NULLs as ROWS FROM does), not in FROM, whose function scan copied every row into a tuplestore that
+    # the CTE then copied again: 0.5 us less server CPU per job. o and d stay MATERIALIZED: inlined, they
+    # let the planner compare every outcome with every job under stale statistics
+    # (tests/integration/test_plans.py).
     "complete": f"""
 WITH o AS MATERIALIZED (
     SELECT u.id, u.attempt, u.token, u.job_status, u.run_status, u.delay,
@@ -297,41 +325,28 @@ WITH o AS MATERIALIZED (
         lease_expires_at = NULL,
         updated_at = now()
     FROM o
-    WHERE {_FENCE} AND o.job_status <> 'completed'
+    WHERE {_fence("o")}
     RETURNING j.id, j.claims, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at, o.error, o.result,
               o.scheduled_at
-), {_done(where=" AND o.job_status = 'completed'")}, o.worker_id, o.run_status, o.error
 ), upd_hist AS (
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS})
-    SELECT {_run_values(worker_id="worker_id", status="run_status", error="error")}
+    SELECT {_run_values(status="run_status", error="error")}
     FROM upd
     WHERE $17
-), {_done_history(worker_id="worker_id", gate="$17")}
+), {_completed(ids=18, worker_id=15, gate=17)}
 SELECT array_agg(id) FROM (SELECT id FROM upd UNION ALL SELECT id FROM done) applied""",
-    # A flush of one-off jobs that all succeeded, from one worker (a busy queue's usual flush): the same
-    # fence and history, carrying only what success changes. 1-2 us less server CPU per job than
-    # "complete", which parses and carries all fifteen columns (benchmarks/probes.py).
+    # A flush of one-off jobs that all succeeded (a busy queue's usual flush): the CTEs of _completed
+    # alone, six columns where "complete" has twenty-two. 1-2 us less server CPU per job.
     "complete_success": f"""
-WITH o AS MATERIALIZED (
-    SELECT u.id, u.attempt, u.token, u.result,
-           {_from_micros("started_at")},
-           {_from_micros("finished_at")},
-           {_from_micros("scheduled_at")},
-           'running'::text AS running
-    FROM (SELECT unnest($1::text::bigint[]) AS id, unnest($2::text::int[]) AS attempt,
-                 unnest($3::text::bigint[]) AS token, unnest($4::text[]) AS result,
-                 unnest($5::text::bigint[]) AS started_at, unnest($6::text::bigint[]) AS finished_at,
-                 unnest($7::text::bigint[]) AS scheduled_at) u
-), {_done(where="")}
-), {_done_history(worker_id="$8::text", gate="$9")}
+WITH {_completed(ids=1, worker_id=7, gate=8)}
 SELECT array_agg(id) FROM done""",
-    "renew_leases": """
+    "renew_leases": f"""
 WITH r AS MATERIALIZED (
     SELECT u.id, u.token, 'running'::text AS running FROM unnest($1::bigint[], $2::bigint[]) AS u(id, token)
 )
-UPDATE {schema}.jobs j SET lease_expires_at = now() + make_interval(secs => $3)
+UPDATE {{schema}}.jobs j SET lease_expires_at = now() + make_interval(secs => $3)
 FROM r
-WHERE j.id = r.id AND j.claims = r.token AND j.status = r.running  -- joins only, as in "complete"
+WHERE {_fence("r")}
 RETURNING j.id""",
     "expired_leases": """
 SELECT id, claims AS token, handler, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id,
@@ -498,17 +513,6 @@ def _sparse(values: list[Any]) -> list[Any] | None:
     return values if any(v is not None for v in values) else None
 
 
-def _is_plain_success(o: Outcome, worker_id: str | None) -> bool:
-    """A one-off job's successful run from ``worker_id``: all that "complete_success" can write."""
-    return (o.job_status is JobStatus.COMPLETED and o.run_status is RunStatus.COMPLETED and o.worker_id == worker_id
-            and o.error is None and o.delay is None and o.next_run_at is None and not o.release
-            and not o.reset_attempts)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
 def _micros(values: Sequence[datetime | None]) -> str | None:
     """An array literal of microseconds since the epoch (exact, and cheaper to format than floats).
 
@@ -516,7 +520,7 @@ def _micros(values: Sequence[datetime | None]) -> str | None:
     """
     if all(v is None for v in values):
         return None
-    return "{" + ",".join(["NULL" if v is None else str((v - _EPOCH) // _MICROSECOND) for v in values]) + "}"
+    return "{" + ",".join(["NULL" if v is None else str(micros(v)) for v in values]) + "}"
 
 
 class Queries:
@@ -575,38 +579,42 @@ class Queries:
             rows = await db.fetch(self.sql["claim"], list(queues), limit, lease, worker_id)
         if not rows:
             return []
+        claimed_at = datetime.now(UTC)
         datas = _loads(json_array([r[2] for r in rows]))
-        return [ClaimedJob(r[0], r[1], data, *tuple(r)[3:]) for r, data in zip(rows, datas, strict=True)]
+        at = _CLAIMED_AT
+        return [build_claimed_job(*(t := tuple(r))[:2], data, *t[3:at], claimed_at, *t[at:])
+                for r, data in zip(rows, datas, strict=True)]
 
     async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:
         """Apply outcomes with fencing; returns the ids whose update went through."""
         # One worker id for the whole batch is the usual case: send it once. Columns that are
         # NULL (or false) for every outcome go as one NULL, which unnest pads.
         worker_id = outcomes[0].worker_id if outcomes else None
-        # The columns both statements take, encoded once.
-        ids = _literal([o.job_id for o in outcomes])
-        attempts = _literal([o.attempt for o in outcomes])
-        tokens = _literal([o.token for o in outcomes])
-        results = [o.result_json for o in outcomes]
-        started = _micros([o.started_at for o in outcomes])
-        finished = _micros([o.finished_at for o in outcomes])
-        scheduled = _micros([o.scheduled_at for o in outcomes])
-        if all(_is_plain_success(o, worker_id) for o in outcomes):
-            applied = await db.fetchval(self.sql["complete_success"], ids, attempts, tokens, results, started,
-                                        finished, scheduled, worker_id, history)
+        # A COMPLETED job status is a one-off job's success, with nothing else to write (see Outcome).
+        completed = JobStatus.COMPLETED
+        done = [o for o in outcomes if o.job_status is completed]
+        done_args = (_literal([o.job_id for o in done]), _literal([o.token for o in done]),
+                     _sparse([o.result_json for o in done]), _literal([o.started_us for o in done]),
+                     _literal([o.finished_us for o in done]),
+                     _sparse([None if o.worker_id == worker_id else o.worker_id for o in done]))
+        if len(done) == len(outcomes):
+            applied = await db.fetchval(self.sql["complete_success"], *done_args, worker_id, history)
         else:
+            rest = [o for o in outcomes if o.job_status is not completed]
             applied = await db.fetchval(
-                self.sql["complete"], ids, attempts, tokens,
-                _literal([o.job_status.value for o in outcomes]),
-                _literal([o.run_status.value for o in outcomes]),
-                _literal([o.delay for o in outcomes]),
-                _micros([o.next_run_at for o in outcomes]),
-                _sparse([o.error for o in outcomes]),
-                results, started, finished,
-                _literal([o.release or None for o in outcomes]),
-                _literal([o.reset_attempts or None for o in outcomes]),
-                _sparse([None if o.worker_id == worker_id else o.worker_id for o in outcomes]),
-                worker_id, scheduled, history,
+                self.sql["complete"], _literal([o.job_id for o in rest]), _literal([o.attempt for o in rest]),
+                _literal([o.token for o in rest]),
+                _literal([o.job_status.value for o in rest]),
+                _literal([o.run_status.value for o in rest]),
+                _literal([o.delay for o in rest]),
+                _micros([o.next_run_at for o in rest]),
+                _sparse([o.error for o in rest]),
+                _sparse([o.result_json for o in rest]),
+                _literal([o.started_us for o in rest]), _literal([o.finished_us for o in rest]),
+                _literal([o.release or None for o in rest]),
+                _literal([o.reset_attempts or None for o in rest]),
+                _sparse([None if o.worker_id == worker_id else o.worker_id for o in rest]),
+                worker_id, _micros([o.scheduled_at for o in rest]), history, *done_args,
             )
         return set(applied or ())
 

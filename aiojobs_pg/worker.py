@@ -27,7 +27,7 @@ from .completer import Completer
 from .executor import Executor, utcnow
 from .lane import Lanes
 from .maintenance import Maintenance
-from .models import ClaimedJob, JobStatus, Outcome, RunStatus
+from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
 from .queries import DB_ERRORS, Queries
@@ -127,12 +127,12 @@ class Worker:
             task = asyncio.current_task()
             if task is not None and not task.cancelling():
                 # Nobody cancelled this task: the handler raised CancelledError itself.
-                outcome = self.executor.failure(job, job.claimed_at, "CancelledError raised by the handler",
+                outcome = self.executor.failure(job, micros(job.claimed_at), "CancelledError raised by the handler",
                                                 self.executor.handlers.get(job.handler))
             # Otherwise the worker cancelled it: to release it at shutdown, or because
             # the lease was lost (then the job is not ours to complete).
             elif self._releasing:
-                outcome = self.executor.released(job, job.claimed_at)
+                outcome = self.executor.released(job, micros(job.claimed_at))
         finally:
             del self.tasks[job.id]
             if outcome is not None and job.id in self.inflight:
@@ -316,4 +316,4 @@ def _enabled(logger: Any, level: int) -> bool:
 
 
 def _ms(o: Outcome) -> float:
-    return round((o.finished_at - o.started_at).total_seconds() * 1000, 3)
+    return round((o.finished_us - o.started_us) / 1000, 3)

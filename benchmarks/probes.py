@@ -39,7 +39,7 @@ import asyncpg
 from aiojobs_pg import App
 from aiojobs_pg import enqueue as enq
 from aiojobs_pg.logs import configure_logging
-from aiojobs_pg.models import JobStatus, Outcome, RunStatus
+from aiojobs_pg.models import JobStatus, Outcome, RunStatus, micros
 from benchmarks import floor
 from benchmarks.common import bench_dsn
 from benchmarks.pgcpu import process_cpu_ns
@@ -113,7 +113,8 @@ async def completion(dsn: str, jobs: int) -> None:
             await floor._preload(floor_admin, (jobs // BATCH // len(names) + 1) * BATCH)  # its share of batches
             await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
             pid = conn.get_server_pid()
-            now = datetime.now(UTC)
+            scheduled = datetime.now(UTC)
+            now = micros(scheduled)
             for i in range(jobs // BATCH):
                 name = names[i % len(names)]
                 start = process_cpu_ns(pid) or 0
@@ -131,12 +132,12 @@ async def completion(dsn: str, jobs: int) -> None:
                     if name.endswith("floor completion"):
                         await conn.execute(FLOOR_COMPLETE, [c[0] for c in claimed])
                     else:
-                        outcomes = [Outcome(c[0], c[1], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
-                                            now, token=c[2]) for c in claimed]
+                        outcomes = [Outcome(c[0], c[1], c[2], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
+                                            scheduled) for c in claimed]
                         if name.endswith("general completion"):
                             # A failure of a job that does not exist (fenced out, writes nothing) sends the
                             # batch through "complete" instead of "complete_success".
-                            outcomes.append(Outcome(0, 1, JobStatus.FAILED, RunStatus.FAILED, now, now, "w1"))
+                            outcomes.append(Outcome(0, 1, 0, JobStatus.FAILED, RunStatus.FAILED, now, now, "w1"))
                         await app.queries.complete(conn, outcomes, history=history)
                 tally.add(name, (process_cpu_ns(pid) or 0) - start, len(claimed))
         print(f"history {'on' if history else 'off'} (our completion only; the floor's writes none):")
@@ -167,20 +168,19 @@ async def move_to_history(dsn: str, jobs: int) -> None:
         await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
         await conn.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
         pid = conn.get_server_pid()
-        now = datetime.now(UTC)
-        micros = int(now.timestamp() * 1_000_000)
+        now = micros(datetime.now(UTC))
         for i in range(jobs // BATCH):
             name = names[i % len(names)]
             start = process_cpu_ns(pid) or 0
             found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
             if name.startswith("ours"):
                 await app.queries.complete(conn, [
-                    Outcome(j.id, j.attempt, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", now,
-                            token=j.token) for j in found], history=True)
+                    Outcome(j.id, j.attempt, j.token, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1")
+                    for j in found], history=True)
             else:
                 await conn.execute(_LEAN_UPDATE, [j.id for j in found], [j.attempt for j in found],
-                                   [j.token for j in found], [None] * len(found), [micros] * len(found),
-                                   [micros] * len(found))
+                                   [j.token for j in found], [None] * len(found), [now] * len(found),
+                                   [now] * len(found))
             tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
     tally.report("backend CPU per job (claim and completion)")
 

@@ -17,7 +17,7 @@ import pytest
 from aiojobs_pg import App, Backoff
 from aiojobs_pg.executor import Executor, next_tick
 from aiojobs_pg.maintenance import Maintenance
-from aiojobs_pg.models import ClaimedJob, JobStatus, Outcome, RunStatus
+from aiojobs_pg.models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from tests.chaos.harness import Env, rounded
 
 pytestmark = pytest.mark.slow
@@ -37,9 +37,9 @@ def maintenance(app: App) -> Maintenance:
 def success(ex: Executor, job: ClaimedJob, result: str) -> Outcome:
     """The outcome a worker writes when the handler returned ``result``."""
     if job.schedule is not None:
-        return ex.outcome(job, job.claimed_at, JobStatus.PENDING, RunStatus.COMPLETED, result_json=f'"{result}"',
-                          next_run_at=next_tick(job), reset_attempts=True)
-    return ex.outcome(job, job.claimed_at, JobStatus.COMPLETED, RunStatus.COMPLETED, result_json=f'"{result}"')
+        return ex.outcome(job, micros(job.claimed_at), JobStatus.PENDING, RunStatus.COMPLETED,
+                          result_json=f'"{result}"', next_run_at=next_tick(job), reset_attempts=True)
+    return ex.outcome(job, micros(job.claimed_at), JobStatus.COMPLETED, RunStatus.COMPLETED, result_json=f'"{result}"')
 
 
 async def expire_leases(app: App, worker_id: str) -> None:

@@ -21,7 +21,7 @@ from aiojobs_pg import (
     RunStatus,
     ValidationError,
 )
-from aiojobs_pg.models import Outcome
+from aiojobs_pg.models import Outcome, micros
 from tests.helpers import eventually
 
 TOLERANCE = timedelta(seconds=2)
@@ -46,9 +46,9 @@ async def set_status(app: App, job_id: int, status: str, attempts: int | None = 
         f"""UPDATE {app.schema}.jobs SET status = 'running', attempts = COALESCE($2, attempts + 1),
                    claims = claims + 1
             WHERE id = $1 RETURNING attempts, claims, next_run_at""", job_id, attempts)
-    now = datetime.now(UTC)
-    done = Outcome(job_id, row["attempts"], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
-                   row["next_run_at"], result_json='{"done": true}', token=row["claims"])
+    now = micros(datetime.now(UTC))
+    done = Outcome(job_id, row["attempts"], row["claims"], JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
+                   result_json='{"done": true}')
     assert await app.queries.complete(app.pool, [done], history=True) == {job_id}
 
 

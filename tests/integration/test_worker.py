@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aiojobs_pg import App, Backoff, Cancel, JobContext, JobNotFound, JobStatus, Retry, RunStatus
+from aiojobs_pg.executor import now_us
 from aiojobs_pg.models import ClaimedJob, Outcome
 from aiojobs_pg.models import JobStatus as Status
 from aiojobs_pg.models import RunStatus as RStatus
@@ -319,18 +320,19 @@ async def test_several_workers_run_each_job_exactly_once(app: App) -> None:
 
 async def test_fenced_completion_changes_nothing(app: App) -> None:
     job = await app.enqueue("whatever")
+    # Claimed twice: the first claim's worker lost its lease, and the job was claimed again.
     await app.pool.execute(
-        f"UPDATE {app.schema}.jobs SET status = 'running', attempts = 2 WHERE id = $1", job.id)
-    now = datetime.now(UTC)
-    stale = Outcome(job_id=job.id, attempt=1, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
-                    started_at=now, finished_at=now, worker_id="late-worker", result_json='"late"')
+        f"UPDATE {app.schema}.jobs SET status = 'running', attempts = 2, claims = 2 WHERE id = $1", job.id)
+    now = now_us()
+    stale = Outcome(job_id=job.id, attempt=1, token=1, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
+                    started_us=now, finished_us=now, worker_id="late-worker", result_json='"late"')
     applied = await app.queries.complete(app.pool, [stale], history=True)
     assert applied == set()
     row = await app.get_job(job.id)
     assert row.status is JobStatus.RUNNING and row.result is None
     assert await app.job_history(job.id) == []
-    current = Outcome(job_id=job.id, attempt=2, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
-                      started_at=now, finished_at=now, worker_id="owner", result_json='"mine"')
+    current = Outcome(job_id=job.id, attempt=2, token=2, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
+                      started_us=now, finished_us=now, worker_id="owner", result_json='"mine"')
     assert await app.queries.complete(app.pool, [stale, current], history=True) == {job.id}
     assert (await app.get_job(job.id)).result == "mine"
     assert [r.worker_id for r in await app.job_history(job.id)] == ["owner"]
@@ -354,22 +356,22 @@ async def test_a_flush_of_successes_writes_what_the_general_statement_writes(app
     for i in range(4):
         await app.enqueue("h", {"i": i})
     claimed = await app.queries.claim(app.pool, ["default"], 4, 30.0, "w1")
-    started = datetime.now(UTC)
-    finished = started + timedelta(milliseconds=7)
+    started = now_us()
+    finished = started + 7000
 
     def success(job: ClaimedJob) -> Outcome:
-        return Outcome(job_id=job.id, attempt=job.attempt, job_status=Status.COMPLETED, run_status=RStatus.COMPLETED,
-                       started_at=started, finished_at=finished, worker_id="w1", scheduled_at=job.scheduled_at,
-                       result_json='{"r": [1, "x"]}', token=job.token)
+        return Outcome(job_id=job.id, attempt=job.attempt, token=job.token, job_status=Status.COMPLETED,
+                       run_status=RStatus.COMPLETED, started_us=started, finished_us=finished, worker_id="w1",
+                       scheduled_at=job.scheduled_at, result_json='{"r": [1, "x"]}')
 
     plain, general = claimed[:2], claimed[2:]
     recording = _Recording(app)
     assert await app.queries.complete(recording, [success(j) for j in plain], history=True) == {  # type: ignore[arg-type]
         j.id for j in plain}
     # A fenced-out failure of a job that is no longer running sends the same successes the general way.
-    stray = Outcome(job_id=plain[0].id, attempt=plain[0].attempt, job_status=Status.FAILED,
-                    run_status=RStatus.FAILED, started_at=started, finished_at=finished, worker_id="w1",
-                    error="late", token=plain[0].token)
+    stray = Outcome(job_id=plain[0].id, attempt=plain[0].attempt, token=plain[0].token, job_status=Status.FAILED,
+                    run_status=RStatus.FAILED, started_us=started, finished_us=finished, worker_id="w1",
+                    error="late")
     assert await app.queries.complete(recording, [*map(success, general), stray], history=True) == {  # type: ignore[arg-type]
         j.id for j in general}
     assert recording.sent == [app.queries.sql["complete_success"], app.queries.sql["complete"]]

@@ -101,6 +101,8 @@ class App:
         self._pool: asyncpg.Pool | None = None
         self._lanes: Lanes | None = None
         self._enqueue_lane: Lane | None = None
+        #: kinds of plain jobs validated already (enqueue.prepare_plain)
+        self._validated: enq.Validated = set()
         self.dsn: str | None = None
 
     # --- handlers ---
@@ -253,11 +255,15 @@ class App:
         nothing when an argument is invalid. With ``dedup_key``, returns the pending or
         running job that already holds the key, if there is one.
         """
-        job = enq.prepare(
-            handler, data, name=name, queue=queue, priority=priority,
-            max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
-            timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
-            timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers())
+        attempts = self.default_max_attempts if max_attempts is None else max_attempts
+        if (name is None and timeout is None and delay is None and run_at is None and dedup_key is None
+                and schedule is None and timezone is None and misfire == "skip" and overlap == "wait"):
+            job = enq.prepare_plain(handler, data, queue, priority, attempts, self._known_handlers(), self._validated)
+        else:
+            job = enq.prepare(
+                handler, data, name=name, queue=queue, priority=priority, max_attempts=attempts,
+                timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
+                timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers())
         return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
@@ -269,7 +275,7 @@ class App:
         that builds them when first read (its ``ids`` need no building).
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
-                                    known_handlers=self._known_handlers())
+                                    known_handlers=self._known_handlers(), validated=self._validated)
         return await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
 
     async def _enqueue_on(self, connection: asyncpg.Connection | None,

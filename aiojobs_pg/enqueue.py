@@ -172,7 +172,7 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
     if job.dedup_key is None:
         row = await queries.insert_job(db, job.params(), dedup=False)
-        return _inserted(job, row["id"], row["next_run_at"], row["created_at"], json.loads(job.data_json))
+        return _inserted(job, row[0], row[2] or row[1], row[1], json.loads(job.data_json))  # id, created, due
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
         row = await queries.insert_job(db, job.params(), dedup=True)
@@ -285,30 +285,47 @@ def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datet
                      None, None, None, job.dedup_key, None, None, None, job.misfire, job.overlap, None)
 
 
+#: (handler, queue, priority, max_attempts, checked against the handlers) that passed :func:`prepare`
+Validated = set[tuple[str, str, int, int, bool]]
+_VALIDATED_LIMIT = 4096  # distinct kinds remembered per app; past it, the others are validated each time
+
+
+def prepare_plain(handler: str, data: Any, queue: str, priority: int, max_attempts: int,
+                  known_handlers: Collection[str] | None, validated: Validated) -> NewJob:
+    """:func:`prepare` of a job with nothing but these fields, which ``validated`` may know already.
+
+    A job like one validated before (by the same app) needs only its data encoded and checked:
+    handlers are only ever added, so a known one stays known.
+    """
+    if type(handler) is str and type(queue) is str and type(priority) is int and type(max_attempts) is int:
+        kind = (handler, queue, priority, max_attempts, known_handlers is not None)
+        if kind not in validated:
+            prepare(handler, queue=queue, priority=priority, max_attempts=max_attempts, known_handlers=known_handlers)
+            if len(validated) < _VALIDATED_LIMIT:
+                validated.add(kind)
+        return NewJob(handler, dump_json(data, "data"), queue, priority, max_attempts)
+    return prepare(handler, data, queue=queue, priority=priority, max_attempts=max_attempts,
+                   known_handlers=known_handlers)
+
+
 # Items with only these keys share their validation with every other item of the same kind.
 _PLAIN_KEYS = frozenset({"handler", "data", "queue", "priority"})
 
 
 def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
-                 known_handlers: Collection[str] | None) -> list[NewJob]:
+                 known_handlers: Collection[str] | None, validated: Validated | None = None) -> list[NewJob]:
     """Validate a batch; the error names the item's index.
 
-    A plain item (a dict of handler, data and maybe queue and priority, with str and int
-    values) is validated by :func:`prepare` once per distinct (handler, queue, priority);
-    only its data is encoded and checked for each item.
+    A plain item (a dict of handler, data and maybe queue and priority) goes through
+    :func:`prepare_plain`: only its data is encoded and checked for each item.
     """
     prepared = []
-    validated: set[tuple[str, str, int]] = set()
+    validated = set() if validated is None else validated
     for index, item in enumerate(items):
         try:
-            if type(item) is dict and item.keys() <= _PLAIN_KEYS and type(handler := item.get("handler")) is str \
-                    and type(queue := item.get("queue", "default")) is str \
-                    and type(priority := item.get("priority", 0)) is int:
-                if (handler, queue, priority) not in validated:
-                    prepare(handler, queue=queue, priority=priority, max_attempts=max_attempts,
-                            known_handlers=known_handlers)
-                    validated.add((handler, queue, priority))
-                prepared.append(NewJob(handler, dump_json(item.get("data"), "data"), queue, priority, max_attempts))
+            if type(item) is dict and item.keys() <= _PLAIN_KEYS and "handler" in item:
+                prepared.append(prepare_plain(item["handler"], item.get("data"), item.get("queue", "default"),
+                                              item.get("priority", 0), max_attempts, known_handlers, validated))
                 continue
             if not isinstance(item, Mapping) or "handler" not in item:
                 raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")

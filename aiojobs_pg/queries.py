@@ -216,8 +216,9 @@ _DONE_AS_JOB = """job_id AS id, name, handler, data, queue, priority, NULL::text
 
 
 _SQL: dict[str, str] = {
-    # Without a dedup key the caller knows the job but for what the database chose.
-    "insert": _insert_one("", "id, queue, next_run_at, created_at"),
+    # Without a dedup key the caller knows the job but for what the database chose: its id and clock
+    # (the due time only when it is not now, which saves decoding a second timestamp).
+    "insert": _insert_one("", "id, created_at, NULLIF(next_run_at, created_at) AS next_run_at"),
     "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT, _JOB_COLUMNS),
     # A declared schedule: one row per key however many workers declare it at once.
     # Unchanged declarations write nothing; a new expression moves a pending job to its first tick.
@@ -535,7 +536,8 @@ class Queries:
     async def insert_job(self, db: DB, params: Sequence[Any], *, dedup: bool) -> Any:
         """Insert one job (14 params, then the channel); None when the dedup key is taken.
 
-        Without ``dedup`` the row holds only id, next_run_at and created_at; with it, the whole job.
+        Without ``dedup`` the row holds only id, created_at and next_run_at (NULL when it is created_at);
+        with it, the whole job.
         """
         return await db.fetchrow(self.sql["insert_dedup" if dedup else "insert"], *params, self.channel)
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiojobs_pg.enqueue import NewJob, prepare, prepare_many
+from aiojobs_pg.enqueue import NewJob, Validated, prepare, prepare_many, prepare_plain
 from aiojobs_pg.errors import InvalidSchedule, UnknownHandler, ValidationError
 from aiojobs_pg.models import _make_encoder, dump_json
 
@@ -96,6 +96,34 @@ def test_prepare_rejects_bad_input(overrides: dict[str, Any], field: str) -> Non
         _prepare(**overrides)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
+
+
+PLAIN_FIELDS = ("handler", "data", "queue", "priority", "max_attempts")
+
+
+@pytest.mark.parametrize(("overrides", "field"), [(o, f) for o, f in BAD_INPUTS if o.keys() <= set(PLAIN_FIELDS)])
+def test_prepare_plain_rejects_what_prepare_rejects_even_after_a_valid_job_of_its_kind(
+        overrides: dict[str, Any], field: str) -> None:
+    # A kind validated once is not checked again, so the remembered kinds must not let anything through:
+    # True == 1 and hash(True) == hash(1), a bad data of a known kind must still fail, and so on.
+    validated: Validated = set()
+    fields = {"handler": "h", "data": None, "queue": "default", "priority": 1, "max_attempts": 1}
+    prepare_plain(*fields.values(), None, validated)
+    for name, value in [("priority", 0), ("max_attempts", 3)]:
+        prepare_plain(*{**fields, name: value}.values(), None, validated)
+    assert validated
+    with pytest.raises(ValidationError) as info:
+        prepare_plain(*{**fields, **overrides}.values(), None, validated)
+    assert info.value.field == field
+
+
+def test_prepare_plain_checks_the_handler_once_handlers_are_known() -> None:
+    validated: Validated = set()
+    prepare_plain("anything", None, "default", 0, 3, None, validated)  # no handlers registered: not checked
+    with pytest.raises(UnknownHandler):
+        prepare_plain("anything", None, "default", 0, 3, ["known"], validated)
+    assert prepare_plain("known", {"a": 1}, "default", 0, 3, ["known"], validated) == NewJob(
+        "known", '{"a":1}', "default", 0, 3)
 
 
 def test_invalid_schedule_is_an_invalid_schedule_error() -> None:

@@ -22,6 +22,10 @@ enqueue-client
     Client CPU per call of ``app.enqueue`` and of its parts: the statement alone on a plain
     connection (with and without ``command_timeout``) and on the enqueue lane, then with
     validation (``prepare``), or with the returned ``Job`` built (each on top of the lane alone).
+enqueue-wall
+    Wall time per call of ``app.enqueue`` and of the floor's insert (its table, a connection of
+    its own), alternating per call: the single-enqueue ratio without the drift between the
+    sections of a full run.
 """
 
 from __future__ import annotations
@@ -246,9 +250,30 @@ async def enqueue_client(dsn: str, calls: int) -> None:
     tally.report("client CPU per call")
 
 
+async def enqueue_wall(dsn: str, calls: int) -> None:
+    """Wall time per call of app.enqueue and of the floor's insert, alternating."""
+    names = ["the floor's insert", "app.enqueue"]
+    tally = Tally(names, skip=50)
+    async with _probe_app(dsn) as app, floor._fresh_schema(dsn):
+        conn = await asyncpg.connect(dsn)
+        try:
+            await app.enqueue("noop", {})  # the enqueue lane keeps its connection from here on
+            for i in range(calls):
+                started = time.perf_counter_ns()
+                await conn.execute(floor.INSERT_ONE, f'{{"i": {i}}}')
+                middle = time.perf_counter_ns()
+                await app.enqueue("noop", {"i": i})
+                tally.add(names[0], middle - started, 1)
+                tally.add(names[1], time.perf_counter_ns() - middle, 1)
+        finally:
+            await conn.close()
+    tally.report("wall time per call")
+    print(f"  app.enqueue: {tally.per_item_us(names[0]) / tally.per_item_us(names[1]):.3f}x of the floor's calls/s")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client"])
+    p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall"])
     p.add_argument("-n", type=int, default=None,
                    help="jobs (completion, move-to-history: default 42,000) or calls (the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
@@ -261,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(move_to_history(dsn, args.n or 42_000))
     elif args.probe == "checks":
         asyncio.run(checks(dsn, args.n or 12_000))
+    elif args.probe == "enqueue-wall":
+        asyncio.run(enqueue_wall(dsn, args.n or 12_000))
     else:
         asyncio.run(enqueue_client(dsn, args.n or 12_000))
 

@@ -41,6 +41,7 @@ async def main(dsn, single, drained):
         "drain": od.jobs_per_s / fd.jobs_per_s,
         "pg_cpu": (od.pg_cpu_s / od.n) / (fd.pg_cpu_s / fd.n),
         "drain_server_us": [r.pg_cpu_s / r.n * 1e6 for r in (od, fd)],
+        "drain_client_us": od.client_cpu_s / od.n * 1e6,
     }))
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
@@ -48,7 +49,8 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 _FIGURES = (("single", "enqueue single, ours/floor", "{:.2f}x"),
             ("pg_cpu", "drain server CPU per job, ours c100 / floor c1", "{:.2f}x"),
-            ("drain", "drain jobs/s, ours c100 / floor c1", "{:.2f}x"))
+            ("drain", "drain jobs/s, ours c100 / floor c1", "{:.2f}x"),
+            ("drain_client_us", "drain client CPU per job, ours c100", "{:.1f} µs"))
 
 
 def _one_round(tree: Path, dsn: str, single: int, drained: int) -> dict[str, Any]:
@@ -77,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             single_us, drain_us = r["single_server_us"], r["drain_server_us"]
             print(f"round {k} {tree}: single {r['single']:.2f}x, drain {r['drain']:.2f}x, server CPU"
                   f" {r['pg_cpu']:.2f}x ({drain_us[0]:.1f} vs {drain_us[1]:.1f} µs per drained job;"
-                  f" {single_us[0]:.0f} vs {single_us[1]:.0f} µs per single enqueue)", flush=True)
+                  f" {single_us[0]:.0f} vs {single_us[1]:.0f} µs per single enqueue; ours' client CPU"
+                  f" {r['drain_client_us']:.1f} µs per drained job)", flush=True)
     print("\nmedians of the rounds:")
     for key, label, fmt in _FIGURES:
         cells = ", ".join(f"{tree.name or tree}: " + fmt.format(statistics.median(r[key] for r in rs))

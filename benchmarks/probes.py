@@ -22,6 +22,15 @@ enqueue-client
     Client CPU per call of ``app.enqueue`` and of its parts: the statement alone on a plain
     connection (with and without ``command_timeout``) and on the enqueue lane, then with
     validation (``prepare``), or with the returned ``Job`` built (each on top of the lane alone).
+insert-parts
+    What a single insert's parts cost on the server and in wall time, one transaction per call,
+    alternating per call on one connection: our insert into ``jobs``, the same into copies of
+    ``jobs`` without the declared-schedule index and without the lease index too, and a bare
+    two-column insert into that last copy; then a plain insert on a connection with and without
+    ``command_timeout`` (client CPU and wall time).
+builders
+    Microseconds to build a ``Job`` and a ``ClaimedJob``: the frozen dataclass's ``__init__``,
+    the builders in ``models`` (a mutable twin given the frozen class), and setting each slot.
 enqueue-wall
     Wall time per call of ``app.enqueue`` and of the floor's insert (its table, a connection of
     its own), alternating per call: the single-enqueue ratio without the drift between the
@@ -35,6 +44,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +53,7 @@ import asyncpg
 from aiojobs_pg import App
 from aiojobs_pg import enqueue as enq
 from aiojobs_pg.logs import configure_logging
-from aiojobs_pg.models import JobStatus, Outcome, RunStatus, micros
+from aiojobs_pg.models import ClaimedJob, Job, JobStatus, Outcome, RunStatus, build_claimed_job, build_job, micros
 from benchmarks import floor
 from benchmarks.common import bench_dsn
 from benchmarks.pgcpu import process_cpu_ns
@@ -250,6 +260,84 @@ async def enqueue_client(dsn: str, calls: int) -> None:
     tally.report("client CPU per call")
 
 
+async def insert_parts(dsn: str, calls: int) -> None:
+    """Server CPU and wall time of single inserts into jobs and into copies with fewer indexes."""
+    copies = {"jobs": "",
+              "without the declared-schedule index": "periodic_key",
+              "without it and the lease index": "periodic_key lease_expires_at"}
+    async with _probe_app(dsn) as app:
+        statements = {}
+        for name, dropped in copies.items():
+            table = "jobs"
+            if dropped:
+                table = "jobs_" + dropped.replace(" ", "_")
+                await app.pool.execute(f"CREATE TABLE {SCHEMA}.{table} (LIKE {SCHEMA}.jobs INCLUDING ALL)")
+                for column in dropped.split():
+                    indexes = await app.pool.fetch(
+                        "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = $1::regclass"
+                        " AND pg_get_indexdef(indexrelid) LIKE '%btree (' || $2 || ')%'", f"{SCHEMA}.{table}", column)
+                    for index in indexes:
+                        await app.pool.execute(f"DROP INDEX {index['name']}")
+            sql = app.queries.sql["insert"]
+            statements[f"our insert, {name}"] = sql.replace(f"{SCHEMA}.jobs ", f"{SCHEMA}.{table} ")
+        bare = f"INSERT INTO {SCHEMA}.{table} (handler, data) VALUES ($1, $2::jsonb)"
+        job = enq.prepare("noop", {"i": 0}, max_attempts=3)
+        names = [*statements, "a bare insert (handler, data), the last table"]
+        cpu, wall = Tally(names, skip=50), Tally(names, skip=50)
+        async with app.pool.acquire() as conn:
+            pid = conn.get_server_pid()
+            for i in range(calls):
+                name = names[i % len(names)]
+                start, started = process_cpu_ns(pid) or 0, time.perf_counter_ns()
+                if name in statements:
+                    await conn.fetchrow(statements[name], *job.params(), app.queries.channel)
+                else:
+                    await conn.execute(bare, "noop", job.data_json)
+                wall.add(name, time.perf_counter_ns() - started, 1)
+                cpu.add(name, (process_cpu_ns(pid) or 0) - start, 1)
+        cpu.report("backend CPU per insert")
+        wall.report("wall time per insert")
+        plain, timed = await asyncpg.connect(dsn), await asyncpg.connect(dsn, command_timeout=60)
+        names = ["a connection without command_timeout", "a connection with command_timeout=60"]
+        client, wall = Tally(names, skip=50), Tally(names, skip=50)
+        try:
+            for i in range(calls):
+                name = names[i % len(names)]
+                start, started = time.process_time_ns(), time.perf_counter_ns()
+                await (plain if i % 2 == 0 else timed).execute(bare, "noop", job.data_json)
+                wall.add(name, time.perf_counter_ns() - started, 1)
+                client.add(name, time.process_time_ns() - start, 1)
+        finally:
+            await plain.close()
+            await timed.close()
+        client.report("client CPU per bare insert")
+        wall.report("wall time per bare insert")
+
+
+def builders(calls: int) -> None:
+    """Microseconds to build a Job and a ClaimedJob, three ways."""
+    now = datetime.now(UTC)
+    kinds: list[tuple[str, Any, Any, tuple[Any, ...]]] = [
+        ("Job", Job, build_job, (7, "h", {}, "q", 0, JobStatus.PENDING, 0, 3, now, now, now, *[None] * 11,
+                                 "skip", "wait", None)),
+        ("ClaimedJob", ClaimedJob, build_claimed_job, (7, "h", {}, "q", 1, 3, None, None, None, now, now, None,
+                                                        "skip", "wait", 1))]
+    for name, cls, build, values in kinds:
+        setters = [getattr(cls, f.name).__set__ for f in fields(cls)]
+
+        def by_setters(*values: Any, cls: Any = cls, setters: Any = setters) -> Any:
+            obj = object.__new__(cls)
+            for set_field, value in zip(setters, values, strict=True):
+                set_field(obj, value)
+            return obj
+
+        for way, make in [("frozen __init__", cls), ("models builder", build), ("slot setters", by_setters)]:
+            started = time.perf_counter()
+            for _ in range(calls):
+                make(*values)
+            print(f"  {name:10s} {way:16s} {(time.perf_counter() - started) / calls * 1e6:6.2f} µs")
+
+
 async def enqueue_wall(dsn: str, calls: int) -> None:
     """Wall time per call of app.enqueue and of the floor's insert, alternating."""
     names = ["the floor's insert", "app.enqueue"]
@@ -273,7 +361,8 @@ async def enqueue_wall(dsn: str, calls: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall"])
+    p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall",
+                                     "insert-parts", "builders"])
     p.add_argument("-n", type=int, default=None,
                    help="jobs (completion, move-to-history: default 42,000) or calls (the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
@@ -288,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(checks(dsn, args.n or 12_000))
     elif args.probe == "enqueue-wall":
         asyncio.run(enqueue_wall(dsn, args.n or 12_000))
+    elif args.probe == "insert-parts":
+        asyncio.run(insert_parts(dsn, args.n or 12_000))
+    elif args.probe == "builders":
+        builders(args.n or 200_000)
     else:
         asyncio.run(enqueue_client(dsn, args.n or 12_000))
 

@@ -13,16 +13,27 @@ COMPLETED_INTO_HISTORY = 6  # the one that moved completed one-off jobs into the
 LATEST = max(m.version for m in migrations("s"))
 
 
-async def test_dropping_the_row_checks_keeps_every_job_and_they_still_run(
-        pg_dsn: str, own_schema: str, needs_ddl: None) -> None:
-    conn = await asyncpg.connect(pg_dsn)
+async def install(dsn: str, schema: str, version: int) -> None:
+    """An install of ``schema`` at migration ``version``, as an older release left it."""
+    conn = await asyncpg.connect(dsn)
     try:
-        assert await migrate(conn, own_schema, up_to=ROW_CHECKS - 1) == list(range(1, ROW_CHECKS))
+        assert await migrate(conn, schema, up_to=version) == list(range(1, version + 1))
     finally:
         await conn.close()
-    app = App(pg_dsn, schema=own_schema, auto_migrate=False, poll_interval=0.1, drain_timeout=5)
+
+
+def older_app(dsn: str, schema: str) -> tuple[App, list[int]]:
+    """An App that does not migrate by itself, and the data["i"] of the jobs its handler "h" ran."""
+    app = App(dsn, schema=schema, auto_migrate=False, poll_interval=0.1, drain_timeout=5)
     ran: list[int] = []
     app.register("h", lambda data: ran.append(data["i"]))
+    return app, ran
+
+
+async def test_dropping_the_row_checks_keeps_every_job_and_they_still_run(
+        pg_dsn: str, own_schema: str, needs_ddl: None) -> None:
+    await install(pg_dsn, own_schema, ROW_CHECKS - 1)
+    app, ran = older_app(pg_dsn, own_schema)
     async with app:
         checks = (f"SELECT count(*) FROM pg_constraint"
                   f" WHERE contype = 'c' AND connamespace = '{own_schema}'::regnamespace")
@@ -43,10 +54,9 @@ async def test_dropping_the_row_checks_keeps_every_job_and_they_still_run(
 
 async def test_completed_jobs_move_into_their_history_rows_and_read_as_before(
         pg_dsn: str, own_schema: str, needs_ddl: None) -> None:
+    await install(pg_dsn, own_schema, COMPLETED_INTO_HISTORY - 1)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await migrate(conn, own_schema, up_to=COMPLETED_INTO_HISTORY - 1) == list(
-            range(1, COMPLETED_INTO_HISTORY))
         # What an install at migration 5 holds: completed jobs with runs (one retried first), a completed
         # job whose runs were not recorded (history off), and jobs in every other status.
         jobs = f"{own_schema}.jobs"
@@ -76,9 +86,7 @@ async def test_completed_jobs_move_into_their_history_rows_and_read_as_before(
     finally:
         await conn.close()
 
-    app = App(pg_dsn, schema=own_schema, auto_migrate=False, poll_interval=0.1, drain_timeout=5)
-    ran: list[int] = []
-    app.register("h", lambda data: ran.append(data["i"]))
+    app, ran = older_app(pg_dsn, own_schema)
     async with app:
         # Read as the code of migration 5 read them: every job from its row in jobs.
         rows = await app.pool.fetch(f"SELECT * FROM {own_schema}.jobs ORDER BY id")

@@ -197,10 +197,6 @@ def micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
-def from_micros(value: int) -> datetime:
-    """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=value)
-
 
 @dataclass(slots=True)
 class Outcome:
@@ -233,16 +229,6 @@ class Outcome:
     release: bool = False
     #: reset the attempt counter (a recurring job moving on to its next tick)
     reset_attempts: bool = False
-
-    @property
-    def started_at(self) -> datetime:
-        """When the handler started (worker's clock)."""
-        return from_micros(self.started_us)
-
-    @property
-    def finished_at(self) -> datetime:
-        """When the handler ended (worker's clock)."""
-        return from_micros(self.finished_us)
 
 
 #: Deepest nesting accepted in data and results. json.dumps accepts what the caller's stack allows,

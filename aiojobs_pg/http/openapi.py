@@ -236,8 +236,8 @@ _PATHS: dict[str, Any] = {
     },
     "/jobs/{id}": {
         "get": _op("Get a job", {200: _JOB}, (404, 503), params=[_JOB_ID]),
-        "put": _op("Change a job's fields", {200: _JOB}, (404, 413, 422, 503), body="JobUpdate",
-                   params=[_JOB_ID]),
+        "put": _op("Change a job's fields (not a completed job's)", {200: _JOB}, (404, 409, 413, 422, 503),
+                   body="JobUpdate", params=[_JOB_ID]),
         "delete": _op("Delete a job and its history", {204: {"description": "deleted"}}, (404, 503),
                       params=[_JOB_ID]),
     },

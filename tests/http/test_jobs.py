@@ -304,8 +304,14 @@ async def test_trigger_cancel_retry_and_history(client: httpx.AsyncClient) -> No
     history = (await client.get(f"/jobs/{ok['id']}/history")).json()["data"]
     assert [(r["status"], r["result"], r["error"]) for r in history] == [("completed", {"answer": 42}, None)]
     assert (await client.post(f"/jobs/{ok['id']}/cancel")).status_code == 409
+    # A completed job stays as it ran (it is history now); trigger runs it again under its id.
+    changed = await client.put(f"/jobs/{ok['id']}", json={"priority": 5})
+    assert changed.status_code == 409 and changed.json()["status"] == "completed"
+    assert [j["id"] for j in (await client.get("/jobs?status=completed")).json()["data"]] == [ok["id"]]
     rerun = await client.post(f"/jobs/{ok['id']}/trigger")
-    assert rerun.status_code == 200 and rerun.json()["status"] == "pending"
+    assert rerun.status_code == 200 and rerun.json()["status"] == "pending" and rerun.json()["id"] == ok["id"]
+    assert (await wait_status(client, ok["id"], "completed"))["attempts"] == 1
+    assert len((await client.get(f"/jobs/{ok['id']}/history")).json()["data"]) == 2
 
 
 async def test_cancel_a_running_job(client: httpx.AsyncClient) -> None:

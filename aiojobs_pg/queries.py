@@ -165,8 +165,9 @@ def _fence(o: str) -> str:
 # it replaces; migration 0006) what the job was. "handler IS NOT NULL" marks such a row.
 _RUN_COLUMNS = ("job_id, claim, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, "
                 "scheduled_at")
-_DONE_JOB_COLUMNS = ("handler, name, data, queue, priority, max_attempts, timeout, dedup_key, last_error, created_at, "
-                     "last_run_at")
+_DONE_JOB = ("handler", "name", "data", "queue", "priority", "max_attempts", "timeout", "dedup_key", "last_error",
+             "created_at", "last_run_at")
+_DONE_JOB_COLUMNS = ", ".join(_DONE_JOB)
 _DONE = "handler IS NOT NULL"
 
 
@@ -197,7 +198,7 @@ def _completed(*, ids: int, worker_id: int, gate: int) -> str:
     DELETE FROM {{schema}}.jobs j USING d
     WHERE {_fence("d")}
     RETURNING j.id, j.claims, j.attempts AS attempt, COALESCE(j.tick_at, j.next_run_at) AS scheduled_at,
-              {", ".join("j." + c for c in _DONE_JOB_COLUMNS.split(", "))},
+              {", ".join("j." + c for c in _DONE_JOB)},
               d.worker_id, d.started_at, d.finished_at, d.result
 ), done_hist AS (
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS}, {_DONE_JOB_COLUMNS})
@@ -208,6 +209,8 @@ def _completed(*, ids: int, worker_id: int, gate: int) -> str:
 
 
 # A completed job read from its history row, as the columns of _JOB_COLUMNS (the same names and order).
+# The view all_jobs (migration 0006) reads the same way; the reads of single jobs go through it, and
+# list_jobs through this, for its per-table LIMIT (through the view, the history is read whole and sorted).
 _DONE_AS_JOB = """job_id AS id, name, handler, data, queue, priority, NULL::text AS schedule, NULL::text AS timezone,
     'completed'::text AS status, attempt AS attempts, max_attempts, timeout, last_run_at,
     COALESCE(scheduled_at, created_at) AS next_run_at, last_error, result, dedup_key,
@@ -384,16 +387,10 @@ DELETE FROM {schema}.jobs WHERE id IN (
       AND updated_at < now() - make_interval(secs => $1)
     ORDER BY id LIMIT $2)""",
     # --- admin ---
-    # A job is in jobs or, once a one-off job completed, in its history row: never both.
-    "get_job": f"""
-SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = $1
-UNION ALL
-SELECT {_DONE_AS_JOB} FROM {{schema}}.job_runs WHERE job_id = $1 AND {_DONE}
-LIMIT 1""",
-    "get_jobs": f"""
-SELECT {_JOB_COLUMNS} FROM {{schema}}.jobs WHERE id = ANY($1::bigint[])
-UNION ALL
-SELECT {_DONE_AS_JOB} FROM {{schema}}.job_runs WHERE job_id = ANY($1::bigint[]) AND {_DONE}""",
+    # A job is in jobs or, once a one-off job completed, in its history row: never both. all_jobs reads
+    # both, each by its index on the id (the condition reaches both sides of the view's UNION ALL).
+    "get_job": f"SELECT {_JOB_COLUMNS} FROM {{schema}}.all_jobs WHERE id = $1 LIMIT 1",
+    "get_jobs": f"SELECT {_JOB_COLUMNS} FROM {{schema}}.all_jobs WHERE id = ANY($1::bigint[])",
     # The newest of each table (the history's completed jobs through its (job_id, id) index), merged.
     "list_jobs": f"""
 SELECT * FROM (
@@ -470,7 +467,7 @@ WITH f AS (
     RETURNING {_JOB_COLUMNS}
 ), plain AS (
     UPDATE {{schema}}.job_runs r
-    SET {", ".join(c + " = NULL" for c in _DONE_JOB_COLUMNS.split(", "))}
+    SET {", ".join(c + " = NULL" for c in _DONE_JOB)}
     FROM f, ins
     WHERE r.id = f.id
 )
@@ -489,13 +486,10 @@ SELECT id, job_id, attempt, worker_id, status, scheduled_at, started_at, complet
        result
 FROM {schema}.job_runs WHERE job_id = $1 ORDER BY id
 LIMIT $2""",
-    "queue_stats": f"""
+    "queue_stats": """
 SELECT queue, status, count(*) AS count,
        min(next_run_at) FILTER (WHERE status = 'pending' AND next_run_at <= now()) AS oldest_due
-FROM {{schema}}.jobs GROUP BY queue, status
-UNION ALL
-SELECT queue, 'completed', count(*), NULL FROM {{schema}}.job_runs WHERE {_DONE} GROUP BY queue
-ORDER BY queue, status""",
+FROM {schema}.all_jobs GROUP BY queue, status ORDER BY queue, status""",
 }
 
 

@@ -47,7 +47,8 @@ SELECT d.id, d.attempts, d.worker_id, 'completed', d.last_run_at, d.updated_at, 
 FROM done d
 WHERE NOT EXISTS (SELECT 1 FROM last_run l WHERE l.job_id = d.id);
 
--- Every job, wherever it is kept, as the columns of jobs: for the admin reads and for SQL of your own.
+-- Every job, wherever it is kept, as the columns of jobs: for the admin's reads of single jobs and its
+-- counts, and for SQL of your own.
 CREATE VIEW {schema}.all_jobs AS
 SELECT id, name, handler, data, queue, priority, schedule, timezone, status, attempts, max_attempts, timeout,
        last_run_at, next_run_at, last_error, result, dedup_key, lease_expires_at, worker_id, created_at, updated_at,

@@ -183,8 +183,12 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
 
 
-async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> Sequence[Job]:
+async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform) -> Sequence[Job]:
     """Insert jobs and notify each queue once, in one statement; results follow input order."""
+    if isinstance(jobs, Uniform):
+        kind, count = jobs.kind, jobs.count
+        row = await queries.insert_uniform(db, kind.handler, kind.queue, kind.priority, kind.max_attempts, jobs.data)
+        return JobBatch([kind] * count, row["ids"], [None] * count, row["now"], jobs.data)
     if not jobs:
         return []
     # Every job's data in one JSON array: one parameter to send, and one json.loads for the returned jobs.
@@ -222,6 +226,17 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob]) -> Seque
                 by_key[job.dedup_key] = Job.from_record(live)
         result.append(by_key[job.dedup_key])
     return result
+
+
+@dataclass(slots=True)
+class Uniform:
+    """A batch of plain jobs of one kind (from :func:`prepare_many`): what they share, and their data."""
+
+    #: every job's fields but its data (this job's ``data_json`` is nobody's)
+    kind: NewJob
+    #: every job's data, in input order, as one JSON array
+    data: str
+    count: int
 
 
 class JobBatch(Sequence[Job]):
@@ -312,15 +327,19 @@ def prepare_plain(handler: str, data: Any, queue: str, priority: int, max_attemp
 _PLAIN_KEYS = frozenset({"handler", "data", "queue", "priority"})
 
 
-def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
-                 known_handlers: Collection[str] | None, validated: Validated | None = None) -> list[NewJob]:
+def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known_handlers: Collection[str] | None,
+                 validated: Validated | None = None) -> list[NewJob] | Uniform:
     """Validate a batch; the error names the item's index.
 
     A plain item (a dict of handler, data and maybe queue and priority) goes through
-    :func:`prepare_plain`: only its data is encoded and checked for each item.
+    :func:`prepare_plain`: only its data is encoded and checked for each item. A batch of plain
+    items that all share handler, queue and priority comes back as one :class:`Uniform`.
     """
-    prepared = []
     validated = set() if validated is None else validated
+    uniform = _uniform(items, max_attempts, known_handlers, validated)
+    if uniform is not None:
+        return uniform
+    prepared = []
     for index, item in enumerate(items):
         try:
             if type(item) is dict and item.keys() <= _PLAIN_KEYS and "handler" in item:
@@ -340,3 +359,37 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int,
         except TypeError as exc:
             raise ValidationError(f"jobs[{index}]", str(exc)) from None
     return prepared
+
+
+def _uniform(items: Sequence[Mapping[str, Any]], max_attempts: int, known_handlers: Collection[str] | None,
+             validated: Validated) -> Uniform | None:
+    """The batch as one kind of plain job and each job's data; None when it is anything else.
+
+    The kind is validated once, as :func:`prepare_plain` would; each item's data as by it too.
+    Types are compared before values, so that ``True`` never passes for the priority ``1``.
+    """
+    first = items[0] if items else None
+    if type(first) is not dict or not first.keys() <= _PLAIN_KEYS or "handler" not in first:
+        return None
+    handler, queue, priority = first["handler"], first.get("queue", "default"), first.get("priority", 0)
+    if type(handler) is not str or type(queue) is not str or type(priority) is not int:
+        return None
+    for item in items:
+        if type(item) is not dict or not item.keys() <= _PLAIN_KEYS:
+            return None
+        h, q, p = item.get("handler"), item.get("queue", "default"), item.get("priority", 0)
+        if type(h) is not str or type(q) is not str or type(p) is not int:
+            return None
+        if h != handler or q != queue or p != priority:
+            return None
+    try:
+        kind = prepare_plain(handler, None, queue, priority, max_attempts, known_handlers, validated)
+    except ValidationError as exc:  # what the items share is wrong in each: name the first
+        raise ValidationError(f"jobs[0].{exc.field}", exc.message) from None
+    texts = []
+    for index, item in enumerate(items):
+        try:
+            texts.append(dump_json(item.get("data"), "data"))
+        except ValidationError as exc:
+            raise ValidationError(f"jobs[{index}].data", exc.message) from None
+    return Uniform(kind, json_array(texts), len(items))

@@ -2,7 +2,8 @@
 
 A full run compares figures taken minutes apart, and this machine drifts by tens of
 percent in that time. Here each round runs, for every tree in turn, the floor and ours
-back to back: enqueue one at a time (the floor's and ``app.enqueue``) and a drain
+back to back: enqueue one at a time (the floor's and ``app.enqueue``), in batches of 1,000
+(the floor's and ``app.enqueue_many``) and a drain
 (the floor's one loop, ``c1``, and ours at ``c100``, history on). Each tree is measured
 by its own code (its ``aiojobs_pg`` and its ``benchmarks``), in a subprocess, so a
 tree can be an old commit: ``git worktree add /tmp/old <commit>``, then
@@ -33,11 +34,15 @@ from benchmarks import floor, ours
 async def main(dsn, single, drained):
     fs = await floor.enqueue_single(single, dsn=dsn)
     os_ = await ours.enqueue_single(single, dsn=dsn)
+    fb = await floor.enqueue_batch(drained, dsn=dsn)
+    ob = await ours.enqueue_batch(drained, dsn=dsn)
     fd = await floor.drain(drained, 1, dsn=dsn)
     od = await ours.drain(drained, 100, dsn=dsn)
     print(json.dumps({
         "single": os_.jobs_per_s / fs.jobs_per_s,
         "single_server_us": [r.pg_cpu_s / r.n * 1e6 for r in (os_, fs)],
+        "batch": ob.jobs_per_s / fb.jobs_per_s,
+        "batch_client_us": ob.client_cpu_s / ob.n * 1e6,
         "drain": od.jobs_per_s / fd.jobs_per_s,
         "pg_cpu": (od.pg_cpu_s / od.n) / (fd.pg_cpu_s / fd.n),
         "drain_server_us": [r.pg_cpu_s / r.n * 1e6 for r in (od, fd)],
@@ -48,6 +53,8 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
 
 _FIGURES = (("single", "enqueue single, ours/floor", "{:.2f}x"),
+            ("batch", "enqueue batch of 1,000, ours/floor", "{:.2f}x"),
+            ("batch_client_us", "enqueue batch client CPU per job, ours", "{:.2f} µs"),
             ("pg_cpu", "drain server CPU per job, ours c100 / floor c1", "{:.2f}x"),
             ("drain", "drain jobs/s, ours c100 / floor c1", "{:.2f}x"),
             ("drain_client_us", "drain client CPU per job, ours c100", "{:.1f} µs"))
@@ -77,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             r = _one_round(tree, dsn, args.single, args.drain)
             rounds[tree].append(r)
             single_us, drain_us = r["single_server_us"], r["drain_server_us"]
-            print(f"round {k} {tree}: single {r['single']:.2f}x, drain {r['drain']:.2f}x, server CPU"
+            print(f"round {k} {tree}: single {r['single']:.2f}x, batch {r['batch']:.2f}x,"
+                  f" drain {r['drain']:.2f}x, server CPU"
                   f" {r['pg_cpu']:.2f}x ({drain_us[0]:.1f} vs {drain_us[1]:.1f} µs per drained job;"
                   f" {single_us[0]:.0f} vs {single_us[1]:.0f} µs per single enqueue; ours' client CPU"
                   f" {r['drain_client_us']:.1f} µs per drained job)", flush=True)

@@ -507,6 +507,28 @@ async def test_enqueue_many_values_every_job_shares_reach_every_row(app: App) ->
         assert_close(job.next_run_at, before + timedelta(seconds=30))
 
 
+async def test_enqueue_many_of_one_kind_stores_what_the_same_items_store_one_by_one(
+        app: App, listener: Listener) -> None:
+    # Items of one handler, queue and priority take their own statement (insert_uniform).
+    items = [{"handler": "h", "data": d, "queue": "q7", "priority": -3} for d in ({"i": 1}, None, [1, "x"], "s")]
+    uniform = await app.enqueue_many(items)
+    assert await listener.drain() == ["q7"]
+    each = [await app.enqueue_many([item]) for item in items]  # a batch of one is uniform too
+    mixed = await app.enqueue_many([*items, {**items[0], "name": "n"}])  # not uniform: the general statement
+    assert await listener.drain() == ["q7"] * 5
+    stored = [await app.get_job(job.id) for job in uniform]
+    assert uniform == stored
+    assert [j.id for j in uniform] == sorted(j.id for j in uniform)
+    same = ("handler", "data", "queue", "priority", "max_attempts", "status", "attempts", "name", "schedule",
+            "timeout", "dedup_key", "misfire", "overlap")
+
+    def fields(job: Job) -> tuple[Any, ...]:
+        return tuple(getattr(job, f) for f in same)
+
+    assert [fields(j) for j in uniform] == [fields(b[0]) for b in each] == [fields(j) for j in mixed[:4]]
+    assert all(j.next_run_at == j.created_at for j in uniform)
+
+
 async def test_enqueue_many_returns_a_batch_that_reads_like_a_list(app: App) -> None:
     batch = await app.enqueue_many([{"handler": "h", "data": i} for i in range(5)])
     assert isinstance(batch, JobBatch)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiojobs_pg.enqueue import NewJob, Validated, prepare, prepare_many, prepare_plain
+from aiojobs_pg.enqueue import NewJob, Uniform, Validated, prepare, prepare_many, prepare_plain
 from aiojobs_pg.errors import InvalidSchedule, UnknownHandler, ValidationError
 from aiojobs_pg.models import _make_encoder, dump_json
 
@@ -115,6 +115,42 @@ def test_prepare_plain_rejects_what_prepare_rejects_even_after_a_valid_job_of_it
     with pytest.raises(ValidationError) as info:
         prepare_plain(*{**fields, **overrides}.values(), None, validated)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(("overrides", "field"), [(o, f) for o, f in BAD_INPUTS if o.keys() <= set(PLAIN_FIELDS)])
+def test_prepare_many_names_the_bad_item_among_items_of_one_kind(overrides: dict[str, Any], field: str) -> None:
+    # Items of one kind are validated as a whole (Uniform): a bad item, or a bad field they all share,
+    # must still be rejected and named, even once their kind is remembered as valid.
+    validated: Validated = set()
+    good = [{"handler": "h", "data": i} for i in range(5)]
+    assert isinstance(prepare_many(good, max_attempts=3, known_handlers=None, validated=validated), Uniform)
+    for items, index in (([*good[:3], {**good[3], **overrides}, good[4]], 3), ([{**g, **overrides} for g in good], 0)):
+        with pytest.raises(ValidationError) as info:
+            prepare_many(items, max_attempts=3, known_handlers=None, validated=validated)
+        assert info.value.field == f"jobs[{index}].{field}"
+
+
+def test_prepare_many_takes_items_of_one_kind_as_one_uniform_batch() -> None:
+    items = [{"handler": "h", "data": {"i": i}, "queue": "q", "priority": 1} for i in range(3)]
+    batch = prepare_many(items, max_attempts=4, known_handlers=["h"])
+    assert batch == Uniform(NewJob("h", "null", "q", 1, 4), '[{"i":0},{"i":1},{"i":2}]', 3)
+    with pytest.raises(ValidationError) as info:
+        prepare_many(items, max_attempts=4, known_handlers=["other"])
+    assert info.value.field == "jobs[0].handler"
+
+    class Text(str):
+        pass
+
+    # Anything but the same handler, queue and priority, or a key beyond them: each item on its own.
+    for change in ({"queue": Text("q")}, {"handler": "g"}, {"priority": 2}, {"name": "n"}, {"delay": 1}):
+        prepared = prepare_many([*items[:2], {**items[2], **change}], max_attempts=4, known_handlers=None)
+        assert isinstance(prepared, list) and [j.handler for j in prepared] == ["h", "h", change.get("handler", "h")]
+    # True == 1, but it is no priority: types are compared before values.
+    for bad, field in (({"priority": True}, "jobs[2].priority"), (("not", "a", "dict"), "jobs[2]")):
+        with pytest.raises(ValidationError) as info:
+            prepare_many([*items[:2], {**items[2], **bad} if isinstance(bad, dict) else bad], max_attempts=4,
+                         known_handlers=None)
+        assert info.value.field == field
 
 
 def test_prepare_plain_checks_the_handler_once_handlers_are_known() -> None:

@@ -49,6 +49,13 @@ class NewJob:
     misfire: str = "skip"
     overlap: str = "wait"
 
+    @property
+    def plain(self) -> bool:
+        """Nothing but handler, data, queue, priority and max_attempts: every other field is the default."""
+        return (self.name is None and self.schedule is None and self.timezone is None and self.timeout is None
+                and self.run_at is None and self.delay is None and self.dedup_key is None
+                and self.misfire == "skip" and self.overlap == "wait")
+
     def params(self) -> tuple[Any, ...]:
         """Positional parameters $1..$14 of the insert statements."""
         return (self.name, self.handler, self.data_json, self.queue, self.priority, self.schedule,
@@ -170,6 +177,9 @@ def prepare(
 
 async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
+    if job.plain:
+        row = await queries.insert_plain(db, job.handler, job.data_json, job.queue, job.priority, job.max_attempts)
+        return _inserted(job, row[0], row[1], row[1], json.loads(job.data_json))  # id, created (and due)
     if job.dedup_key is None:
         row = await queries.insert_job(db, job.params(), dedup=False)
         return _inserted(job, row[0], row[2] or row[1], row[1], json.loads(job.data_json))  # id, created, due

@@ -153,6 +153,15 @@ def test_prepare_many_takes_items_of_one_kind_as_one_uniform_batch() -> None:
         assert info.value.field == field
 
 
+@pytest.mark.parametrize("overrides", [{"name": "n"}, {"timeout": 5}, {"delay": 0}, {"run_at": datetime.now(UTC)},
+                                       {"dedup_key": "k"}, {"schedule": "5m"}, {"schedule": "5m", "misfire": "all"},
+                                       {"schedule": "0 * * * *", "timezone": "Europe/Paris"}])
+def test_a_job_with_any_field_but_the_plain_ones_is_not_plain(overrides: dict[str, Any]) -> None:
+    # insert_one sends a plain job through the five-column insert_plain: nothing else may go that way.
+    assert _prepare(data={"a": 1}, queue="q", priority=4, max_attempts=9).plain
+    assert not _prepare(**overrides).plain
+
+
 def test_prepare_plain_checks_the_handler_once_handlers_are_known() -> None:
     validated: Validated = set()
     prepare_plain("anything", None, "default", 0, 3, None, validated)  # no handlers registered: not checked

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("trees", nargs="*", type=Path, help="source trees (default: this repository)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--single", type=int, default=5_000, help="jobs enqueued one at a time per round")
-    p.add_argument("--drain", type=int, default=20_000, help="jobs drained per round")
+    p.add_argument("--drain", type=int, default=20_000, help="jobs drained (and batch-enqueued) per round")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
     args = p.parse_args(argv)
     trees = [t.resolve() for t in args.trees] or [ROOT]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from benchmarks.common import Result
 
-__all__ = ["FLOOR", "format_table", "format_targets"]
+__all__ = ["FLOOR", "Target", "format_table", "format_targets", "targets"]
 
 FLOOR = "floor"
 
@@ -137,21 +137,38 @@ def _samples(r: Result) -> list[str]:
     return out
 
 
-def format_targets(results: Sequence[Result], impl: str = "ours") -> str:
-    """The targets of the performance issue, each with its figure from these results and met/not met.
+@dataclass(frozen=True)
+class Target:
+    """One ratio target of the performance issue, as one run's results read."""
+
+    name: str
+    value: float
+    limit: float
+    higher_is_better: bool
+    detail: str
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+
+    def line(self, detail: str | None = None) -> str:
+        """The target's line: name, ratio, met or not, and ``detail`` (the figures, by default)."""
+        return f"{self.name:<42} {self.value:5.2f}x  {'met' if self.met else 'NOT met':<7}  {detail or self.detail}"
+
+
+def targets(results: Sequence[Result], impl: str = "ours") -> list[Target]:
+    """The ratio targets of the performance issue that these results have figures for.
 
     The floor of the drain targets is the issue's: one hand-written loop on one connection
     claiming 100 at a time (floor ``c1``). Ours is its best one-process drain with history on.
     The floor's several-connection variants are shown beside it, as a harder reference.
     """
     by = {(r.impl, r.section, r.variant): r for r in results}
-    lines: list[str] = []
+    found: list[Target] = []
 
-    def add(target: str, value: float | None, limit: float, higher_is_better: bool, detail: str) -> None:
-        if value is None:
-            return
-        met = value >= limit if higher_is_better else value <= limit
-        lines.append(f"{target:<42} {value:5.2f}x  {'met' if met else 'NOT met':<7}  {detail}")
+    def add(name: str, value: float | None, limit: float, higher_is_better: bool, detail: str) -> None:
+        if value is not None:
+            found.append(Target(name, value, limit, higher_is_better, detail))
 
     def ratio(num: float | None, den: float | None) -> float | None:
         return num / den if num is not None and den else None
@@ -180,6 +197,12 @@ def format_targets(results: Sequence[Result], impl: str = "ours") -> str:
         for q in ("p50", "p99"):
             ov, fv = getattr(o, f"{q}_ms"), getattr(f, f"{q}_ms")
             add(f"latency {q} <= 1.30x", ratio(ov, fv), 1.3, False, f"{_num(ov, '.1f')} vs {_num(fv, '.1f')} ms")
+    return found
+
+
+def format_targets(results: Sequence[Result], impl: str = "ours") -> str:
+    """The targets of the performance issue, each with its figure from these results and met/not met."""
+    lines = [t.line() for t in targets(results, impl)]
     for r in results:
         growth = r.extra.get("rss_growth_mb") if r.section == "memory" else None
         if growth is not None:

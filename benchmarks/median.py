@@ -2,9 +2,10 @@
 
 Single runs vary by tens of percent on a shared 2-core machine (a checkpoint, another
 process). The table shows each figure of each (implementation, section, variant) as its
-median over the runs given. Each target is the median of the runs' own ratios, with their
-range: a ratio of two medians would pair ours' figure from one run with the floor's from
-another, taken minutes apart, which is what reporting ratios is meant to avoid.
+median over the runs given; each ratio, and each target, is the median of the runs' own
+ratios (the targets with their range). A ratio of two medians would pair ours' figure from
+one run with the floor's from another, taken minutes apart, which is what reporting ratios
+is meant to avoid.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from benchmarks.common import Result
-from benchmarks.report import format_table, format_targets, targets
+from benchmarks.report import FLOOR, METRICS, format_table, format_targets, ratio, targets
 
 _FIGURES = ("jobs_per_s", "pg_cpu_s", "pg_backend_cpu_s", "client_cpu_s", "p50_ms", "p95_ms", "p99_ms", "seconds")
 
@@ -46,6 +47,21 @@ def median_results(runs: Sequence[Sequence[Result]]) -> list[Result]:
     return out
 
 
+def median_ratios(runs: Sequence[Sequence[Result]]) -> dict[tuple[str, str, str, str], float]:
+    """Each ratio cell of the table, (section, variant, metric title, implementation): the median of the runs' own."""
+    values: dict[tuple[str, str, str, str], list[float]] = {}
+    for run in runs:
+        by = {(r.section, r.variant, r.impl): r for r in run}
+        for (section, variant, impl), result in by.items():
+            base = by.get((section, variant, FLOOR))
+            if impl == FLOOR or base is None:
+                continue
+            for metric in METRICS:
+                if (value := ratio(metric, result, base)) is not None:
+                    values.setdefault((section, variant, metric.title, impl), []).append(value)
+    return {key: statistics.median(v) for key, v in values.items()}
+
+
 def median_targets(runs: Sequence[Sequence[Result]]) -> list[str]:
     """One line per target: the median of the ratios the runs that have it read, met or not, and their range."""
     per_run = [targets(run) for run in runs]
@@ -64,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("files", nargs="+", help="results files written by python -m benchmarks --json")
     args = p.parse_args(argv)
     runs = [load(f) for f in args.files]
-    print(format_table(median_results(runs)))
+    print(format_table(median_results(runs), median_ratios(runs)))
     if lines := median_targets(runs):
         print()
         print("targets (issue 5), each the median of the runs' own ratios:")

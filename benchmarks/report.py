@@ -10,12 +10,12 @@ quotients: above 1 is better for jobs/s, worse for CPU and latency.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmarks.common import Result
 
-__all__ = ["FLOOR", "Target", "format_table", "format_targets", "targets"]
+__all__ = ["FLOOR", "METRICS", "Target", "format_table", "format_targets", "ratio", "targets"]
 
 FLOOR = "floor"
 
@@ -57,14 +57,21 @@ METRICS: list[_Metric] = [
 ]
 
 
-def _ratio(num: float | None, den: float | None) -> str:
-    if num is None or den is None or den == 0 or math.isnan(num) or math.isnan(den):
-        return "-"
-    return f"{num / den:.2f}x"
+def ratio(metric: _Metric, num: Result, den: Result) -> float | None:
+    """``metric`` of ``num`` over that of ``den``, where both figures exist."""
+    a, b = metric.value(num), metric.value(den)
+    if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
+        return None
+    return a / b
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """The table as text, then the notes of the results, one line each."""
+def format_table(results: Sequence[Result], ratios: Mapping[tuple[str, str, str, str], float] | None = None) -> str:
+    """The table as text, then the notes of the results, one line each.
+
+    ``ratios`` maps (section, variant, metric title, implementation) to the ratio to print in
+    that cell instead of the quotient of the two figures shown (``benchmarks.median``: the
+    median of each run's own ratio).
+    """
     impls: list[str] = []
     keys: list[tuple[str, str]] = []
     by: dict[tuple[str, str, str], Result] = {}
@@ -100,7 +107,11 @@ def format_table(results: Sequence[Result]) -> str:
             base = by.get((section, variant, FLOOR))
             for other in others:
                 o = by.get((section, variant, other))
-                row.append(_ratio(m.value(o), m.value(base)) if o is not None and base is not None else "")
+                if o is None or base is None:
+                    row.append("")
+                    continue
+                value = (ratios or {}).get((section, variant, m.title, other)) or ratio(m, o, base)
+                row.append("-" if value is None else f"{value:.2f}x")
         rows.append(row)
 
     table = [head1, head2] if multi else [head1]
@@ -153,7 +164,7 @@ class Target:
 
     def line(self, detail: str | None = None) -> str:
         """The target's line: name, ratio, met or not, and ``detail`` (the figures, by default)."""
-        return f"{self.name:<42} {self.value:5.2f}x  {'met' if self.met else 'NOT met':<7}  {detail or self.detail}"
+        return f"{self.name:<42} {self.value:6.3f}x  {'met' if self.met else 'NOT met':<7}  {detail or self.detail}"
 
 
 def targets(results: Sequence[Result], impl: str = "ours") -> list[Target]:
@@ -208,7 +219,7 @@ def format_targets(results: Sequence[Result], impl: str = "ours") -> str:
         if growth is not None:
             warm = [x["other_tasks"] for x in r.extra.get("samples", []) if x["jobs"] >= r.extra.get("warmup", 0)]
             ok = growth < 20 and len(set(warm)) <= 1  # the engine's own tasks, after warm-up
-            lines.append(f"{'memory: RSS growth < 20 MB, tasks flat':<42} {growth:+5.1f} MB  "
+            lines.append(f"{'memory: RSS growth < 20 MB, tasks flat':<42} {growth:+5.1f} MB   "
                          f"{'met' if ok else 'NOT met':<7}  over {r.n:,} jobs")
     if not lines:
         return ""

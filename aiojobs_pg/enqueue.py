@@ -346,6 +346,8 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
     items that all share handler, queue and priority comes back as one :class:`Uniform`.
     """
     validated = set() if validated is None else validated
+    if not isinstance(items, list | tuple):  # read twice below: a generator would be empty the second time
+        items = list(items)
     uniform = _uniform(items, max_attempts, known_handlers, validated)
     if uniform is not None:
         return uniform

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from aiojobs_pg.enqueue import NewJob, Uniform, Validated, prepare, prepare_many, prepare_plain
 from aiojobs_pg.errors import InvalidSchedule, UnknownHandler, ValidationError
-from aiojobs_pg.models import _make_encoder, dump_json
+from aiojobs_pg.models import _make_encoder, dump_json, json_array
 
 
 class Opaque:
@@ -128,6 +128,14 @@ def test_prepare_many_names_the_bad_item_among_items_of_one_kind(overrides: dict
         with pytest.raises(ValidationError) as info:
             prepare_many(items, max_attempts=3, known_handlers=None, validated=validated)
         assert info.value.field == f"jobs[{index}].{field}"
+
+
+def test_prepare_many_reads_a_generator_of_items_once() -> None:
+    for kind in ("h", "h", "g"):  # all of one kind; then not
+        items = ({"handler": h, "data": i} for i, h in enumerate(["h", "h", kind]))
+        prepared = prepare_many(items, max_attempts=3, known_handlers=None)  # type: ignore[arg-type]
+        batch = prepared.data if isinstance(prepared, Uniform) else json_array([j.data_json for j in prepared])
+        assert json.loads(batch) == [0, 1, 2]
 
 
 def test_prepare_many_takes_items_of_one_kind_as_one_uniform_batch() -> None:

@@ -181,7 +181,7 @@ def targets(results: Sequence[Result], impl: str = "ours") -> list[Target]:
         if value is not None:
             found.append(Target(name, value, limit, higher_is_better, detail))
 
-    def ratio(num: float | None, den: float | None) -> float | None:
+    def quotient(num: float | None, den: float | None) -> float | None:
         return num / den if num is not None and den else None
 
     floor_loop = by.get((FLOOR, "drain", "c1"))
@@ -191,23 +191,23 @@ def targets(results: Sequence[Result], impl: str = "ours") -> list[Target]:
         best = max(drains, key=lambda r: r.jobs_per_s or 0.0)
         floors = [r for r in results if r.impl == FLOOR and r.section == "drain" and r.jobs_per_s]
         strongest = max(floors, key=lambda r: r.jobs_per_s or 0.0)
-        add("drain, one process, history on >= 0.70x", ratio(best.jobs_per_s, floor_loop.jobs_per_s), 0.70, True,
+        add("drain, one process, history on >= 0.70x", quotient(best.jobs_per_s, floor_loop.jobs_per_s), 0.70, True,
             f"ours {best.variant} {best.jobs_per_s:,.0f}/s vs the floor's loop {floor_loop.jobs_per_s:,.0f}/s"
-            f" ({ratio(best.jobs_per_s, strongest.jobs_per_s) or 0:.2f}x of floor {strongest.variant},"
+            f" ({quotient(best.jobs_per_s, strongest.jobs_per_s) or 0:.2f}x of floor {strongest.variant},"
             f" {strongest.extra.get('connections', '?')} connections: {strongest.jobs_per_s:,.0f}/s)")
-        add("pg cpu per job, history on <= 1.5x", ratio(best.pg_cpu_ms_per_job, floor_loop.pg_cpu_ms_per_job), 1.5,
+        add("pg cpu per job, history on <= 1.5x", quotient(best.pg_cpu_ms_per_job, floor_loop.pg_cpu_ms_per_job), 1.5,
             False, f"ours {best.variant} {_num(best.pg_cpu_ms_per_job, '.4f')} vs"
             f" {_num(floor_loop.pg_cpu_ms_per_job, '.4f')} ms/job")
     for variant, limit in (("single", 0.9), ("batch", 0.5)):
         o, f = by.get((impl, "enqueue", variant)), by.get((FLOOR, "enqueue", variant))
         if o is not None and f is not None:
-            add(f"enqueue {variant} >= {limit:.2f}x", ratio(o.jobs_per_s, f.jobs_per_s), limit, True,
+            add(f"enqueue {variant} >= {limit:.2f}x", quotient(o.jobs_per_s, f.jobs_per_s), limit, True,
                 f"{_num(o.jobs_per_s, ',.0f')} vs {_num(f.jobs_per_s, ',.0f')} jobs/s")
     o, f = by.get((impl, "latency", "50/s")), by.get((FLOOR, "latency", "50/s"))
     if o is not None and f is not None:
         for q in ("p50", "p99"):
             ov, fv = getattr(o, f"{q}_ms"), getattr(f, f"{q}_ms")
-            add(f"latency {q} <= 1.30x", ratio(ov, fv), 1.3, False, f"{_num(ov, '.1f')} vs {_num(fv, '.1f')} ms")
+            add(f"latency {q} <= 1.30x", quotient(ov, fv), 1.3, False, f"{_num(ov, '.1f')} vs {_num(fv, '.1f')} ms")
     return found
 
 

@@ -110,6 +110,15 @@ async def test_enqueue_returns_job_with_fields_and_defaults(app: App) -> None:
     assert await count_jobs(app) == 1
 
 
+async def test_plain_enqueue_stores_its_queue_priority_and_attempts(app: App, listener: Listener) -> None:
+    # A plain job goes through insert_plain (five columns): what it does not send must be the defaults.
+    job = await app.enqueue("h", {"x": 1}, queue="q2", priority=7, max_attempts=4)
+    assert await app.get_job(job.id) == job
+    assert (job.queue, job.priority, job.max_attempts, job.data, job.next_run_at) == (
+        "q2", 7, 4, {"x": 1}, job.created_at)
+    assert await listener.drain() == ["q2"]
+
+
 async def test_enqueue_stores_every_given_field(app: App) -> None:
     job = await app.enqueue("h", [1, "two"], name="nightly", queue="reports", priority=-5, max_attempts=7,
                             timeout="90s", dedup_key="k1")

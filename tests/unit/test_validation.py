@@ -131,7 +131,7 @@ def test_prepare_many_names_the_bad_item_among_items_of_one_kind(overrides: dict
 
 
 def test_prepare_many_reads_a_generator_of_items_once() -> None:
-    for kind in ("h", "h", "g"):  # all of one kind; then not
+    for kind in ("h", "g"):  # all of one kind; then not
         items = ({"handler": h, "data": i} for i, h in enumerate(["h", "h", kind]))
         prepared = prepare_many(items, max_attempts=3, known_handlers=None)  # type: ignore[arg-type]
         batch = prepared.data if isinstance(prepared, Uniform) else json_array([j.data_json for j in prepared])

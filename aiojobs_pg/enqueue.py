@@ -378,24 +378,16 @@ def _uniform(items: Sequence[Mapping[str, Any]], max_attempts: int, known_handle
     """The batch as one kind of plain job and each job's data; None when it is anything else.
 
     The kind is validated once, as :func:`prepare_plain` would; each item's data as by it too.
-    Types are compared before values, so that ``True`` never passes for the priority ``1``.
     """
-    first = items[0] if items else None
-    if type(first) is not dict or not first.keys() <= _PLAIN_KEYS or "handler" not in first:
-        return None
-    handler, queue, priority = first["handler"], first.get("queue", "default"), first.get("priority", 0)
-    if type(handler) is not str or type(queue) is not str or type(priority) is not int:
+    kind = _plain_kind(items[0]) if items else None
+    if kind is None:
         return None
     for item in items:
-        if type(item) is not dict or not item.keys() <= _PLAIN_KEYS:
+        if _plain_kind(item) != kind:
             return None
-        h, q, p = item.get("handler"), item.get("queue", "default"), item.get("priority", 0)
-        if type(h) is not str or type(q) is not str or type(p) is not int:
-            return None
-        if h != handler or q != queue or p != priority:
-            return None
+    handler, queue, priority = kind
     try:
-        kind = prepare_plain(handler, None, queue, priority, max_attempts, known_handlers, validated)
+        template = prepare_plain(handler, None, queue, priority, max_attempts, known_handlers, validated)
     except ValidationError as exc:  # what the items share is wrong in each: name the first
         raise ValidationError(f"jobs[0].{exc.field}", exc.message) from None
     texts = []
@@ -404,4 +396,17 @@ def _uniform(items: Sequence[Mapping[str, Any]], max_attempts: int, known_handle
             texts.append(dump_json(item.get("data"), "data"))
         except ValidationError as exc:
             raise ValidationError(f"jobs[{index}].data", exc.message) from None
-    return Uniform(kind, json_array(texts), len(items))
+    return Uniform(template, json_array(texts), len(items))
+
+
+def _plain_kind(item: object) -> tuple[str, str, int] | None:
+    """(handler, queue, priority) of a plain item whose values have exactly those types, else None.
+
+    Exact types, so that equal kinds are the same kind: ``True == 1``, but ``True`` is no priority.
+    """
+    if type(item) is not dict or not item.keys() <= _PLAIN_KEYS:
+        return None
+    handler, queue, priority = item.get("handler"), item.get("queue", "default"), item.get("priority", 0)
+    if type(handler) is str and type(queue) is str and type(priority) is int:
+        return handler, queue, priority
+    return None

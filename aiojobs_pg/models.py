@@ -197,7 +197,6 @@ def micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
-
 @dataclass(slots=True)
 class Outcome:
     """The result of one attempt, decided by the executor, written by the completer.

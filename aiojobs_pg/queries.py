@@ -61,9 +61,10 @@ _INSERT_COLUMNS = ("name, handler, data, queue, priority, schedule, timezone, ma
 _ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
     DO NOTHING"""
 
-# $10 run_at wins over $11 delay (seconds); both NULL means now. Computed on the database clock.
 # What a plain job (NewJob.plain) sends: every other column takes its default.
 _PLAIN_COLUMNS = "handler, data, queue, priority, max_attempts"
+
+# $10 run_at wins over $11 delay (seconds); both NULL means now. Computed on the database clock.
 _DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::float8, 0)))"
 
 

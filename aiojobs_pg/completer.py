@@ -9,10 +9,10 @@ first the rescuer re-runs them and our late write is fenced off.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 import anyio
-import anyio.lowlevel
 import structlog
 
 from .lane import Lane
@@ -39,7 +39,7 @@ class Completer:
         #: is the job still this worker's? (outcomes of jobs lost during a failed flush are not retried)
         self.owned = owned
         self._buffer: list[Outcome] = []
-        self._wake = anyio.Event()
+        self._wake = asyncio.Event()  # cleared and reused: see Producer
         self._closing = False
 
     def __len__(self) -> int:
@@ -66,9 +66,9 @@ class Completer:
                 if self._closing:
                     return
                 await self._wake.wait()
-                self._wake = anyio.Event()
+                self._wake.clear()
                 # Let handlers that finished in this same loop turn add theirs.
-                await anyio.lowlevel.checkpoint()
+                await asyncio.sleep(0)
                 continue
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:

@@ -78,7 +78,7 @@ class Worker:
         self._force = False
         self._drain_scope: anyio.CancelScope | None = None
         self._completing_scope: anyio.CancelScope | None = None
-        self._idle = anyio.Event()
+        self._idle = asyncio.Event()  # cleared and reused: see Producer
         self._idle.set()
         self.started = anyio.Event()
         self.stopped = anyio.Event()
@@ -117,7 +117,7 @@ class Worker:
         self.inflight[job.id] = job
         self._lease_deadlines[job.id] = self.producer.claim_sent_at + self.settings.lease
         self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._idle.clear()
 
     async def _run_job(self, job: ClaimedJob) -> None:
         outcome: Outcome | None = None

@@ -35,6 +35,12 @@ enqueue-wall
     Wall time per call of ``app.enqueue`` and of the floor's insert (its table, a connection of
     its own), alternating per call: the single-enqueue ratio without the drift between the
     sections of a full run.
+floor-insert
+    The floor's single insert on its own table, and the same insert with what ours must add:
+    ``RETURNING id, created_at`` (the returned ``Job``), the notification, both. Alternating
+    per call on one connection, first with nobody listening (as in the enqueue section), then
+    with a connection listening on the channel (as when a worker waits). Wall time, backend
+    CPU, and each variant's calls/s as a fraction of the bare insert's.
 """
 
 from __future__ import annotations
@@ -359,10 +365,46 @@ async def enqueue_wall(dsn: str, calls: int) -> None:
     print(f"  app.enqueue: {tally.per_item_us(names[0]) / tally.per_item_us(names[1]):.3f}x of the floor's calls/s")
 
 
+async def floor_insert(dsn: str, calls: int) -> None:
+    """The floor's insert, alone and with our insert's RETURNING and notification, without and with a listener."""
+    returning = f"INSERT INTO {floor.TABLE} (data) VALUES ($1::jsonb) RETURNING id, created_at"
+    variants: dict[str, tuple[str, str]] = {
+        "the floor's insert": ("execute", floor.INSERT_ONE),
+        "+ RETURNING id, created_at": ("fetchrow", returning),
+        "+ pg_notify": ("execute", floor.INSERT_NOTIFY),
+        "+ both": ("fetchrow", returning.replace(
+            "created_at", f"created_at, pg_notify('{floor.CHANNEL}', 'default')")),
+    }
+    names = list(variants)
+    for listening in (False, True):
+        wall, cpu = Tally(names, skip=50), Tally(names, skip=50)
+        async with floor._fresh_schema(dsn):
+            conn, listener = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+            try:
+                if listening:
+                    await listener.add_listener(floor.CHANNEL, lambda *_: None)
+                pid = conn.get_server_pid()
+                for i in range(calls):
+                    name = names[i % len(names)]
+                    method, sql = variants[name]
+                    start, started = process_cpu_ns(pid) or 0, time.perf_counter_ns()
+                    await getattr(conn, method)(sql, f'{{"i": {i}}}')
+                    wall.add(name, time.perf_counter_ns() - started, 1)
+                    cpu.add(name, (process_cpu_ns(pid) or 0) - start, 1)
+            finally:
+                await conn.close()
+                await listener.close()
+        print("with a connection listening on the channel:" if listening else "with nobody listening:")
+        base = wall.per_item_us(names[0])
+        for name in names:
+            print(f"  {name:28s} {wall.per_item_us(name):7.1f} µs wall ({base / wall.per_item_us(name):.3f}x of the"
+                  f" bare insert's calls/s), {cpu.per_item_us(name):6.1f} µs backend CPU")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
     p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall",
-                                     "insert-parts", "builders"])
+                                     "insert-parts", "builders", "floor-insert"])
     p.add_argument("-n", type=int, default=None,
                    help="jobs (completion, move-to-history: default 42,000) or calls (the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
@@ -379,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(enqueue_wall(dsn, args.n or 12_000))
     elif args.probe == "insert-parts":
         asyncio.run(insert_parts(dsn, args.n or 12_000))
+    elif args.probe == "floor-insert":
+        asyncio.run(floor_insert(dsn, args.n or 12_000))
     elif args.probe == "builders":
         builders(args.n or 200_000)
     else:

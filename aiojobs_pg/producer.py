@@ -45,6 +45,9 @@ class Producer:
         self._slots = asyncio.Event()
         #: earliest time (time.monotonic) a job this worker re-queued becomes due
         self._due_hint: float | None = None
+        #: while the producer sleeps: when its timer sets ``_wake``, and the timer
+        self._sleep_until: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.claims = 0
         self.claimed = 0
         #: monotonic time the last claim was sent (its leases run out lease seconds after, at the latest)
@@ -59,6 +62,8 @@ class Producer:
         at = time.monotonic() + max(0.0, seconds)
         if self._due_hint is None or at < self._due_hint:
             self._due_hint = at
+            if self._sleep_until is not None and at < self._sleep_until:
+                self._arm(at)  # asleep until after it: wake up in time instead
 
     def _sleep_budget(self) -> float:
         if self._due_hint is None:
@@ -87,13 +92,21 @@ class Producer:
         await self._slots.wait()
         self._slots.clear()
 
-    async def _wait_for_wake(self, seconds: float) -> None:
+    def _arm(self, at: float) -> None:
         # A timer that sets the event is a third of the cost of a cancel scope with a deadline.
-        timer = asyncio.get_running_loop().call_later(seconds, self._wake.set)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._sleep_until = at
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - time.monotonic()), self._wake.set)
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        self._arm(time.monotonic() + seconds)
         try:
             await self._wake.wait()
         finally:
-            timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._sleep_until = None
 
     async def run(self) -> None:
         """Claim until ``stopping``; database errors are logged and retried at the next tick.

@@ -185,3 +185,19 @@ def test_overlap_policies() -> None:
     assert every_10s.next_run(**late_claim) == t + timedelta(hours=1, seconds=10)
     caught_up = every_10s.next_run(**late_claim, misfire="all")
     assert caught_up == t + timedelta(hours=1) - timedelta(seconds=1000) + timedelta(seconds=10)
+
+
+async def test_a_short_interval_keeps_its_grid_under_a_long_poll(app: App) -> None:
+    # A tick's completion sends no notification: the producer's due hint must wake it for the next tick.
+    runs: list[float] = []
+
+    @app.handler()
+    async def often(data: None) -> None:
+        runs.append(asyncio.get_running_loop().time())
+
+    await app.enqueue("often", schedule="1s")
+    await asyncio.sleep(1.1)  # the first tick is due: the worker's first claim takes it
+    async with app.worker(poll_interval=30):
+        await eventually(lambda: len(runs) >= 3, timeout=6, message=f"ticks ran at {runs}")
+    # The first run is late (its tick was due before the worker started); the next ones follow the grid.
+    assert runs[1] - runs[0] < 2.0 and 0.5 < runs[2] - runs[1] < 2.0, runs

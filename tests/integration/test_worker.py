@@ -300,6 +300,25 @@ async def test_poll_finds_jobs_without_notification(app: App) -> None:
         await wait_status(app, job_id, JobStatus.COMPLETED, timeout=5)
 
 
+async def test_a_retry_is_claimed_when_due_not_at_the_next_poll(app: App) -> None:
+    # A completion sends no notification: only the producer's due hint can claim the retry before the poll.
+    attempts: list[float] = []
+
+    @app.handler()
+    async def flaky(data: None) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) == 1:
+            raise Retry(after=0.3, reason="once")
+
+    async with app.worker(poll_interval=30) as worker:
+        await eventually(lambda: worker.notifier.connected, message="listener never connected")
+        await asyncio.sleep(0.1)  # let the startup claim finish so only the hint can wake it
+        job = await app.enqueue("flaky")
+        await wait_status(app, job.id, JobStatus.COMPLETED, timeout=5)
+    assert len(attempts) == 2
+    assert 0.3 <= attempts[1] - attempts[0] < 3.0
+
+
 async def test_several_workers_run_each_job_exactly_once(app: App) -> None:
     runs: list[int] = []
 

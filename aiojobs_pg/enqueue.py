@@ -8,14 +8,13 @@ is delivered) only if that transaction commits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 from .errors import UnknownHandler, ValidationError
-from .models import Job, JobStatus, build_job, dump_json, json_array
+from .models import Job, JobStatus, build_job, dump_json, json_array, load_json
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
 
@@ -179,10 +178,10 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
     if job.plain:
         row = await queries.insert_plain(db, job.handler, job.data_json, job.queue, job.priority, job.max_attempts)
-        return _inserted(job, row[0], row[1], row[1], json.loads(job.data_json))  # id, created (and due)
+        return _inserted(job, row[0], row[1], row[1], load_json(job.data_json))  # id, created (and due)
     if job.dedup_key is None:
         row = await queries.insert_job(db, job.params(), dedup=False)
-        return _inserted(job, row[0], row[2] or row[1], row[1], json.loads(job.data_json))  # id, created, due
+        return _inserted(job, row[0], row[2] or row[1], row[1], load_json(job.data_json))  # id, created, due
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
         row = await queries.insert_job(db, job.params(), dedup=True)
@@ -201,7 +200,7 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
         return JobBatch([kind] * count, row["ids"], [None] * count, row["now"], jobs.data)
     if not jobs:
         return []
-    # Every job's data in one JSON array: one parameter to send, and one json.loads for the returned jobs.
+    # Every job's data in one JSON array: one parameter to send, and one decode for the returned jobs.
     data_array = json_array([j.data_json for j in jobs])
     dedup = any(j.dedup_key is not None for j in jobs)
     row = await queries.insert_many(db, [j.params() for j in jobs], data_array, dedup=dedup)
@@ -223,12 +222,12 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
     for job in jobs:
         if job.dedup_key is None:
             job_id, at = next(plain)
-            result.append(_inserted(job, job_id, at or now, now, json.loads(job.data_json)))
+            result.append(_inserted(job, job_id, at or now, now, load_json(job.data_json)))
             continue
         if job.dedup_key not in by_key:
             hit = inserted.pop(job.dedup_key, None)
             if hit is not None:
-                by_key[job.dedup_key] = _inserted(job, hit[0], hit[1] or now, now, json.loads(job.data_json))
+                by_key[job.dedup_key] = _inserted(job, hit[0], hit[1] or now, now, load_json(job.data_json))
             else:
                 live = await queries.find_live_dedup(db, job.dedup_key)
                 if live is None:
@@ -275,7 +274,7 @@ class JobBatch(Sequence[Job]):
         if self._built is None:
             now = self._now
             self._built = [_inserted(job, job_id, at or now, now, data) for job, job_id, at, data
-                           in zip(self._new, self._ids, self._due, json.loads(self._data), strict=True)]
+                           in zip(self._new, self._ids, self._due, load_json(self._data), strict=True)]
         return self._built
 
     def __len__(self) -> int:

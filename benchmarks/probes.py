@@ -49,7 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +102,25 @@ class Tally:
         width = max(map(len, self.sums))
         for name in self.sums:
             print(f"  {name:{width}s} {self.per_item_us(name):7.2f} µs of {what}")
+
+
+async def _alternate(pid: int, calls: int,
+                     variants: Mapping[str, Callable[[int], Awaitable[object]]]) -> tuple[Tally, Tally]:
+    """``calls`` calls in all, the variants in turn: backend CPU (of ``pid``) and wall time of each."""
+    names = list(variants)
+    cpu, wall = Tally(names, skip=50), Tally(names, skip=50)
+    for i in range(calls):
+        name = names[i % len(names)]
+        start, started = process_cpu_ns(pid) or 0, time.perf_counter_ns()
+        await variants[name](i)
+        wall.add(name, time.perf_counter_ns() - started, 1)
+        cpu.add(name, (process_cpu_ns(pid) or 0) - start, 1)
+    return cpu, wall
+
+
+def _statement(run: Callable[..., Awaitable[object]], sql: str, *args: Any) -> Callable[[int], Awaitable[object]]:
+    """A variant for :func:`_alternate`: ``run(sql, *args)`` at every call."""
+    return lambda _: run(sql, *args)
 
 
 @contextlib.asynccontextmanager
@@ -215,17 +234,12 @@ async def checks(dsn: str, calls: int) -> None:
         sql = app.queries.sql["insert"]
         statements = {"jobs (no checks)": sql, "with the six old checks": sql.replace(f"{SCHEMA}.jobs ",
                                                                                      f"{SCHEMA}.{copy} ")}
-        names = list(statements)
         job = enq.prepare("noop", {"i": 0}, max_attempts=3)
-        tally = Tally(names, skip=50)
         async with app.pool.acquire() as conn:
-            pid = conn.get_server_pid()
-            for i in range(calls):
-                name = names[i % len(names)]
-                start = process_cpu_ns(pid) or 0
-                await conn.fetchrow(statements[name], *job.params(), app.queries.channel)
-                tally.add(name, (process_cpu_ns(pid) or 0) - start, 1)
-    tally.report("backend CPU per insert")
+            cpu, _ = await _alternate(conn.get_server_pid(), calls, {
+                name: _statement(conn.fetchrow, sql, *job.params(), app.queries.channel)
+                for name, sql in statements.items()})
+    cpu.report("backend CPU per insert")
 
 
 async def enqueue_client(dsn: str, calls: int) -> None:
@@ -288,19 +302,12 @@ async def insert_parts(dsn: str, calls: int) -> None:
             statements[f"our insert, {name}"] = sql.replace(f"{SCHEMA}.jobs ", f"{SCHEMA}.{table} ")
         bare = f"INSERT INTO {SCHEMA}.{table} (handler, data) VALUES ($1, $2::jsonb)"
         job = enq.prepare("noop", {"i": 0}, max_attempts=3)
-        names = [*statements, "a bare insert (handler, data), the last table"]
-        cpu, wall = Tally(names, skip=50), Tally(names, skip=50)
         async with app.pool.acquire() as conn:
-            pid = conn.get_server_pid()
-            for i in range(calls):
-                name = names[i % len(names)]
-                start, started = process_cpu_ns(pid) or 0, time.perf_counter_ns()
-                if name in statements:
-                    await conn.fetchrow(statements[name], *job.params(), app.queries.channel)
-                else:
-                    await conn.execute(bare, "noop", job.data_json)
-                wall.add(name, time.perf_counter_ns() - started, 1)
-                cpu.add(name, (process_cpu_ns(pid) or 0) - start, 1)
+            variants = {name: _statement(conn.fetchrow, sql, *job.params(), app.queries.channel)
+                        for name, sql in statements.items()}
+            variants["a bare insert (handler, data), the last table"] = _statement(
+                conn.execute, bare, "noop", job.data_json)
+            cpu, wall = await _alternate(conn.get_server_pid(), calls, variants)
         cpu.report("backend CPU per insert")
         wall.report("wall time per insert")
         plain, timed = await asyncpg.connect(dsn), await asyncpg.connect(dsn, command_timeout=60)
@@ -365,35 +372,39 @@ async def enqueue_wall(dsn: str, calls: int) -> None:
     print(f"  app.enqueue: {tally.per_item_us(names[0]) / tally.per_item_us(names[1]):.3f}x of the floor's calls/s")
 
 
+async def _floor_insert_round(dsn: str, calls: int, statements: Mapping[str, tuple[str, str]], *,
+                              listening: bool) -> tuple[Tally, Tally]:
+    """The floor-insert probe's statements, on a fresh floor table, with or without a listener."""
+    async with floor._fresh_schema(dsn):
+        conn, listener = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        try:
+            if listening:
+                await listener.add_listener(floor.CHANNEL, lambda *_: None)
+
+            def variant(method: str, sql: str) -> Callable[[int], Awaitable[object]]:
+                run = getattr(conn, method)
+                return lambda i: run(sql, f'{{"i": {i}}}')
+
+            return await _alternate(conn.get_server_pid(), calls,
+                                    {name: variant(*call) for name, call in statements.items()})
+        finally:
+            await conn.close()
+            await listener.close()
+
+
 async def floor_insert(dsn: str, calls: int) -> None:
     """The floor's insert, alone and with our insert's RETURNING and notification, without and with a listener."""
     returning = f"INSERT INTO {floor.TABLE} (data) VALUES ($1::jsonb) RETURNING id, created_at"
-    variants: dict[str, tuple[str, str]] = {
+    statements: dict[str, tuple[str, str]] = {
         "the floor's insert": ("execute", floor.INSERT_ONE),
         "+ RETURNING id, created_at": ("fetchrow", returning),
         "+ pg_notify": ("execute", floor.INSERT_NOTIFY),
         "+ both": ("fetchrow", returning.replace(
             "created_at", f"created_at, pg_notify('{floor.CHANNEL}', 'default')")),
     }
-    names = list(variants)
+    names = list(statements)
     for listening in (False, True):
-        wall, cpu = Tally(names, skip=50), Tally(names, skip=50)
-        async with floor._fresh_schema(dsn):
-            conn, listener = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
-            try:
-                if listening:
-                    await listener.add_listener(floor.CHANNEL, lambda *_: None)
-                pid = conn.get_server_pid()
-                for i in range(calls):
-                    name = names[i % len(names)]
-                    method, sql = variants[name]
-                    start, started = process_cpu_ns(pid) or 0, time.perf_counter_ns()
-                    await getattr(conn, method)(sql, f'{{"i": {i}}}')
-                    wall.add(name, time.perf_counter_ns() - started, 1)
-                    cpu.add(name, (process_cpu_ns(pid) or 0) - start, 1)
-            finally:
-                await conn.close()
-                await listener.close()
+        cpu, wall = await _floor_insert_round(dsn, calls, statements, listening=listening)
         print("with a connection listening on the channel:" if listening else "with nobody listening:")
         base = wall.per_item_us(names[0])
         for name in names:

@@ -110,7 +110,8 @@ def format_table(results: Sequence[Result], ratios: Mapping[tuple[str, str, str,
                 if o is None or base is None:
                     row.append("")
                     continue
-                value = (ratios or {}).get((section, variant, m.title, other)) or ratio(m, o, base)
+                key = (section, variant, m.title, other)
+                value = ratios[key] if ratios is not None and key in ratios else ratio(m, o, base)
                 row.append("-" if value is None else f"{value:.2f}x")
         rows.append(row)
 

@@ -25,7 +25,7 @@ from .admin import UNSET, Admin, Page, _Unset
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
-from .lane import Lane, Lanes
+from .lane import DedicatedLane, Lanes
 from .models import Job, Run
 from .queries import DB, Queries, init_connection
 from .schedules import parse_duration
@@ -100,7 +100,7 @@ class App:
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: asyncpg.Pool | None = None
         self._lanes: Lanes | None = None
-        self._enqueue_lane: Lane | None = None
+        self._enqueue_lane: DedicatedLane | None = None
         #: kinds of plain jobs validated already (enqueue.prepare_plain)
         self._validated: enq.Validated = set()
         self.dsn: str | None = None
@@ -203,7 +203,8 @@ class App:
             self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
             command_timeout=self.command_timeout, init=init_connection, reset=_keep_session)
         self._lanes = Lanes(self._pool)
-        self._enqueue_lane = self._lanes.lane()
+        dsn = self.dsn
+        self._enqueue_lane = DedicatedLane(lambda: _connect(dsn), self.command_timeout)
         if self.auto_migrate:
             await self.migrate()
 
@@ -211,7 +212,10 @@ class App:
         """Close the pool."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            lanes, self._lanes, self._enqueue_lane = self._lanes, None, None
+            lanes, self._lanes = self._lanes, None
+            enqueue_lane, self._enqueue_lane = self._enqueue_lane, None
+            if enqueue_lane is not None:
+                await enqueue_lane.close()
             if lanes is not None:
                 await lanes.close()
             await pool.close()
@@ -398,6 +402,17 @@ class App:
                 yield w
             finally:
                 w.stop()
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    """A connection of its own, set up like the pool's, with no ``command_timeout`` (a Deadline bounds it)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

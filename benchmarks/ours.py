@@ -4,8 +4,10 @@ Every function creates the schema ``bench_ours`` afresh (dropped, then
 migrated by the App), measures, and drops it again, like the floor does with
 ``bench_floor``.  The App's pool is opened at its full size before the
 measured section (``pool_min_size == pool_max_size``) so that
-:meth:`PgCpu.attach` sees every connection the library will use, except the
-worker's LISTEN connection, which the worker opens itself when it starts.
+:meth:`PgCpu.attach` sees every connection the library will use, except two
+it opens itself: the worker's LISTEN connection, when the worker starts, and
+the enqueue calls' own connection, at the first call. Sections that enqueue
+open the latter first (:func:`_enqueue_backend`) and attach both.
 
 structlog is set to WARNING, so the library's info and debug logging costs
 (almost) nothing, and the job handler is ``async def noop(data): return None``.
@@ -110,6 +112,13 @@ async def _fresh_app(dsn: str, *, history: bool = True, pool_size: int = POOL_SI
         await _drop_schema(dsn)
 
 
+async def _enqueue_backend(app: App) -> int:
+    """Open the connection of the app's enqueue calls (its own, beside the pool); its backend's PID."""
+    lane = app._enqueue_lane
+    assert lane is not None
+    return int(await lane.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()")))
+
+
 async def _preload(app: App, n: int, batch: int = PRELOAD_BATCH) -> None:
     """``n`` pending no-op jobs through ``enqueue_many``, then VACUUM ANALYZE (not measured)."""
     for start in range(0, n, batch):
@@ -184,7 +193,7 @@ async def enqueue_single(n: int, *, dsn: str) -> Result:
     """``n`` times ``await app.enqueue("noop", {...})``: one statement, one transaction each."""
     async with _fresh_app(dsn) as app:
         payloads = [{"i": i} for i in range(n)]
-        cpu = await PgCpu.attach(app.pool)
+        cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app))
         with measured(cpu) as m:
             for p in payloads:
                 await app.enqueue(HANDLER, p)
@@ -201,7 +210,7 @@ async def enqueue_batch(n: int, batch: int = 1_000, *, dsn: str) -> Result:
     async with _fresh_app(dsn) as app:
         items = [{"handler": HANDLER, "data": {"i": i}} for i in range(n)]
         chunks = [items[i : i + batch] for i in range(0, n, batch)]
-        cpu = await PgCpu.attach(app.pool)
+        cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app))
         with measured(cpu) as m:
             for chunk in chunks:
                 await app.enqueue_many(chunk)
@@ -400,9 +409,10 @@ async def latency(n: int = 500, rate: float = 50.0, *, dsn: str, concurrency: in
                 if worker.notifier.connected:
                     break
                 await asyncio.sleep(0.01)
-            # The worker's LISTEN connection is the library's too: count its backend as ours.
+            # The worker's LISTEN connection and the enqueue calls' are the library's too: count them as ours.
             listener = worker.notifier.backend_pid
-            cpu = await PgCpu.attach(app.pool, *([listener] if listener is not None else []))
+            cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app),
+                                     *([listener] if listener is not None else []))
             await asyncio.sleep(0.1)  # the worker is idle, waiting, when the first job comes
             claims0 = worker.producer.claims
             with measured(cpu) as m:

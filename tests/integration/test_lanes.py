@@ -1,8 +1,10 @@
-"""Lanes: connections kept between statements, within a budget, given back on failure and on close."""
+"""Lanes: connections kept between statements, within a budget, given back on failure and on close;
+the enqueue lane's connection of its own, bounded by command_timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,21 +108,85 @@ async def test_concurrent_enqueues_share_the_pool_when_the_lane_is_busy(app: App
 
 
 async def test_closing_the_app_gives_back_every_kept_connection(pg_dsn: str, own_schema: str) -> None:
-    app = App(pg_dsn, schema=own_schema, pool_max_size=4, drain_timeout=1, poll_interval=0.1)
+    app = App(pg_dsn, schema=own_schema, pool_max_size=3, drain_timeout=1, poll_interval=0.1)
     app.register("h", lambda data: None)
     async with app:
         await app.enqueue("h")
         async with app.worker(concurrency=2) as worker:
             await eventually(lambda: worker.is_idle() and worker.producer.claims > 0)
-            # Enqueue lane, claim loop and completer want three; four minus a reserve of two allows two.
-            assert app._lanes is not None and app._lanes.kept == 2
-        # The stopped worker gave its two back and is forgotten; the enqueue lane keeps its own.
-        assert app._lanes.kept == 1 and len(app._lanes._lanes) == 1
+            # Claim loop and completer want two; three minus a reserve of two allows one.
+            assert app._lanes is not None and app._lanes.kept == 1
+        # The stopped worker gave its lane back and is forgotten.
+        assert app._lanes.kept == 0 and app._lanes._lanes == []
         pool = app.pool
         # A statement of the worker's background loops cancelled at its exit goes back to the pool in a
         # shielded task of asyncpg's own, a moment later (seen once in five runs of this file).
-        await eventually(lambda: pool.get_idle_size() == pool.get_size() - 1, timeout=5)
+        await eventually(lambda: pool.get_idle_size() == pool.get_size(), timeout=5)
+        lane_pid = await app._enqueue_on(None, backend)
+        assert lane_pid not in await _pool_pids(pool)  # the enqueue lane's connection is its own
     assert pool.is_closing()
+    assert not await _backend_alive(pg_dsn, lane_pid)
+
+
+async def _pool_pids(pool: asyncpg.Pool) -> set[int]:
+    holders = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        return {await backend(conn) for conn in holders}
+    finally:
+        for conn in holders:
+            await pool.release(conn)
+
+
+async def _backend_alive(dsn: str, pid: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1", pid))
+    finally:
+        await conn.close()
+
+
+async def test_an_enqueue_blocked_past_command_timeout_times_out_and_is_cancelled(
+        pg_dsn: str, own_schema: str) -> None:
+    app = App(pg_dsn, schema=own_schema, command_timeout=0.5)
+    app.register("h", lambda data: None)
+    async with app:
+        first = await app.enqueue("h", {"n": 1})
+        lane_pid = await app._enqueue_on(None, backend)
+        locker = await asyncpg.connect(pg_dsn)
+        try:
+            async with locker.transaction():
+                await locker.execute(f"LOCK TABLE {own_schema}.jobs IN ACCESS EXCLUSIVE MODE")
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(app.enqueue("h", {"n": 2}), 10)  # 10 s: the test's own bound
+                assert 0.45 <= time.monotonic() - started < 3
+                # Two at once: one on the lane, the other on the pool (asyncpg's own timeout there).
+                outcomes = await asyncio.wait_for(asyncio.gather(
+                    app.enqueue("h", {"n": 2}), app.enqueue_many([{"handler": "h"}]), return_exceptions=True), 10)
+                assert [type(o) for o in outcomes] == [TimeoutError, TimeoutError]
+        finally:
+            await locker.close()
+        # The cancelled insert never happened, and the lane's connection serves the next call.
+        third = await app.enqueue("h", {"n": 3})
+        assert [j.id for j in await app.list_jobs()] == [third.id, first.id]
+        assert await app._enqueue_on(None, backend) == lane_pid
+
+
+async def test_the_enqueue_lane_replaces_a_connection_the_server_dropped(app: App) -> None:
+    app.register("h", lambda data: None)
+    await app.enqueue("h")
+    lane_pid = await app._enqueue_on(None, backend)
+    async with app.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", lane_pid)
+    await eventually(lambda: _backend_gone(app, lane_pid))
+    await asyncio.sleep(0.1)  # the lane's connection reads the server's goodbye
+    job = await app.enqueue("h", {"after": "restart"})
+    assert (await app.get_job(job.id)).data == {"after": "restart"}
+    assert await app._enqueue_on(None, backend) != lane_pid
+
+
+async def _backend_gone(app: App, pid: int) -> bool:
+    return not await app.pool.fetchval("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1", pid)
 
 
 async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str, own_schema: str) -> None:

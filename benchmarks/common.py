@@ -29,6 +29,7 @@ __all__ = [
     "free_connection_slots",
     "measured",
     "percentile",
+    "steal_s",
 ]
 
 DSN_ENV = "AIOJOBS_PG_BENCH_DSN"
@@ -175,14 +176,33 @@ async def free_connection_slots(conn: Conn) -> int:
     return max(0, int(row["max_conn"]) - int(row["reserved"]) - int(row["used"]) - 2)
 
 
+STEAL_NOTE_SHARE = 0.05
+"""A section is flagged when the hypervisor took more than this share of the machine's CPU time."""
+
+
+def steal_s() -> float | None:
+    """CPU seconds the hypervisor has taken from this machine since boot (``steal`` in /proc/stat), or None.
+
+    On a shared virtual machine, time stolen during a section slows whatever ran then, the
+    client and the server alike, so two sections measured seconds apart can differ by it.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass
 class Measured:
-    """Wall clock, client CPU and server CPU of one measured section."""
+    """Wall clock, client CPU, server CPU and stolen CPU time of one measured section."""
 
     seconds: float = 0.0
     client_cpu_s: float = 0.0
     usage: CpuUsage | None = None
     note: str | None = None
+    steal_s: float | None = None
 
     def fill(self, result: Result) -> Result:
         """Copy the figures into ``result`` (and the pgcpu note, if any).
@@ -191,6 +211,14 @@ class Measured:
         """
         result.seconds = self.seconds
         result.client_cpu_s = self.client_cpu_s
+        if self.steal_s is not None:
+            result.extra["steal_s"] = round(self.steal_s, 3)
+            share = self.steal_s / (self.seconds * (os.cpu_count() or 1)) if self.seconds > 0 else 0.0
+            if share > STEAL_NOTE_SHARE:
+                result.notes.append(
+                    f"the hypervisor took {share:.0%} of the machine's CPU time during this section"
+                    f" ({self.steal_s:.1f} s of steal): its figures are not comparable with a quiet section's"
+                )
         if self.usage is not None:
             result.pg_cpu_s = self.usage.server_s
             result.pg_backend_cpu_s = self.usage.backends_s
@@ -215,6 +243,7 @@ def measured(cpu: PgCpu) -> Iterator[Measured]:
     """
     m = Measured()
     cpu.start()
+    stolen = steal_s()
     c0 = time.process_time()
     t0 = time.perf_counter()
     try:
@@ -222,5 +251,7 @@ def measured(cpu: PgCpu) -> Iterator[Measured]:
     finally:
         m.seconds = time.perf_counter() - t0
         m.client_cpu_s = time.process_time() - c0
+        after = steal_s()
+        m.steal_s = None if stolen is None or after is None else after - stolen
         m.usage = cpu.stop()
         m.note = cpu.note

@@ -1,21 +1,19 @@
 """Lanes: connections kept between the statements of one sequential user.
 
 asyncpg's ``acquire``/``release`` pair costs about 0.1 ms of CPU per call on a
-small machine (the release runs in a shielded task of its own). The claim loop,
-the completer and an app's enqueue calls each run one statement after another,
-so each keeps its connection in a :class:`Lane` instead. Lanes together never
-keep more than the pool's size minus ``reserve`` connections, so lease renewal,
-maintenance and the application's own queries always find one; past that limit
-a lane acquires and releases per call like any other pool user.
+small machine (the release runs in a shielded task of its own). The claim loop
+and the completer each run one statement after another, so each keeps its pool
+connection in a :class:`Lane` instead. Lanes together never keep more than the
+pool's size minus ``reserve`` connections, so lease renewal, maintenance and the
+application's own queries always find one; past that limit a lane acquires and
+releases per call like any other pool user. A statement that fails or is
+cancelled gives its connection back to the pool, which rolls back, resets or
+replaces it; the lane takes a fresh one next time.
 
-A statement that fails or is cancelled gives its connection back to the pool,
-which rolls back, resets or replaces it; the lane takes a fresh one next time.
-
-An app's enqueue calls run on a :class:`DedicatedLane` instead: a connection of its
-own, opened without asyncpg's ``command_timeout``, whose statements a
-:class:`Deadline` bounds by the same limit with one timer per limit instead of one
-per statement.
-"""
+An app's enqueue calls run on a :class:`DedicatedLane`: a connection of its own,
+opened without asyncpg's ``command_timeout``, whose statements a
+:class:`Deadline` bounds by the same limit with one timer per limit instead of
+one per statement."""
 
 from __future__ import annotations
 
@@ -214,11 +212,11 @@ class DedicatedLane:
     async def close(self) -> None:
         """Close the connection (one in use closes when its statement ends); no statement runs after."""
         self._closed = True
-        self._deadline.cancel()
-        if not self.busy:
+        if not self.busy:  # else the statement in flight keeps its deadline and closes when it ends
             await self._close_connection()
 
     async def _close_connection(self) -> None:
+        self._deadline.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

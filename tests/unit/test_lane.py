@@ -145,6 +145,19 @@ async def test_a_lane_runs_one_statement_at_a_time_and_none_after_close() -> Non
         await lane.run(statement, 0)
 
 
+async def test_a_statement_in_flight_when_the_lane_closes_keeps_its_deadline() -> None:
+    opener = Opener()
+    lane = DedicatedLane(opener, limit=0.2)
+    stuck = asyncio.create_task(lane.run(statement, 5))
+    await asyncio.sleep(0.05)
+    await lane.close()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(stuck, 2)
+    assert time.monotonic() - started < 0.5
+    assert opener.opened[0].closed
+
+
 async def test_a_deadline_arms_one_timer_for_many_statements() -> None:
     loop = asyncio.get_running_loop()
     armed: list[float] = []

@@ -110,7 +110,7 @@ class Deadline:
 
     asyncpg arms a ``call_later`` for each statement on a connection with a
     ``command_timeout`` and cancels it when the answer comes: about 10 µs of CPU per
-    statement on a small machine, and a single enqueue costs 100. A deadline keeps one
+    statement on a small machine, where a whole single enqueue costs about 100. A deadline keeps one
     timer instead. :meth:`start` notes the time; the timer is armed when none is pending,
     and when it fires it cancels the statement running then if that one is overdue, or
     re-arms for that statement's own deadline. A caller that runs a statement after

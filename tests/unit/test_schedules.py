@@ -277,8 +277,20 @@ def test_interval_property(n: int, unit: str, after: datetime, zone: str) -> Non
     step = parse_interval(f"{n}{unit}")
     aware = after.replace(tzinfo=ZoneInfo(zone))
     tick = schedule.next_after(aware)
-    assert aware < tick <= aware + step
+    # Intervals count elapsed time: add the step in UTC (adding it to a zoned datetime moves the wall clock).
+    start = aware.astimezone(UTC)
+    assert start < tick <= start + step
     assert (tick - EPOCH) % step == timedelta(0)
+
+
+def test_an_interval_spanning_a_dst_change_is_elapsed_time() -> None:
+    # Hypothesis found this one: 332 h from midnight GMT on 2185-03-15 ends after London's clocks go forward.
+    london = ZoneInfo("Europe/London")
+    start = datetime(2185, 3, 15, tzinfo=london)
+    tick = parse_schedule("332h", "Europe/London").next_after(start)
+    assert tick == utc(2185, 3, 28, 20)
+    assert tick - start.astimezone(UTC) == timedelta(hours=332)
+    assert tick.astimezone(london).hour == 21  # BST by then: the wall clock moved 333 hours
 
 
 @settings(max_examples=200, deadline=None)

@@ -52,21 +52,31 @@ class Lanes:
             await lane.close()
 
 
-class Lane:
-    """One statement at a time on a connection kept from the pool between calls."""
+class _OneAtATime:
+    """What both kinds of lane share: a connection kept between statements, run one at a time."""
 
-    def __init__(self, lanes: Lanes) -> None:
-        self._lanes = lanes
+    def __init__(self) -> None:
         self._conn: Any = None
         self._closed = False
         #: a statement is running on this lane (a second caller must use the pool)
         self.busy = False
 
-    async def run(self, fn: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``await fn(connection, *args, **kwargs)`` on the lane's connection."""
+    def _take(self) -> None:
         if self.busy:
             raise RuntimeError("a lane runs one statement at a time")
         self.busy = True
+
+
+class Lane(_OneAtATime):
+    """One statement at a time on a connection kept from the pool between calls."""
+
+    def __init__(self, lanes: Lanes) -> None:
+        super().__init__()
+        self._lanes = lanes
+
+    async def run(self, fn: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``await fn(connection, *args, **kwargs)`` on the lane's connection."""
+        self._take()
         lanes = self._lanes
         try:
             conn = self._conn
@@ -165,7 +175,7 @@ class Deadline:
         task.cancel()
 
 
-class DedicatedLane:
+class DedicatedLane(_OneAtATime):
     """One statement at a time on a connection of the lane's own, bounded by a :class:`Deadline`.
 
     ``connect`` opens the connection (without a ``command_timeout``), at the first
@@ -176,20 +186,15 @@ class DedicatedLane:
     """
 
     def __init__(self, connect: Callable[[], Awaitable[Any]], limit: float) -> None:
+        super().__init__()
         self._connect = connect
         self._deadline = Deadline(limit)
-        self._conn: Any = None
-        self._closed = False
-        #: a statement is running on this lane (a second caller must use the pool)
-        self.busy = False
 
     async def run(self, fn: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(connection, *args, **kwargs)``; raises ``TimeoutError`` after ``limit`` seconds."""
-        if self.busy:
-            raise RuntimeError("a lane runs one statement at a time")
         if self._closed:
             raise RuntimeError("the lane is closed")
-        self.busy = True
+        self._take()
         deadline = self._deadline
         deadline.start()
         conn = self._conn

@@ -204,6 +204,21 @@ class Measured:
     note: str | None = None
     steal_s: float | None = None
 
+    @classmethod
+    def total(cls, parts: Sequence[Measured]) -> Measured:
+        """The sum of a section measured in several blocks (server CPU and steal only if every block has them)."""
+        usages = [p.usage for p in parts]
+        usage = None
+        if usages and all(u is not None for u in usages):
+            usage = CpuUsage(server_s=sum(u.server_s for u in usages if u is not None),
+                             backends_s=sum(u.backends_s for u in usages if u is not None),
+                             wall_s=sum(u.wall_s for u in usages if u is not None),
+                             lost_backends=sum(u.lost_backends for u in usages if u is not None))
+        steals = [p.steal_s for p in parts]
+        return cls(seconds=sum(p.seconds for p in parts), client_cpu_s=sum(p.client_cpu_s for p in parts),
+                   usage=usage, note=next((p.note for p in parts if p.note), None),
+                   steal_s=sum(s for s in steals if s is not None) if all(s is not None for s in steals) else None)
+
     def fill(self, result: Result) -> Result:
         """Copy the figures into ``result`` (and the pgcpu note, if any).
 

@@ -7,7 +7,7 @@ with a ratio column ``<impl>/floor``.
 
 from __future__ import annotations
 
-from benchmarks import floor, ours
+from benchmarks import floor, ours, paired
 from benchmarks.common import Section
 
 
@@ -29,5 +29,7 @@ def all_sections() -> list[Section]:
     #     sections += ours.SECTIONS
     # ======================================================================
     sections += ours.SECTIONS
+    # Both implementations in one section, taking turns (see paired.py).
+    sections += paired.SECTIONS
 
     return sections

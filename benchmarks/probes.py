@@ -1,6 +1,6 @@
 """Statement-level probes: where a job's server and client CPU go, measured by alternation.
 
-``python -m benchmarks.probes completion|move-to-history|checks|enqueue-client`` (``--help`` for options).
+``python -m benchmarks.probes PROBE`` (``--help`` lists them, with their options).
 
 The full benchmarks compare runs taken minutes apart, and this machine drifts by tens of
 percent between them. These probes run the variants they compare on one connection,
@@ -25,9 +25,9 @@ enqueue-client
 insert-parts
     What a single insert's parts cost on the server and in wall time, one transaction per call,
     alternating per call on one connection: our insert into ``jobs``, the same into copies of
-    ``jobs`` without the declared-schedule index and without the lease index too, and a bare
-    two-column insert into that last copy; then a plain insert on a connection with and without
-    ``command_timeout`` (client CPU and wall time).
+    ``jobs`` without the declared-schedule index and without the lease index too, a bare
+    two-column insert into that last copy, and the floor's insert into its own table; then a
+    plain insert on a connection with and without ``command_timeout`` (client CPU and wall time).
 builders
     Microseconds to build a ``Job`` and a ``ClaimedJob``: the frozen dataclass's ``__init__``,
     the builders in ``models`` (a mutable twin given the frozen class), and setting each slot.
@@ -35,6 +35,11 @@ enqueue-wall
     Wall time per call of ``app.enqueue`` and of the floor's insert (its table, a connection of
     its own), alternating per call: the single-enqueue ratio without the drift between the
     sections of a full run.
+enqueue-pieces
+    Wall time and client CPU of the floor's insert and of ``app.enqueue`` built up piece by
+    piece: our statement through the enqueue lane, then with the returned ``Job`` built
+    (``insert_one``), then with validation and encoding (``prepare_plain``), then the whole call.
+    Alternating in blocks of 500 calls, so that each piece runs warm, as in a loop of its own.
 floor-insert
     The floor's single insert on its own table, and the same insert with what ours must add:
     ``RETURNING id, created_at`` (the returned ``Job``), the notification, both. Alternating
@@ -302,11 +307,12 @@ async def insert_parts(dsn: str, calls: int) -> None:
             statements[f"our insert, {name}"] = sql.replace(f"{SCHEMA}.jobs ", f"{SCHEMA}.{table} ")
         bare = f"INSERT INTO {SCHEMA}.{table} (handler, data) VALUES ($1, $2::jsonb)"
         job = enq.prepare("noop", {"i": 0}, max_attempts=3)
-        async with app.pool.acquire() as conn:
+        async with app.pool.acquire() as conn, floor._fresh_schema(dsn):
             variants = {name: _statement(conn.fetchrow, sql, *job.params(), app.queries.channel)
                         for name, sql in statements.items()}
             variants["a bare insert (handler, data), the last table"] = _statement(
                 conn.execute, bare, "noop", job.data_json)
+            variants["the floor's insert, its own table"] = _statement(conn.execute, floor.INSERT_ONE, job.data_json)
             cpu, wall = await _alternate(conn.get_server_pid(), calls, variants)
         cpu.report("backend CPU per insert")
         wall.report("wall time per insert")
@@ -372,6 +378,43 @@ async def enqueue_wall(dsn: str, calls: int) -> None:
     print(f"  app.enqueue: {tally.per_item_us(names[0]) / tally.per_item_us(names[1]):.3f}x of the floor's calls/s")
 
 
+async def enqueue_pieces(dsn: str, calls: int, block: int = 500) -> None:
+    """Wall time and client CPU of app.enqueue built up piece by piece, in alternating blocks."""
+    async with _probe_app(dsn) as app, floor._fresh_schema(dsn):
+        conn = await asyncpg.connect(dsn)
+        try:
+            await app.enqueue("noop", {})  # the enqueue lane opens its connection
+            lane = app._enqueue_lane
+            assert lane is not None
+            queries, validated = app.queries, app._validated
+            job = enq.prepare_plain("noop", {"i": 0}, "default", 0, 3, None, validated)
+            variants: dict[str, Callable[[int], Awaitable[Any]]] = {
+                "the floor's insert": lambda i: conn.execute(floor.INSERT_ONE, job.data_json),
+                "our statement through the lane": lambda i: lane.run(
+                    queries.insert_plain, "noop", job.data_json, "default", 0, 3),
+                "+ the returned Job (insert_one)": lambda i: lane.run(enq.insert_one, queries, job),
+                "+ validation, encoding (prepare_plain)": lambda i: lane.run(
+                    enq.insert_one, queries, enq.prepare_plain("noop", {"i": i}, "default", 0, 3, None, validated)),
+                "app.enqueue": lambda i: app.enqueue("noop", {"i": i}),
+            }
+            names = list(variants)
+            wall, client = Tally(names, skip=1), Tally(names, skip=1)  # the first round warms up
+            for _ in range(max(2, calls // (block * len(names)))):
+                for name in names:
+                    run = variants[name]
+                    start, started = time.process_time_ns(), time.perf_counter_ns()
+                    for i in range(block):
+                        await run(i)
+                    wall.add(name, time.perf_counter_ns() - started, block)
+                    client.add(name, time.process_time_ns() - start, block)
+        finally:
+            await conn.close()
+    base = wall.per_item_us(names[0])
+    for name in names:
+        print(f"  {name:40s} {wall.per_item_us(name):7.1f} µs wall ({base / wall.per_item_us(name):.3f}x of the"
+              f" floor's calls/s), {client.per_item_us(name):6.1f} µs client CPU")
+
+
 async def _floor_insert_round(dsn: str, calls: int, statements: Mapping[str, tuple[str, str]], *,
                               listening: bool) -> tuple[Tally, Tally]:
     """The floor-insert probe's statements, on a fresh floor table, with or without a listener."""
@@ -415,9 +458,10 @@ async def floor_insert(dsn: str, calls: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
     p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall",
-                                     "insert-parts", "builders", "floor-insert"])
+                                     "enqueue-pieces", "insert-parts", "builders", "floor-insert"])
     p.add_argument("-n", type=int, default=None,
-                   help="jobs (completion, move-to-history: default 42,000) or calls (the others: 12,000)")
+                   help="jobs (completion, move-to-history: default 42,000) or calls (enqueue-pieces: 50,000;"
+                        " the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
     args = p.parse_args(argv)
     configure_logging("WARNING")
@@ -430,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(checks(dsn, args.n or 12_000))
     elif args.probe == "enqueue-wall":
         asyncio.run(enqueue_wall(dsn, args.n or 12_000))
+    elif args.probe == "enqueue-pieces":
+        asyncio.run(enqueue_pieces(dsn, args.n or 50_000))
     elif args.probe == "insert-parts":
         asyncio.run(insert_parts(dsn, args.n or 12_000))
     elif args.probe == "floor-insert":

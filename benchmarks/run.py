@@ -137,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sections = select(all_sections(), args.only, args.long)
     if args.list:
-        for s in all_sections():
-            print(f"{s.qualname:20} {s.description}{'  (--long only)' if s.long else ''}")
+        listed = all_sections()
+        width = max(len(s.qualname) for s in listed)
+        for s in listed:
+            print(f"{s.qualname:{width}} {s.description}{'  (--long only)' if s.long else ''}")
         return 0
     if not sections:
         hint = " (long sections need --long)" if any(s.long for s in select(all_sections(), args.only, True)) else ""

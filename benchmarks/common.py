@@ -207,17 +207,15 @@ class Measured:
     @classmethod
     def total(cls, parts: Sequence[Measured]) -> Measured:
         """The sum of a section measured in several blocks (server CPU and steal only if every block has them)."""
-        usages = [p.usage for p in parts]
+        usages = [p.usage for p in parts if p.usage is not None]
+        steals = [p.steal_s for p in parts if p.steal_s is not None]
         usage = None
-        if usages and all(u is not None for u in usages):
-            usage = CpuUsage(server_s=sum(u.server_s for u in usages if u is not None),
-                             backends_s=sum(u.backends_s for u in usages if u is not None),
-                             wall_s=sum(u.wall_s for u in usages if u is not None),
-                             lost_backends=sum(u.lost_backends for u in usages if u is not None))
-        steals = [p.steal_s for p in parts]
+        if parts and len(usages) == len(parts):
+            usage = CpuUsage(server_s=sum(u.server_s for u in usages), backends_s=sum(u.backends_s for u in usages),
+                             wall_s=sum(u.wall_s for u in usages), lost_backends=sum(u.lost_backends for u in usages))
         return cls(seconds=sum(p.seconds for p in parts), client_cpu_s=sum(p.client_cpu_s for p in parts),
                    usage=usage, note=next((p.note for p in parts if p.note), None),
-                   steal_s=sum(s for s in steals if s is not None) if all(s is not None for s in steals) else None)
+                   steal_s=sum(steals) if len(steals) == len(parts) else None)
 
     def fill(self, result: Result) -> Result:
         """Copy the figures into ``result`` (and the pgcpu note, if any).

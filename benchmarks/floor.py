@@ -62,6 +62,10 @@ INSERT_NOTIFY = (
     f"WITH j AS (INSERT INTO {TABLE} (data) VALUES ($1::jsonb) RETURNING id)"
     f" SELECT pg_notify('{CHANNEL}', id::text) FROM j"
 )
+# The floor's insert made to keep ours' contract: return the new job's id and creation time, and wake
+# the workers of its queue. Not the issue's floor; the paired section and a probe compare against it.
+INSERT_CONTRACT = (f"INSERT INTO {TABLE} (data) VALUES ($1::jsonb)"
+                   f" RETURNING id, created_at, pg_notify('{CHANNEL}', 'default')")
 CLAIM = (
     f"UPDATE {TABLE} SET status = 'running' WHERE id IN ("
     f"SELECT id FROM {TABLE} WHERE status = 'pending'"

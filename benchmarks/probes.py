@@ -442,8 +442,7 @@ async def floor_insert(dsn: str, calls: int) -> None:
         "the floor's insert": ("execute", floor.INSERT_ONE),
         "+ RETURNING id, created_at": ("fetchrow", returning),
         "+ pg_notify": ("execute", floor.INSERT_NOTIFY),
-        "+ both": ("fetchrow", returning.replace(
-            "created_at", f"created_at, pg_notify('{floor.CHANNEL}', 'default')")),
+        "+ both": ("fetchrow", floor.INSERT_CONTRACT),
     }
     names = list(statements)
     for listening in (False, True):

@@ -40,6 +40,11 @@ enqueue-pieces
     piece: our statement through the enqueue lane, then with the returned ``Job`` built
     (``insert_one``), then with validation and encoding (``prepare_plain``), then the whole call.
     Alternating in blocks of 500 calls, so that each piece runs warm, as in a loop of its own.
+history-indexes
+    Claim 100 jobs and complete them with history on, alternating per batch over copies of our
+    schema whose ``job_runs`` differ in its indexes only: as migrated (a primary key on ``id``,
+    which retention pruning reads in order, and ``(job_id, id)`` for a job's history), one
+    primary key on ``(job_id, id)``, and that key plus a BRIN index on ``id``. Backend CPU per job.
 floor-insert
     The floor's single insert on its own table, and the same insert with what ours must add:
     ``RETURNING id, created_at`` (the returned ``Job``), the notification, both. Alternating
@@ -129,20 +134,20 @@ def _statement(run: Callable[..., Awaitable[object]], sql: str, *args: Any) -> C
 
 
 @contextlib.asynccontextmanager
-async def _probe_app(dsn: str) -> AsyncIterator[App]:
-    """An open app on a fresh ``bench_probes`` schema, dropped afterwards."""
+async def _probe_app(dsn: str, schema: str = SCHEMA) -> AsyncIterator[App]:
+    """An open app on a fresh schema (``bench_probes`` by default), dropped afterwards."""
     admin = await asyncpg.connect(dsn)
     try:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:
         await admin.close()
-    app = App(dsn, schema=SCHEMA)
+    app = App(dsn, schema=schema)
     app.register("noop", lambda data: None)
     await app.open()
     try:
         yield app
     finally:
-        await app.pool.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+        await app.pool.execute(f"DROP SCHEMA {schema} CASCADE")
         await app.close()
 
 
@@ -454,13 +459,52 @@ async def floor_insert(dsn: str, calls: int) -> None:
                   f" bare insert's calls/s), {cpu.per_item_us(name):6.1f} µs backend CPU")
 
 
+# history-indexes: job_runs' indexes, and what each costs a drained job's history row.
+_ONE_KEY = ("ALTER TABLE {s}.job_runs DROP CONSTRAINT job_runs_pkey; DROP INDEX {s}.job_runs_job_idx;"
+            " ALTER TABLE {s}.job_runs ADD PRIMARY KEY (job_id, id)")
+_HISTORY_INDEXES = {
+    "job_runs as migrated: primary key (id), index (job_id, id)": "",
+    "primary key (job_id, id) only": _ONE_KEY,
+    "primary key (job_id, id), BRIN (id)": _ONE_KEY + "; CREATE INDEX ON {s}.job_runs USING brin (id)",
+}
+
+
+async def history_indexes(dsn: str, jobs: int) -> None:
+    """Our claim and completion (history on) over copies of our schema that differ in job_runs' indexes."""
+    async with contextlib.AsyncExitStack() as stack:
+        copies = []
+        for i, (name, ddl) in enumerate(_HISTORY_INDEXES.items()):
+            schema = f"{SCHEMA}_h{i}"
+            app = await stack.enter_async_context(_probe_app(dsn, schema))
+            if ddl:
+                await app.pool.execute(ddl.format(s=schema))
+            await app.enqueue_many([{"handler": "noop", "data": {"i": i}} for i in range(jobs)])
+            conn = await stack.enter_async_context(app.pool.acquire())
+            await conn.execute(f"VACUUM ANALYZE {schema}.jobs")
+            copies.append((name, app, conn))
+        tally = Tally(list(_HISTORY_INDEXES))
+        scheduled = datetime.now(UTC)
+        now = micros(scheduled)
+        for b in range(jobs // BATCH):
+            for name, app, conn in copies if b % 2 == 0 else reversed(copies):
+                pid = conn.get_server_pid()
+                start = process_cpu_ns(pid) or 0
+                found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
+                await app.queries.complete(conn, [
+                    Outcome(j.id, j.attempt, j.token, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
+                            scheduled) for j in found], history=True)
+                tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
+        tally.report("backend CPU per job, claim and completion with history")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
     p.add_argument("probe", choices=["completion", "move-to-history", "checks", "enqueue-client", "enqueue-wall",
-                                     "enqueue-pieces", "insert-parts", "builders", "floor-insert"])
+                                     "enqueue-pieces", "insert-parts", "builders", "floor-insert",
+                                     "history-indexes"])
     p.add_argument("-n", type=int, default=None,
-                   help="jobs (completion, move-to-history: default 42,000) or calls (enqueue-pieces: 50,000;"
-                        " the others: 12,000)")
+                   help="jobs (completion, move-to-history: default 42,000; history-indexes: 30,000) or calls"
+                        " (enqueue-pieces: 50,000; the others: 12,000)")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN or the local server")
     args = p.parse_args(argv)
     configure_logging("WARNING")
@@ -479,6 +523,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(insert_parts(dsn, args.n or 12_000))
     elif args.probe == "floor-insert":
         asyncio.run(floor_insert(dsn, args.n or 12_000))
+    elif args.probe == "history-indexes":
+        asyncio.run(history_indexes(dsn, args.n or 30_000))
     elif args.probe == "builders":
         builders(args.n or 200_000)
     else:

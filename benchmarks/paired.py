@@ -87,7 +87,8 @@ async def enqueue_single_alternating(n: int, *, dsn: str) -> list[Result]:
         if stored[impl] != expected[impl]:
             res.notes.append(f"ERROR: {stored[impl]} jobs stored, expected {expected[impl]}")
         results.append(res)
-    mirror = replace(results[-1], variant=CONTRACT, extra=dict(results[-1].extra), notes=[])
+    theirs = next(r for r in results if r.impl == ours.IMPL)
+    mirror = replace(theirs, variant=CONTRACT, extra=dict(theirs.extra), notes=[])
     mirror.extra["same_blocks_as"] = VARIANT
     return [*results, mirror]
 

@@ -133,6 +133,12 @@ def _statement(run: Callable[..., Awaitable[object]], sql: str, *args: Any) -> C
     return lambda _: run(sql, *args)
 
 
+def _succeeded(found: Sequence[ClaimedJob], now: int, scheduled: datetime | None = None) -> list[Outcome]:
+    """Our outcomes for a claimed batch whose every job ran and succeeded at ``now`` (microseconds)."""
+    return [Outcome(j.id, j.attempt, j.token, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1", scheduled)
+            for j in found]
+
+
 @contextlib.asynccontextmanager
 async def _probe_app(dsn: str, schema: str = SCHEMA) -> AsyncIterator[App]:
     """An open app on a fresh schema (``bench_probes`` by default), dropped afterwards."""
@@ -223,9 +229,7 @@ async def move_to_history(dsn: str, jobs: int) -> None:
             start = process_cpu_ns(pid) or 0
             found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
             if name.startswith("ours"):
-                await app.queries.complete(conn, [
-                    Outcome(j.id, j.attempt, j.token, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1")
-                    for j in found], history=True)
+                await app.queries.complete(conn, _succeeded(found, now), history=True)
             else:
                 await conn.execute(_LEAN_UPDATE, [j.id for j in found], [j.attempt for j in found],
                                    [j.token for j in found], [None] * len(found), [now] * len(found),
@@ -490,9 +494,7 @@ async def history_indexes(dsn: str, jobs: int) -> None:
                 pid = conn.get_server_pid()
                 start = process_cpu_ns(pid) or 0
                 found = await app.queries.claim(conn, ["default"], BATCH, 60.0, "w1")
-                await app.queries.complete(conn, [
-                    Outcome(j.id, j.attempt, j.token, JobStatus.COMPLETED, RunStatus.COMPLETED, now, now, "w1",
-                            scheduled) for j in found], history=True)
+                await app.queries.complete(conn, _succeeded(found, now, scheduled), history=True)
                 tally.add(name, (process_cpu_ns(pid) or 0) - start, len(found))
         tally.report("backend CPU per job, claim and completion with history")
 

@@ -13,13 +13,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import anyio
-import structlog
 
 from .lane import Lane
+from .logs import get_logger
 from .models import Outcome
 from .queries import DB_ERRORS, Queries
 
-log = structlog.get_logger("aiojobs_pg.completer")
+log = get_logger("aiojobs_pg.completer")
 
 OnFlushed = Callable[[Sequence[Outcome], set[int]], None]
 

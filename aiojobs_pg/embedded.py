@@ -11,11 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from .errors import ConfigurationError
+from .logs import get_logger
 
-log = structlog.get_logger("aiojobs_pg.embedded")
+log = get_logger("aiojobs_pg.embedded")
 
 DEFAULT_DIR = ".aiojobs_pg"
 

@@ -6,13 +6,13 @@ import random
 
 import anyio
 import asyncpg
-import structlog
 
 from .executor import Executor
+from .logs import get_logger
 from .models import ClaimedJob, micros
 from .queries import DB_ERRORS, Queries
 
-log = structlog.get_logger("aiojobs_pg.maintenance")
+log = get_logger("aiojobs_pg.maintenance")
 
 
 class Maintenance:

@@ -11,9 +11,10 @@ from typing import Any
 
 import anyio
 import asyncpg
-import structlog
 
-log = structlog.get_logger("aiojobs_pg.notifier")
+from .logs import get_logger
+
+log = get_logger("aiojobs_pg.notifier")
 
 
 class Notifier:

@@ -6,13 +6,12 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-import structlog
-
 from .lane import Lane
+from .logs import get_logger
 from .models import ClaimedJob
 from .queries import Queries
 
-log = structlog.get_logger("aiojobs_pg.producer")
+log = get_logger("aiojobs_pg.producer")
 
 
 class Producer:

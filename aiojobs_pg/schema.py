@@ -8,11 +8,11 @@ from importlib import resources
 
 import asyncpg
 import asyncpg.pool
-import structlog
 
+from .logs import get_logger
 from .queries import validate_schema_name
 
-log = structlog.get_logger("aiojobs_pg.schema")
+log = get_logger("aiojobs_pg.schema")
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 

@@ -21,18 +21,18 @@ from typing import Any
 
 import anyio
 import asyncpg
-import structlog
 
 from .completer import Completer
 from .executor import Executor, utcnow
 from .lane import Lanes
+from .logs import get_logger
 from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
 from .queries import DB_ERRORS, Queries
 
-log = structlog.get_logger("aiojobs_pg.worker")
+log = get_logger("aiojobs_pg.worker")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ it opens itself: the worker's LISTEN connection, when the worker starts, and
 the enqueue calls' own connection, at the first call. Sections that enqueue
 open the latter first (:func:`_enqueue_backend`) and attach both.
 
-structlog is set to WARNING, so the library's info and debug logging costs
-(almost) nothing, and the job handler is ``async def noop(data): return None``.
+Logging is left as the library leaves it (structlog not configured: events go to
+stdlib ``logging``, which drops info and debug), as a user who configures nothing
+gets it; the job handler is ``async def noop(data): return None``.
 
 The multi-process drain variants run :func:`child_main` in subprocesses:
 ``python -m benchmarks.ours worker --dsn ... --schema ... --concurrency 100``.
@@ -22,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import sys
 import time
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import structlog
 
 from aiojobs_pg import App
 from benchmarks.common import BenchConfig, Result, Section, free_connection_slots, measured, percentile
@@ -62,11 +61,6 @@ CN_NOTE = (
 )
 MEMORY_STEP = 50_000
 MEMORY_WARMUP = 100_000
-
-
-def quiet_logs() -> None:
-    """Drop the library's log calls below WARNING before they format anything."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 async def noop(data: Any) -> None:
@@ -101,7 +95,6 @@ async def _drop_schema(dsn: str, schema: str = SCHEMA) -> None:
 @contextlib.asynccontextmanager
 async def _fresh_app(dsn: str, *, history: bool = True, pool_size: int = POOL_SIZE) -> AsyncIterator[App]:
     """An open App on a freshly migrated ``bench_ours``; the schema is dropped on exit."""
-    quiet_logs()
     await _drop_schema(dsn)
     try:
         app = _new_app(dsn, history=history, pool_size=pool_size)
@@ -359,7 +352,6 @@ async def drain_processes(
 
 async def _child(args: argparse.Namespace) -> int:
     """One worker process of :func:`drain_processes` (see there for the protocol)."""
-    quiet_logs()
     app = _new_app(args.dsn, schema=args.schema, history=args.history, pool_size=args.pool_size)
     flushes = _Flushes().install(app)
     loop = asyncio.get_running_loop()

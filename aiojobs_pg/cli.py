@@ -29,7 +29,7 @@ from .errors import AiojobsPgError, ConfigurationError
 from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
-from .schedules import parse_schedule
+from .schedules import next_run_times
 from .schema import migrations, pending_migrations, render_sql
 
 EXIT_OK = 0
@@ -525,7 +525,7 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
     rows = []
     for job in jobs:
         assert job.schedule is not None
-        upcoming = parse_schedule(job.schedule, job.timezone).next_times(max(now, job.next_run_at), 4)
+        upcoming = next_run_times(job.schedule, 4, timezone=job.timezone or "UTC", after=max(now, job.next_run_at))
         note = ""
         if declared is not None and job.periodic_key is not None and job.periodic_key not in declared:
             note = "no longer declared"

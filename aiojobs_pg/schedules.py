@@ -21,11 +21,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
+from .cron import CronError, CronSpec, compile_cron
 from .errors import InvalidSchedule, ValidationError
 
-__all__ = ["Schedule", "parse_duration", "parse_interval", "parse_schedule"]
+__all__ = ["Schedule", "next_run_times", "parse_duration", "parse_interval", "parse_schedule"]
 
 #: Longest accepted schedule expression, after stripping.
 MAX_EXPR_LENGTH = 200
@@ -48,8 +47,6 @@ _CRON_FIELD_RE = re.compile(r"[0-9A-Za-z*/,#?-]+")
 # croniter's R (random) and H (hashed) fields differ between processes or need a
 # hash id: workers would disagree on the ticks.
 _NONDETERMINISTIC_RE = re.compile(r"(?<![A-Za-z])[HR](?![A-Za-z])", re.IGNORECASE)
-# In croniter's order: our leading seconds field has been moved last.
-_CRON_FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week", "second")
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -153,12 +150,9 @@ def _load_zone(name: object) -> ZoneInfo:
         ) from None
 
 
-def _to_croniter(expr: str) -> str:
-    """Turn our cron syntax into croniter's: expand aliases, move seconds last."""
-    alias = _ALIASES.get(expr.lower())
-    if alias is not None:
-        return alias
-    fields = expr.split()
+def _compile(expr: str) -> CronSpec:
+    """Compile our cron syntax (aliases expanded, seconds leading) for croniter."""
+    fields = _ALIASES.get(expr.lower(), expr).split()
     if len(fields) == 1:
         raise InvalidSchedule(
             f"invalid schedule {_show(expr)}: neither an interval ({_INTERVAL_FORMS}) "
@@ -172,32 +166,10 @@ def _to_croniter(expr: str) -> str:
             raise InvalidSchedule(f"{bad} unexpected characters in field {_show(item)}")
         if _NONDETERMINISTIC_RE.search(item):
             raise InvalidSchedule(f"{bad} random (R) and hashed (H) fields are not supported")
-    # Our seconds field leads (it reads left to right, small to large); croniter wants it last.
-    if len(fields) == 6:
-        fields = fields[1:] + fields[:1]
-    return " ".join(fields)
-
-
-def _cron_works(cron: str, start: datetime) -> bool:
-    """Whether croniter accepts ``cron`` and finds a tick after ``start``."""
     try:
-        croniter(cron, start).get_next(datetime)
-    except Exception:  # croniter raises assorted types (ValueError, KeyError, ...) on bad input
-        return False
-    return True
-
-
-def _cron_problem(cron: str) -> str:
-    """Explain why ``cron`` (croniter order) is invalid, naming the bad field."""
-    fields = cron.split()
-    start = datetime(2000, 1, 1)
-    for index, value in enumerate(fields):
-        # Try each field alone among wildcards to pinpoint the culprit.
-        probe = ["*"] * len(fields)
-        probe[index] = value
-        if not _cron_works(" ".join(probe), start):
-            return f"bad {_CRON_FIELD_NAMES[index]} field {_show(value)}"
-    return "it never fires (no date matches its day and month fields)"
+        return compile_cron(fields)
+    except CronError as exc:
+        raise InvalidSchedule(f"{bad} {exc}") from None
 
 
 def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
@@ -252,7 +224,7 @@ class Schedule:
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _step: timedelta = field(init=False, repr=False, compare=False)
     _days: int = field(init=False, repr=False, compare=False)
-    _cron: str = field(init=False, repr=False, compare=False)
+    _cron: CronSpec | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Normalise and validate every field at once, failing with InvalidSchedule."""
@@ -266,17 +238,14 @@ class Schedule:
         if "\0" in expr:
             raise InvalidSchedule(f"schedule {_show(expr)} contains a NUL character")
         zone = _load_zone(self.timezone)
-        step, days, cron = timedelta(0), 0, ""
+        step, days, cron = timedelta(0), 0, None
         if self.kind == "interval":
             number, unit = _split_interval(expr)
             step = timedelta(seconds=number * _UNITS[unit])
             days = number if unit == "d" else 0
         elif self.kind == "cron":
-            cron = _to_croniter(expr)
-            # Find a first tick now, so bad fields and dates that never occur (Feb 31)
-            # fail here and not at run time.
-            if not _cron_works(cron, datetime.now(zone).replace(tzinfo=None)):
-                raise InvalidSchedule(f"invalid cron expression {_show(expr)}: {_cron_problem(cron)}")
+            # Bad fields and dates that never occur (Feb 31) fail here, not at run time.
+            cron = _compile(expr)
         else:
             raise InvalidSchedule(
                 f"unknown schedule kind {_show(self.kind)}: expected 'interval' or 'cron'", field="kind"
@@ -297,14 +266,18 @@ class Schedule:
             while (tick := _wall_to_utc(datetime.combine(day, time()), self._zone)) <= after:
                 day += timedelta(days=self._days)
             return tick
+        assert self._cron is not None
         # Whole seconds suffice as croniter's start: ticks are whole seconds in wall time.
         wall = after.astimezone(self._zone).replace(tzinfo=None, microsecond=0, fold=0)
-        ticks = croniter(self._cron, wall)
-        # The wall-to-UTC mapping never decreases, so the first later instant is the answer;
-        # earlier candidates are repeated (fall-back) times whose first run is already past.
-        while (tick := _wall_to_utc(ticks.get_next(datetime), self._zone)) <= after:
-            pass
-        return tick
+        first: datetime | None = None
+        for ticks in self._cron.walls(wall):
+            # The wall-to-UTC mapping never decreases, so the first later instant is the answer;
+            # earlier candidates are repeated (fall-back) times whose first run is already past.
+            while (tick := _wall_to_utc(ticks.get_next(datetime), self._zone)) <= after:
+                pass
+            first = tick if first is None else min(first, tick)
+        assert first is not None  # a CronSpec has at least one variant
+        return first
 
     def next_run(self, *, tick: datetime, claimed_at: datetime, finished_at: datetime,
                  misfire: str = "skip", overlap: str = "wait") -> datetime:
@@ -350,3 +323,25 @@ def parse_schedule(expr: str, timezone: str | None = None) -> Schedule:
     text = expr.strip()
     kind: Literal["interval", "cron"] = "interval" if _INTERVAL_RE.fullmatch(text) else "cron"
     return Schedule(text, "UTC" if timezone is None else timezone, kind=kind)
+
+
+#: most run times :func:`next_run_times` returns in one call
+MAX_PREVIEW = 1000
+
+
+def next_run_times(expr: str, n: int, *, timezone: str = "UTC", after: datetime | None = None) -> list[datetime]:
+    """The next ``n`` run times of the schedule ``expr``, as aware UTC datetimes.
+
+    ``expr`` is an interval or a cron expression in ``timezone`` (an IANA name),
+    read exactly as a recurring job reads it, so the preview is what will run.
+    Times are strictly after ``after`` (an aware datetime; default: now). Raises
+    :class:`InvalidSchedule` for a bad expression or zone, and for ``n`` outside
+    0..:data:`MAX_PREVIEW` or a naive ``after``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_PREVIEW:
+        raise InvalidSchedule(f"n must be an integer from 0 to {MAX_PREVIEW}, got {_show(n)}", field="n")
+    if after is None:
+        after = datetime.now(UTC)
+    elif not isinstance(after, datetime) or after.tzinfo is None or after.utcoffset() is None:
+        raise InvalidSchedule(f"after must be a timezone-aware datetime, got {_show(after)}", field="after")
+    return parse_schedule(expr, timezone).next_times(after, n)

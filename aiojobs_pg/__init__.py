@@ -9,6 +9,7 @@ from .errors import (
     AiojobsPgError,
     Cancel,
     ConfigurationError,
+    DataTooLarge,
     InvalidSchedule,
     JobNotFound,
     JobStateError,
@@ -18,6 +19,7 @@ from .errors import (
 )
 from .executor import Backoff, JobContext
 from .models import Job, JobStatus, Run, RunStatus
+from .schedules import next_run_times
 
 __all__ = [
     "AiojobsPgError",
@@ -25,6 +27,7 @@ __all__ = [
     "Backoff",
     "Cancel",
     "ConfigurationError",
+    "DataTooLarge",
     "InvalidSchedule",
     "Job",
     "JobBatch",
@@ -37,4 +40,5 @@ __all__ = [
     "RunStatus",
     "UnknownHandler",
     "ValidationError",
+    "next_run_times",
 ]

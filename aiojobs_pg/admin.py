@@ -15,7 +15,7 @@ import asyncpg
 
 from .enqueue import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
 from .errors import JobNotFound, JobStateError, ValidationError
-from .models import Job, JobStatus, Run, dump_json
+from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, dump_json
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
 
@@ -53,11 +53,16 @@ def _job_id(value: object) -> int:
 
 
 class Admin:
-    """Job management over one pool (or connection)."""
+    """Job management over one pool (or connection).
 
-    def __init__(self, db: DB, queries: Queries) -> None:
+    ``max_data_bytes`` bounds the JSON encoding of the data :meth:`update_job` stores
+    (``None``: no limit); :meth:`App.admin <aiojobs_pg.App.admin>` passes the app's setting.
+    """
+
+    def __init__(self, db: DB, queries: Queries, *, max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> None:
         self.db = db
         self.q = queries
+        self.max_data_bytes = max_data_bytes
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id; :class:`JobNotFound` if there is none."""
@@ -99,11 +104,12 @@ class Admin:
         validated first and, unless ``run_at`` is given, moves ``next_run_at`` to
         its first tick from now. A completed one-off job is part of the history
         and stays as it ran (:class:`JobStateError`); ``trigger`` runs it again.
+        ``data`` over ``max_data_bytes`` raises :class:`~aiojobs_pg.errors.DataTooLarge`.
         """
         set_name = name is not UNSET
         if set_name:
             check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
-        data_json = None if data is UNSET else dump_json(data, "data")
+        data_json = None if data is UNSET else dump_json(data, "data", self.max_data_bytes)
         if not isinstance(priority, _Unset):
             check_int(priority, "priority", minimum=-(2**31))
         if not isinstance(max_attempts, _Unset):

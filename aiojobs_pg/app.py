@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import asyncpg
-import structlog
 
 from . import enqueue as enq
 from .admin import UNSET, Admin, Page, _Unset
@@ -26,7 +26,8 @@ from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import DedicatedLane, Lanes
-from .models import Job, Run
+from .logs import get_logger
+from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
 from .queries import DB, Queries, init_connection
 from .schedules import parse_duration
 from .schema import migrate
@@ -35,7 +36,7 @@ from .worker import Worker, WorkerSettings, new_worker_id
 if TYPE_CHECKING:
     from .http.api import JobsApi
 
-log = structlog.get_logger("aiojobs_pg.app")
+log = get_logger("aiojobs_pg.app")
 
 F = TypeVar("F", bound=Handler)
 T = TypeVar("T")
@@ -52,6 +53,15 @@ class App:
     ``dsn=None`` reads ``AIOJOBS_PG_DSN``, then ``DATABASE_URL``, then starts the
     embedded server (the ``embedded`` extra). ``schema=None`` reads
     ``AIOJOBS_PG_SCHEMA`` and defaults to ``aiojobs_pg``.
+
+    ``max_data_bytes`` (default 1 MiB, the HTTP API's body limit; ``None``: no limit) bounds
+    the size of job data and handler results, measured on the UTF-8 JSON text that is
+    stored. Data over it is refused with :class:`~aiojobs_pg.errors.DataTooLarge` (a
+    :class:`~aiojobs_pg.errors.ValidationError` naming the field) by :meth:`enqueue`,
+    :meth:`enqueue_many`, :meth:`update_job` and :meth:`periodic`, and nothing is
+    written. A result over it is not stored: the attempt fails with a ``result too
+    large`` error, recorded in the history and ``last_error`` like any handler error,
+    and the job's retry policy applies (the handler runs again, side effects included).
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class App:
         pool_min_size: int = 1,
         pool_max_size: int = 10,
         command_timeout: enq.Duration = 60.0,
+        max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self._dsn = dsn
         self.queries = Queries(schema or os.environ.get("AIOJOBS_PG_SCHEMA") or "aiojobs_pg")
@@ -95,6 +106,8 @@ class App:
         self.pool_min_size = pool_min_size
         self.pool_max_size = pool_max_size
         self.command_timeout = _seconds(command_timeout, "command_timeout")
+        self.max_data_bytes = None if max_data_bytes is None else enq.check_int(
+            max_data_bytes, "max_data_bytes", minimum=1, maximum=sys.maxsize)
         self.handlers: dict[str, HandlerSpec] = {}
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
@@ -144,7 +157,8 @@ class App:
             job = enq.prepare(
                 fn.__name__, data, name=key, queue=queue, priority=priority,
                 max_attempts=self.default_max_attempts if max_attempts is None else max_attempts,
-                timeout=timeout, schedule=schedule, timezone=timezone, misfire=misfire, overlap=overlap)
+                timeout=timeout, schedule=schedule, timezone=timezone, misfire=misfire, overlap=overlap,
+                max_data_bytes=self.max_data_bytes)
             self.register(fn.__name__, fn, backoff=backoff)
             self.periodic_jobs[key] = job
             return fn
@@ -256,30 +270,35 @@ class App:
         """Add a job. With ``connection``, the insert joins that connection's transaction.
 
         Raises :class:`~aiojobs_pg.errors.ValidationError` (naming the field) and writes
-        nothing when an argument is invalid. With ``dedup_key``, returns the pending or
+        nothing when an argument is invalid, ``data`` over ``max_data_bytes`` included
+        (:class:`~aiojobs_pg.errors.DataTooLarge`). With ``dedup_key``, returns the pending or
         running job that already holds the key, if there is one.
         """
         attempts = self.default_max_attempts if max_attempts is None else max_attempts
         if (name is None and timeout is None and delay is None and run_at is None and dedup_key is None
                 and schedule is None and timezone is None and misfire == "skip" and overlap == "wait"):
-            job = enq.prepare_plain(handler, data, queue, priority, attempts, self._known_handlers(), self._validated)
+            job = enq.prepare_plain(handler, data, queue, priority, attempts, self._known_handlers(), self._validated,
+                                    max_data_bytes=self.max_data_bytes)
         else:
             job = enq.prepare(
                 handler, data, name=name, queue=queue, priority=priority, max_attempts=attempts,
                 timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
-                timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers())
+                timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers(),
+                max_data_bytes=self.max_data_bytes)
         return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
                            connection: asyncpg.Connection | None = None) -> Sequence[Job]:
         """Add many jobs in one statement; each item takes :meth:`enqueue`'s keywords plus ``handler``.
 
-        All or nothing: one invalid item rejects the batch before anything is written. Returns
+        All or nothing: one invalid item rejects the batch before anything is written (the error's
+        ``field`` names the item: ``"jobs[3].data"`` for data over ``max_data_bytes``). Returns
         the jobs in input order; without dedup keys, as a :class:`~aiojobs_pg.enqueue.JobBatch`
         that builds them when first read (its ``ids`` need no building).
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
-                                    known_handlers=self._known_handlers(), validated=self._validated)
+                                    known_handlers=self._known_handlers(), validated=self._validated,
+                                    max_data_bytes=self.max_data_bytes)
         return await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
 
     async def _enqueue_on(self, connection: asyncpg.Connection | None,
@@ -295,7 +314,7 @@ class App:
     # --- management ---
     def admin(self, connection: DB | None = None) -> Admin:
         """Management operations, on ``connection`` (e.g. inside a transaction) or the pool."""
-        return Admin(connection or self.pool, self.queries)
+        return Admin(connection or self.pool, self.queries, max_data_bytes=self.max_data_bytes)
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id (:class:`~aiojobs_pg.errors.JobNotFound` otherwise)."""
@@ -317,7 +336,7 @@ class App:
                          queue: str | _Unset = UNSET, run_at: datetime | _Unset = UNSET,
                          schedule: str | _Unset | None = UNSET, timezone: str | _Unset | None = UNSET,
                          timeout: enq.Duration | _Unset | None = UNSET) -> Job:
-        """Change fields of a job; arguments not given are left as they are."""
+        """Change fields of a job; arguments not given are left as they are (see :meth:`Admin.update_job`)."""
         return await self.admin().update_job(job_id, name=name, data=data, priority=priority,
                                              max_attempts=max_attempts, queue=queue, run_at=run_at,
                                              schedule=schedule, timezone=timezone, timeout=timeout)
@@ -365,7 +384,7 @@ class App:
             settings = dataclasses.replace(settings, **overrides)
         worker_id = new_worker_id()
         executor = Executor(self.handlers, worker_id=worker_id, backoff=self.backoff,
-                            default_timeout=self.job_timeout)
+                            default_timeout=self.job_timeout, max_result_bytes=self.max_data_bytes)
         dsn = self.dsn
         assert dsn is not None
         assert self._lanes is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
-from .errors import UnknownHandler, ValidationError
+from .errors import DataTooLarge, UnknownHandler, ValidationError
 from .models import Job, JobStatus, build_job, dump_json, json_array, load_json
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
@@ -135,8 +135,12 @@ def prepare(
     misfire: str = "skip",
     overlap: str = "wait",
     known_handlers: Collection[str] | None = None,
+    max_data_bytes: int | None = None,
 ) -> NewJob:
-    """Validate everything about one new job; raise :class:`ValidationError` naming the field."""
+    """Validate everything about one new job; raise :class:`ValidationError` naming the field.
+
+    ``max_data_bytes`` bounds the JSON encoding of ``data`` (``None``: no limit).
+    """
     check_text(handler, "handler", max_length=MAX_NAME_LENGTH)
     if known_handlers is not None and handler not in known_handlers:
         raise UnknownHandler(handler, list(known_handlers))
@@ -168,7 +172,7 @@ def prepare(
         raise ValidationError("timezone", "only applies to a job with a schedule")
     check_policy(misfire, overlap, recurring=schedule is not None)
     return NewJob(
-        handler=handler, data_json=dump_json(data, "data"), queue=queue, priority=priority,
+        handler=handler, data_json=dump_json(data, "data", max_data_bytes), queue=queue, priority=priority,
         max_attempts=max_attempts, name=name, schedule=schedule, timezone=timezone, timeout=timeout_s,
         run_at=when, delay=delay_s, dedup_key=dedup_key, misfire=misfire, overlap=overlap,
     )
@@ -315,7 +319,8 @@ _VALIDATED_LIMIT = 4096  # distinct kinds remembered per app; past it, the other
 
 
 def prepare_plain(handler: str, data: Any, queue: str, priority: int, max_attempts: int,
-                  known_handlers: Collection[str] | None, validated: Validated) -> NewJob:
+                  known_handlers: Collection[str] | None, validated: Validated, *,
+                  max_data_bytes: int | None = None) -> NewJob:
     """:func:`prepare` of a job with nothing but these fields, which ``validated`` may know already.
 
     A job like one validated before (by the same app) needs only its data encoded and checked:
@@ -327,9 +332,9 @@ def prepare_plain(handler: str, data: Any, queue: str, priority: int, max_attemp
             prepare(handler, queue=queue, priority=priority, max_attempts=max_attempts, known_handlers=known_handlers)
             if len(validated) < _VALIDATED_LIMIT:
                 validated.add(kind)
-        return NewJob(handler, dump_json(data, "data"), queue, priority, max_attempts)
+        return NewJob(handler, dump_json(data, "data", max_data_bytes), queue, priority, max_attempts)
     return prepare(handler, data, queue=queue, priority=priority, max_attempts=max_attempts,
-                   known_handlers=known_handlers)
+                   known_handlers=known_handlers, max_data_bytes=max_data_bytes)
 
 
 # Items with only these keys share their validation with every other item of the same kind.
@@ -337,7 +342,7 @@ _PLAIN_KEYS = frozenset({"handler", "data", "queue", "priority"})
 
 
 def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known_handlers: Collection[str] | None,
-                 validated: Validated | None = None) -> list[NewJob] | Uniform:
+                 validated: Validated | None = None, max_data_bytes: int | None = None) -> list[NewJob] | Uniform:
     """Validate a batch; the error names the item's index.
 
     A plain item (a dict of handler, data and maybe queue and priority) goes through
@@ -347,7 +352,7 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
     validated = set() if validated is None else validated
     if not isinstance(items, list | tuple):  # read twice below: a generator would be empty the second time
         items = list(items)
-    uniform = _uniform(items, max_attempts, known_handlers, validated)
+    uniform = _uniform(items, max_attempts, known_handlers, validated, max_data_bytes)
     if uniform is not None:
         return uniform
     prepared = []
@@ -355,14 +360,17 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
         try:
             if type(item) is dict and item.keys() <= _PLAIN_KEYS and "handler" in item:
                 prepared.append(prepare_plain(item["handler"], item.get("data"), item.get("queue", "default"),
-                                              item.get("priority", 0), max_attempts, known_handlers, validated))
+                                              item.get("priority", 0), max_attempts, known_handlers, validated,
+                                              max_data_bytes=max_data_bytes))
                 continue
             if not isinstance(item, Mapping) or "handler" not in item:
                 raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
             kwargs = dict(item)
             if kwargs.get("max_attempts") is None:
                 kwargs["max_attempts"] = max_attempts
-            prepared.append(prepare(**kwargs, known_handlers=known_handlers))
+            prepared.append(prepare(**kwargs, known_handlers=known_handlers, max_data_bytes=max_data_bytes))
+        except DataTooLarge as exc:
+            raise DataTooLarge(f"jobs[{index}].{exc.field}", exc.size, exc.limit) from None
         except ValidationError as exc:
             if exc.field.startswith("jobs["):
                 raise
@@ -373,7 +381,7 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
 
 
 def _uniform(items: Sequence[Mapping[str, Any]], max_attempts: int, known_handlers: Collection[str] | None,
-             validated: Validated) -> Uniform | None:
+             validated: Validated, max_data_bytes: int | None) -> Uniform | None:
     """The batch as one kind of plain job and each job's data; None when it is anything else.
 
     The kind is validated once, as :func:`prepare_plain` would; each item's data as by it too.
@@ -392,7 +400,9 @@ def _uniform(items: Sequence[Mapping[str, Any]], max_attempts: int, known_handle
     texts = []
     for index, item in enumerate(items):
         try:
-            texts.append(dump_json(item.get("data"), "data"))
+            texts.append(dump_json(item.get("data"), "data", max_data_bytes))
+        except DataTooLarge as exc:
+            raise DataTooLarge(f"jobs[{index}].data", exc.size, exc.limit) from None
         except ValidationError as exc:
             raise ValidationError(f"jobs[{index}].data", exc.message) from None
     return Uniform(template, json_array(texts), len(items))

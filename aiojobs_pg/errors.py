@@ -30,6 +30,19 @@ class ValidationError(AiojobsPgError, ValueError):
         self.message = message
 
 
+class DataTooLarge(ValidationError):
+    """Job data (or a handler's result) whose JSON encoding is over ``App(max_data_bytes=...)``.
+
+    ``size`` is the length in bytes of the UTF-8 JSON text that would have been stored,
+    ``limit`` the setting it exceeds.
+    """
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(field, f"is {size} bytes as JSON; the limit is {limit} bytes (max_data_bytes)")
+        self.size = size
+        self.limit = limit
+
+
 class InvalidSchedule(ValidationError):
     """A schedule (interval or cron) or its time zone could not be parsed."""
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import structlog
 
-from .errors import Cancel, Retry, ValidationError
+from .errors import Cancel, DataTooLarge, Retry, ValidationError
+from .logs import get_logger
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, dump_json
 from .schedules import Schedule, parse_schedule
 
@@ -143,12 +143,14 @@ class Executor:
     """Runs claimed jobs against a handler registry and decides their outcomes."""
 
     def __init__(self, handlers: dict[str, HandlerSpec], *, worker_id: str, backoff: Backoff,
-                 default_timeout: float | None = None) -> None:
+                 default_timeout: float | None = None, max_result_bytes: int | None = None) -> None:
         self.handlers = handlers
         self.worker_id = worker_id
         self.backoff = backoff
         self.default_timeout = default_timeout
-        self.log = structlog.get_logger("aiojobs_pg.executor").bind(worker_id=worker_id)
+        #: a result whose JSON is longer (UTF-8 bytes) fails its attempt instead of being stored
+        self.max_result_bytes = max_result_bytes
+        self.log = get_logger("aiojobs_pg.executor").bind(worker_id=worker_id)
 
     async def execute(self, job: ClaimedJob) -> Outcome:
         """Run the handler of ``job`` under its timeout; never raises for handler errors."""
@@ -177,7 +179,12 @@ class Executor:
             return self.failure(job, started, traceback.format_exc(), spec)
         try:
             # None is stored as SQL NULL: nothing to encode, and nothing for the server to parse.
-            result_json = None if result is None else dump_json(result, "result")
+            result_json = None if result is None else dump_json(result, "result", self.max_result_bytes)
+        except DataTooLarge as exc:
+            # A failed attempt like any other (history, last_error, retry policy): storing it would make
+            # every reader of the job (list, history, HTTP) load what the limit is there to keep out.
+            return self.failure(job, started, f"result too large: the handler returned {exc.size} bytes of JSON, "
+                                f"over the limit of {exc.limit} bytes (max_data_bytes); it was not stored", spec)
         except ValidationError as exc:
             return self.failure(job, started, f"handler returned a result that cannot be stored: {exc.message}", spec)
         if job.schedule is not None:

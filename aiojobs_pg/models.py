@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from .errors import ValidationError
+from .errors import DataTooLarge, ValidationError
 
 
 class JobStatus(enum.StrEnum):
@@ -231,6 +231,10 @@ class Outcome:
     reset_attempts: bool = False
 
 
+#: Default of ``App(max_data_bytes=...)``: 1 MiB, the HTTP API's request-body limit, so that no way in
+#: accepts data the other refuses, and no worker loads more than that per claimed job.
+DEFAULT_MAX_DATA_BYTES = 1_048_576
+
 #: Deepest nesting accepted in data and results. json.dumps accepts what the caller's stack allows,
 #: but whoever decodes it (a worker, inside its claim) may be deeper in its own stack: far below
 #: Python's recursion limit, any process can read back what any other wrote.
@@ -322,14 +326,17 @@ def json_array(texts: Iterable[str]) -> str:
     return "[" + ",".join(texts) + "]"
 
 
-def dump_json(value: Any, field_name: str) -> str:
+def dump_json(value: Any, field_name: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as JSON that PostgreSQL's ``jsonb`` accepts.
 
     Raises :class:`~aiojobs_pg.errors.ValidationError` naming ``field_name``
     for values json cannot encode, NaN/Infinity, and NUL characters
-    (``jsonb`` rejects ``\\u0000``).
+    (``jsonb`` rejects ``\\u0000``); :class:`~aiojobs_pg.errors.DataTooLarge`
+    when the UTF-8 encoding of the text is over ``max_bytes`` (``None``: no limit).
     """
     if value is None:  # the common result of a handler: skip the encoder
+        if max_bytes is not None and max_bytes < 4:  # "null" is stored too, and counted like any text
+            raise DataTooLarge(field_name, 4, max_bytes)
         return "null"
     try:
         text = _encode(value)
@@ -343,9 +350,14 @@ def dump_json(value: Any, field_name: str) -> str:
     # Counting brackets is cheap; the exact depth is only worked out when there are enough of them.
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
         raise ValidationError(field_name, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    # The size is that of the UTF-8 bytes sent to PostgreSQL: the length itself for ASCII text, else
+    # the length of the encoding that the surrogate check makes anyway (no second encoding).
+    size = len(text)
     if not text.isascii():
         try:
-            text.encode("utf-8")
+            size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValidationError(field_name, "contains a lone surrogate, which is not valid UTF-8") from None
+    if max_bytes is not None and size > max_bytes:
+        raise DataTooLarge(field_name, size, max_bytes)
     return text

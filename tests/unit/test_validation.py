@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiojobs_pg.enqueue import NewJob, Uniform, Validated, prepare, prepare_many, prepare_plain
-from aiojobs_pg.errors import InvalidSchedule, UnknownHandler, ValidationError
+from aiojobs_pg.errors import DataTooLarge, InvalidSchedule, UnknownHandler, ValidationError
 from aiojobs_pg.models import _make_encoder, dump_json, json_array
 
 
@@ -253,6 +253,41 @@ def test_dump_json_keeps_no_state_from_a_failed_call() -> None:
         dump_json(outer, "data")
     outer[1] = 2
     assert dump_json(outer, "data") == '[{"x":1},2]'
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        (None, 4),
+        ("x" * 8, 10),  # its quotes count
+        ({"é": "€"}, 12),  # UTF-8 bytes, not characters (9 of them)
+        ("\U0001f600" * 2, 10),
+    ],
+)
+def test_dump_json_limit_counts_the_utf8_bytes_of_the_text(value: Any, size: int) -> None:
+    text = dump_json(value, "data", size)
+    assert len(text.encode("utf-8")) == size
+    assert dump_json(value, "data", None) == text
+    with pytest.raises(DataTooLarge) as info:
+        dump_json(value, "result", size - 1)
+    assert (info.value.field, info.value.size, info.value.limit) == ("result", size, size - 1)
+    assert info.value.message == f"is {size} bytes as JSON; the limit is {size - 1} bytes (max_data_bytes)"
+    assert isinstance(info.value, ValidationError)
+
+
+def test_prepare_functions_apply_the_data_limit() -> None:
+    with pytest.raises(DataTooLarge):
+        _prepare(data="x" * 9, max_data_bytes=10)
+    validated: Validated = set()
+    job = prepare_plain("h", "x" * 8, "default", 0, 3, None, validated, max_data_bytes=10)
+    assert job.data_json == '"' + "x" * 8 + '"'
+    with pytest.raises(DataTooLarge):  # the kind is known now: only the data is checked, and it still is
+        prepare_plain("h", "x" * 9, "default", 0, 3, None, validated, max_data_bytes=10)
+    for items in ([{"handler": "h"}, {"handler": "h", "data": "x" * 9}],
+                  [{"handler": "h"}, {"handler": "h", "data": "x" * 9, "name": "n"}]):
+        with pytest.raises(DataTooLarge) as info:
+            prepare_many(items, max_attempts=3, known_handlers=None, max_data_bytes=10)
+        assert info.value.field == "jobs[1].data"
 
 
 def _nan_accepting_encoder(*args: Any) -> Any:

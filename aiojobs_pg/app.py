@@ -7,7 +7,6 @@ go through it; ``run_worker`` / ``worker()`` run workers on the same pool.
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -28,7 +27,7 @@ from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import DedicatedLane, Lanes
 from .logs import get_logger
 from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
-from .queries import DB, Queries, init_connection
+from .queries import DB, Queries, init_connection, schema_or_default
 from .schedules import parse_duration
 from .schema import migrate
 from .worker import Worker, WorkerSettings, new_worker_id
@@ -87,7 +86,7 @@ class App:
         max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self._dsn = dsn
-        self.queries = Queries(schema or os.environ.get("AIOJOBS_PG_SCHEMA") or "aiojobs_pg")
+        self.queries = Queries(schema_or_default(schema))
         self.schema = self.queries.schema
         self.auto_migrate = auto_migrate
         self.default_max_attempts = enq.check_int(default_max_attempts, "default_max_attempts", minimum=1,

@@ -29,6 +29,7 @@ from .errors import AiojobsPgError, ConfigurationError
 from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
+from .queries import DB_ERRORS, DEFAULT_SCHEMA, schema_or_default
 from .schedules import next_run_times
 from .schema import migrations, pending_migrations, render_sql
 
@@ -37,11 +38,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-DEFAULT_SCHEMA = "aiojobs_pg"
 
 T = TypeVar("T")
 
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class UsageError(Exception):
@@ -295,7 +294,7 @@ def _opt(args: argparse.Namespace, name: str) -> Any:
 
 def schema_from(args: argparse.Namespace) -> str:
     """The schema: ``--schema``, then ``$AIOJOBS_PG_SCHEMA``, then the default."""
-    return str(_opt(args, "schema") or os.environ.get("AIOJOBS_PG_SCHEMA") or DEFAULT_SCHEMA)
+    return schema_or_default(_opt(args, "schema"))
 
 
 def _with_app(args: argparse.Namespace, action: Callable[[App], Awaitable[T]], *, migrating: bool = False) -> T:
@@ -594,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     except asyncpg.PostgresError as exc:
         _error(f"database: {type(exc).__name__}: {exc}")
         return EXIT_ERROR
-    except _DB_ERRORS as exc:
+    except DB_ERRORS as exc:
         _error(f"cannot reach the database: {type(exc).__name__}: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ so asyncpg prepares and caches each one per connection.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import fields
@@ -25,6 +26,15 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 #: received the server's "terminating connection" message (a restart, ``pg_terminate_backend``).
 DB_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                                          asyncpg.InternalClientError, TimeoutError)
+
+
+#: The schema holding the tables when neither the caller nor ``$AIOJOBS_PG_SCHEMA`` names one.
+DEFAULT_SCHEMA = "aiojobs_pg"
+
+
+def schema_or_default(schema: str | None) -> str:
+    """``schema``, else ``$AIOJOBS_PG_SCHEMA``, else :data:`DEFAULT_SCHEMA` (not validated here)."""
+    return schema or os.environ.get("AIOJOBS_PG_SCHEMA") or DEFAULT_SCHEMA
 
 
 def validate_schema_name(schema: str) -> str:

@@ -214,7 +214,7 @@ class App:
         self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
-            command_timeout=self.command_timeout, init=init_connection, reset=_keep_session)
+            command_timeout=self.command_timeout, init=init_connection)
         self._lanes = Lanes(self._pool)
         dsn = self.dsn
         self._enqueue_lane = DedicatedLane(lambda: _connect(dsn), self.command_timeout)
@@ -431,15 +431,6 @@ async def _connect(dsn: str) -> asyncpg.Connection:
         conn.terminate()
         raise
     return conn
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Release a pool connection without ``RESET ALL``/``UNLISTEN *``: a round trip per call saved.
-
-    asyncpg still rolls back an open transaction first. The engine leaves no session
-    state behind; code that borrows ``app.pool`` must not either (no ``SET``, ``LISTEN``
-    or session advisory locks left on a released connection).
-    """
 
 
 async def _stop_on_signals(worker: Worker) -> None:

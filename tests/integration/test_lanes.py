@@ -205,3 +205,22 @@ async def test_workers_on_a_small_pool_still_renew_leases_and_finish(pg_dsn: str
             await eventually(lambda: len(done) == 6, timeout=20)
         assert sorted(done) == list(range(6))  # each ran once: no lease ran out
         assert [(j.status, j.attempts) for j in await app.list_jobs()] == [(JobStatus.COMPLETED, 1)] * 6
+
+
+async def test_session_state_left_on_the_pool_is_reset_before_the_engine_reuses_it(app: App) -> None:
+    # The user-facing pool behaves as asyncpg documents: a released connection is reset.
+    async with app.pool.acquire() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute("SET statement_timeout = 1; SET search_path = nowhere")
+        await conn.execute("LISTEN user_channel")
+        assert await conn.fetchval("SELECT pg_try_advisory_lock(42)")
+    held = [await app.pool.acquire() for _ in range(app.pool_max_size)]
+    try:
+        again = next(c for c in held if c.get_server_pid() == pid)
+        assert await again.fetchval("SHOW statement_timeout") == "0"
+        assert await again.fetchval("SHOW search_path") == '"$user", public'
+        assert await again.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+        assert await again.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", pid) == 0
+    finally:
+        for conn in held:
+            await app.pool.release(conn)

@@ -30,7 +30,7 @@ from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
 from .queries import DB_ERRORS, DEFAULT_SCHEMA, schema_or_default
-from .schedules import next_run_times
+from .schedules import upcoming_runs
 from .schema import migrations, pending_migrations, render_sql
 
 EXIT_OK = 0
@@ -524,11 +524,11 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
     rows = []
     for job in jobs:
         assert job.schedule is not None
-        upcoming = next_run_times(job.schedule, 4, timezone=job.timezone or "UTC", after=max(now, job.next_run_at))
+        runs = upcoming_runs(job, 5, now)
         note = ""
         if declared is not None and job.periodic_key is not None and job.periodic_key not in declared:
             note = "no longer declared"
-        rows.append((job, [job.next_run_at, *upcoming], note))
+        rows.append((job, runs, note))
     missing = sorted(declared - {j.periodic_key for j in jobs}) if declared is not None else []
     if args.json:
         print_json({"schedules": [{**to_dict(job), "nextRuns": runs, "note": note or None}

@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 
 from .cron import CronError, CronSpec, compile_cron
 from .errors import InvalidSchedule, ValidationError
+from .models import Job, JobStatus
 
-__all__ = ["Schedule", "next_run_times", "parse_duration", "parse_interval", "parse_schedule"]
+__all__ = ["Schedule", "next_run_times", "parse_duration", "parse_interval", "parse_schedule", "upcoming_runs"]
 
 #: Longest accepted schedule expression, after stripping.
 MAX_EXPR_LENGTH = 200
@@ -345,3 +346,21 @@ def next_run_times(expr: str, n: int, *, timezone: str = "UTC", after: datetime 
     elif not isinstance(after, datetime) or after.tzinfo is None or after.utcoffset() is None:
         raise InvalidSchedule(f"after must be a timezone-aware datetime, got {_show(after)}", field="after")
     return parse_schedule(expr, timezone).next_times(after, n)
+
+
+def upcoming_runs(job: Job, n: int, now: datetime | None = None) -> list[datetime]:
+    """The next ``n`` runs of a recurring ``job``: ``next_run_at``, then the ticks after it (or after now, if due).
+
+    A due job runs at once, then on the ticks after that run. Empty for a one-off
+    job, and for one that will not run again by itself (failed or cancelled, which
+    ``retry`` brings back). Cut short rather than raise where the ticks would pass
+    year 9999 or the job's zone is gone from the time zone database.
+    """
+    if job.schedule is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING) or n <= 0:
+        return []
+    start = max(now or datetime.now(UTC), job.next_run_at)
+    try:
+        later = next_run_times(job.schedule, n - 1, timezone=job.timezone or "UTC", after=start)
+    except (InvalidSchedule, OverflowError, ValueError):
+        later = []
+    return [job.next_run_at, *later]

@@ -14,17 +14,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-import asyncpg
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from ..app import App
 from ..errors import ConfigurationError, JobNotFound, JobStateError, ValidationError
+from ..logs import get_logger
+from ..queries import DB_ERRORS
 from . import serialize as ser
 from .auth import (
     SAFE_METHODS,
@@ -40,13 +39,17 @@ from .auth import (
 )
 from .dashboard import Dashboard, base_path, login_page
 from .openapi import openapi_document
+from .routing import Resource
 from .runner import Runner, RunnerError
 
-log = structlog.get_logger("aiojobs_pg.http")
+log = get_logger("aiojobs_pg.http")
 
 #: seconds ``GET /health`` waits for the database
 HEALTH_TIMEOUT = 3.0
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: ``/jobs/runner`` is the runner's: "runner" is never a job id, so other methods there are 405, not 404
+_JOB_IDS = {"job_id": ["runner"]}
+#: what a health check's query raises when the database cannot be used
+_UNREACHABLE: tuple[type[Exception], ...] = (ConfigurationError, *DB_ERRORS)
 _ERROR_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
                 503: "unavailable"}
@@ -95,9 +98,19 @@ class Handlers:
     # --- jobs ---
     async def list_jobs(self, request: Request) -> Response:
         """``GET /jobs``: one page of jobs, newest first."""
-        page = await self.app.admin().list_jobs(**ser.list_kwargs(request.query_params))
+        params = ser.query_params(request.scope["query_string"])
+        page = await self.app.admin().list_jobs(**ser.list_kwargs(params))
         cursor = None if page.next_cursor is None else str(page.next_cursor)
-        return JSONResponse({"data": [ser.job_json(j) for j in page.jobs], "nextCursor": cursor})
+        now = datetime.now(UTC)
+
+        def render() -> list[dict[str, Any]]:
+            return [ser.job_json(j, now) for j in page.jobs]
+
+        # A cron schedule's preview costs about 0.7 ms: a page of many recurring jobs renders in a
+        # thread, so that it does not hold up the event loop (and a worker's heartbeat in this process).
+        recurring = sum(j.schedule is not None for j in page.jobs)
+        data = await anyio.to_thread.run_sync(render) if recurring > 20 else render()
+        return JSONResponse({"data": data, "nextCursor": cursor})
 
     async def create_job(self, request: Request) -> Response:
         """``POST /jobs``: enqueue a job."""
@@ -165,7 +178,7 @@ class Handlers:
         try:
             with anyio.fail_after(HEALTH_TIMEOUT):
                 await self.app.admin().workers()
-        except (ConfigurationError, *_DB_ERRORS) as exc:
+        except _UNREACHABLE as exc:
             log.warning("health_database_unreachable", error=repr(exc))
             database = False
         listener = self.runner.listener_ok()
@@ -204,29 +217,28 @@ class Handlers:
         response.delete_cookie(SESSION_COOKIE, path=base_path(request) or "/", httponly=True, samesite="strict")
         return response
 
-    def routes(self) -> list[Route]:
-        """Every route; the runner's come before ``/jobs/{job_id}``."""
+    def routes(self) -> list[Resource]:
+        """Every route, one per path; the runner's come before ``/jobs/{job_id}``, where "runner" is no id."""
+        ids = _JOB_IDS
         return [
-            Route("/", self.root, methods=["GET"], name="root"),
-            Route("/dashboard", self.dashboard.page, methods=["GET"], name="dashboard"),
-            Route("/static/{name}", self.dashboard.static, methods=["GET"], name="static"),
-            Route("/login", self.login, methods=["POST"], name="login"),
-            Route("/logout", self.logout, methods=["POST"], name="logout"),
-            Route("/health", self.health, methods=["GET"], name="health"),
-            Route("/openapi.json", self.openapi, methods=["GET"], name="openapi"),
-            Route("/queues", self.queues, methods=["GET"], name="queues"),
-            Route("/jobs", self.list_jobs, methods=["GET"], name="list_jobs"),
-            Route("/jobs", self.create_job, methods=["POST"], name="create_job"),
-            Route("/jobs/runner", self.runner_status, methods=["GET"], name="runner"),
-            Route("/jobs/runner/start", self.runner_start, methods=["POST"], name="runner_start"),
-            Route("/jobs/runner/stop", self.runner_stop, methods=["POST"], name="runner_stop"),
-            Route("/jobs/{job_id}", self.get_job, methods=["GET"], name="get_job"),
-            Route("/jobs/{job_id}", self.update_job, methods=["PUT"], name="update_job"),
-            Route("/jobs/{job_id}", self.delete_job, methods=["DELETE"], name="delete_job"),
-            Route("/jobs/{job_id}/history", self.history, methods=["GET"], name="history"),
-            Route("/jobs/{job_id}/trigger", self.trigger, methods=["POST"], name="trigger"),
-            Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"], name="cancel"),
-            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"], name="retry"),
+            Resource("/", name="root", get=self.root),
+            Resource("/dashboard", name="dashboard", get=self.dashboard.page),
+            Resource("/static/{name}", name="static", get=self.dashboard.static),
+            Resource("/login", name="login", post=self.login),
+            Resource("/logout", name="logout", post=self.logout),
+            Resource("/health", name="health", get=self.health),
+            Resource("/openapi.json", name="openapi", get=self.openapi),
+            Resource("/queues", name="queues", get=self.queues),
+            Resource("/jobs", name="jobs", get=self.list_jobs, post=self.create_job),
+            Resource("/jobs/runner", name="runner", get=self.runner_status),
+            Resource("/jobs/runner/start", name="runner_start", post=self.runner_start),
+            Resource("/jobs/runner/stop", name="runner_stop", post=self.runner_stop),
+            Resource("/jobs/{job_id}", name="job", get=self.get_job, put=self.update_job, delete=self.delete_job,
+                     reserved=ids),
+            Resource("/jobs/{job_id}/history", name="history", get=self.history, reserved=ids),
+            Resource("/jobs/{job_id}/trigger", name="trigger", post=self.trigger, reserved=ids),
+            Resource("/jobs/{job_id}/cancel", name="cancel", post=self.cancel, reserved=ids),
+            Resource("/jobs/{job_id}/retry", name="retry", post=self.retry, reserved=ids),
         ]
 
 
@@ -303,7 +315,7 @@ class JobsApi(Starlette):
             exception_handlers={
                 ValidationError: _validation_error, JobNotFound: _not_found, JobStateError: _state_error,
                 RunnerError: _runner_error, BodyTooLarge: _too_large, HTTPException: _http_error,
-                ConfigurationError: _unavailable, **{cls: _unavailable for cls in _DB_ERRORS},
+                ConfigurationError: _unavailable, **{cls: _unavailable for cls in DB_ERRORS},
             })
 
     @asynccontextmanager

@@ -25,15 +25,15 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ConfigurationError
+from ..logs import get_logger
 
-log = structlog.get_logger("aiojobs_pg.http")
+log = get_logger("aiojobs_pg.http")
 
 #: environment variable holding the API token (several may be given, separated by commas)
 ENV_TOKEN = "AIOJOBS_PG_API_TOKEN"

@@ -1,7 +1,13 @@
 """The OpenAPI 3.0 document served at ``/openapi.json``.
 
-Written by hand to say exactly what the handlers do; ``tests/http`` checks it
-against the running server with schemathesis.
+Written by hand to say exactly what the handlers do, the server's constraints
+included: a request the document allows is accepted, but for what JSON Schema
+cannot say (a handler not registered, a cron field out of range, a time zone the
+server does not know, a time zone for a job without a schedule, a NUL in an
+object key of ``data``), which each field's description names and which the
+server refuses with 422. The patterns come from :mod:`.serialize`, which
+enforces them. ``tests/http`` checks the document against the running server
+with schemathesis, valid and invalid requests both.
 """
 
 from __future__ import annotations
@@ -9,7 +15,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..models import JobStatus, RunStatus
+from ..admin import MAX_PAGE
+from ..enqueue import MAX_ATTEMPTS, MAX_DELAY, MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH
+from ..models import MAX_JSON_DEPTH, JobStatus, RunStatus
+from ..schedules import MAX_EXPR_LENGTH
+from . import serialize as ser
 
 _INT32 = 2**31 - 1
 _INT64 = 2**63 - 1
@@ -27,9 +37,65 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _STR = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
 _ANY: dict[str, Any] = {"nullable": True, "description": "any JSON value"}
-_DURATION = {
-    "description": "seconds (a number, or a string like '30', '1.5', '30s', '10m', '2h', '1d')",
-    "oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "maxLength": 40}],
+_NULL_ONLY = {"nullable": True, "enum": [None]}
+
+
+def _duration(least: str, minimum: float, pattern: str) -> dict[str, Any]:
+    return {
+        "description": f"seconds, from {least} to {ser.MAX_DURATION} ({MAX_DELAY.days} days): a number, or a "
+                       "string of seconds ('30', '1.5', at most six decimals) or '<n>s', '<n>m', '<n>h', '<n>d'",
+        "oneOf": [{"type": "number", "minimum": minimum, "maximum": ser.MAX_DURATION},
+                  {"type": "string", "pattern": pattern}],
+    }
+
+
+_DELAY = _duration("0", 0, ser.DELAY_PATTERN)
+_TIMEOUT = _duration("one microsecond", ser.MIN_TIMEOUT, ser.TIMEOUT_PATTERN)
+
+
+def _text(max_length: int, description: str = "", *, blank: bool = True) -> dict[str, Any]:
+    """A string PostgreSQL stores (no NUL), at most ``max_length`` long; not white space only unless ``blank``."""
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length,
+                              "pattern": ser.NO_NUL_PATTERN if blank else ser.NOT_BLANK_PATTERN}
+    if not blank:
+        schema["minLength"] = 1
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_HANDLER = _text(MAX_NAME_LENGTH, "the name a handler is registered under; a name the server does not know is "
+                                  "refused with 422 (handlers are registered in code, not listed here)", blank=False)
+_QUEUE = _text(MAX_QUEUE_LENGTH, blank=False)
+_SCHEDULE_TEXT = ("an interval '<n>s', '<n>m', '<n>h' or '<n>d' (up to 3660 days), an alias (@hourly, @daily, "
+                  "@midnight, @weekly, @monthly, @yearly, @annually), or a cron expression of 5 fields (minute hour "
+                  "day-of-month month day-of-week) or 6 (a leading seconds field). The pattern states the syntax; a "
+                  "cron field out of range, or a date that never occurs (30 February), is refused with 422")
+_TIMEZONE_TEXT = ("the IANA time zone of the schedule (default UTC), e.g. 'Europe/Paris'; a name the server's time "
+                  "zone database does not have is refused with 422")
+
+
+def _schedule(description: str) -> dict[str, Any]:
+    return _nullable({"type": "string", "maxLength": MAX_EXPR_LENGTH, "pattern": ser.SCHEDULE_PATTERN,
+                      "description": description})
+
+
+def _timezone(description: str) -> dict[str, Any]:
+    return _nullable({"type": "string", "pattern": ser.TIMEZONE_PATTERN, "description": description})
+
+
+_RUN_AT_TEXT = ("when to run: an RFC 3339 date-time with an offset ('2030-01-01T12:00:00Z'), from 0001-01-02 to "
+                "9999-12-30")
+_RUN_AT = {**_TIME, "pattern": ser.DATE_TIME_PATTERN, "description": _RUN_AT_TEXT}
+#: strings without NUL (PostgreSQL's jsonb cannot store it), to any depth
+_JSON_VALUE = {
+    "nullable": True,
+    "description": f"any JSON value: no string in it may contain a NUL character, nor may an object key (which "
+                   f"OpenAPI 3.0 cannot state: 422); nested at most {MAX_JSON_DEPTH} deep; at most the app's "
+                   f"max_data_bytes (1 MiB by default) as stored",
+    "anyOf": [{"type": "string", "pattern": ser.NO_NUL_PATTERN}, {"type": "number"}, {"type": "boolean"},
+              {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+              {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}}],
 }
 
 _JOB_FIELDS: dict[str, Any] = {
@@ -53,6 +119,10 @@ _JOB_FIELDS: dict[str, Any] = {
     "result": _ANY,
     "createdAt": _TIME,
     "updatedAt": _TIME,
+    "nextRuns": {"type": "array", "items": _TIME, "maxItems": ser.NEXT_RUNS,
+                 "description": f"a recurring job's next {ser.NEXT_RUNS} runs: nextRunAt, then the schedule's ticks "
+                                "after it (after now, if it is due); [] for a one-off job and for a failed or "
+                                "cancelled one, which does not run again by itself"},
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -60,37 +130,47 @@ _SCHEMAS: dict[str, Any] = {
     "JobCreate": {
         "type": "object", "required": ["handler"], "additionalProperties": False,
         "properties": {
-            "handler": {"type": "string", "minLength": 1, "maxLength": 500},
-            "name": _nullable({"type": "string", "maxLength": 500}),
-            "data": _ANY,
-            "schedule": _nullable({"type": "string", "maxLength": 200,
-                                   "description": "an interval ('10m') or a 5/6-field cron expression"}),
-            "timezone": _nullable({"type": "string", "description": "IANA time zone of a cron schedule"}),
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 10_000},
-            "queue": {"type": "string", "minLength": 1, "maxLength": 100},
-            "priority": {"type": "integer", "minimum": -_INT32, "maximum": _INT32},
-            "runAt": _nullable({**_TIME, "description": "with a time zone offset; not with delay"}),
-            "delay": _nullable(_DURATION),
-            "dedupKey": _nullable({"type": "string", "maxLength": 500}),
-            "timeout": _nullable(_DURATION),
+            "handler": _HANDLER,
+            "name": _nullable(_text(MAX_NAME_LENGTH)),
+            "data": _ref("JsonValue"),
+            "schedule": _schedule("makes the job recurring: " + _SCHEDULE_TEXT),
+            "timezone": _timezone(_TIMEZONE_TEXT + "; only with a schedule"),
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+            "queue": _QUEUE,
+            "priority": {"type": "integer", "minimum": -_INT32 - 1, "maximum": _INT32},
+            "runAt": _nullable({**_RUN_AT, "description": _RUN_AT_TEXT + "; not with delay"}),
+            "delay": _nullable(_DELAY),
+            "dedupKey": _nullable(_text(MAX_KEY_LENGTH)),
+            "timeout": _nullable(_TIMEOUT),
         },
+        "allOf": [
+            {"description": "a time zone needs a schedule",
+             "anyOf": [{"properties": {"timezone": _NULL_ONLY}},
+                       {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}}]},
+            {"description": "delay or runAt, not both",
+             "anyOf": [{"properties": {"delay": _NULL_ONLY}}, {"properties": {"runAt": _NULL_ONLY}}]},
+        ],
     },
     "JobUpdate": {
         "type": "object", "additionalProperties": False,
         "description": "Fields to change; absent fields stay as they are. null clears name, schedule, timezone, "
                        "timeout.",
         "properties": {
-            "name": _nullable({"type": "string", "maxLength": 500}),
-            "data": _ANY,
-            "schedule": _nullable({"type": "string", "maxLength": 200}),
-            "timezone": _nullable(_STR),
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 10_000},
-            "priority": {"type": "integer", "minimum": -_INT32, "maximum": _INT32},
-            "runAt": _TIME,
-            "queue": {"type": "string", "minLength": 1, "maxLength": 100},
-            "timeout": _nullable(_DURATION),
+            "name": _nullable(_text(MAX_NAME_LENGTH)),
+            "data": _ref("JsonValue"),
+            "schedule": _schedule("null makes the job one-off; " + _SCHEDULE_TEXT),
+            "timezone": _timezone(_TIMEZONE_TEXT + ". Without a schedule in the body the job's own applies: a time "
+                                  "zone for a job that has none is refused with 422, which this document cannot "
+                                  "state"),
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+            "priority": {"type": "integer", "minimum": -_INT32 - 1, "maximum": _INT32},
+            "runAt": _RUN_AT,
+            "queue": _QUEUE,
+            "timeout": _nullable(_TIMEOUT),
         },
+        "anyOf": [{"properties": {"timezone": _NULL_ONLY}}, {"properties": {"schedule": {"type": "string"}}}],
     },
+    "JsonValue": _JSON_VALUE,
     "JobPage": {
         "type": "object", "required": ["data", "nextCursor"],
         "properties": {"data": {"type": "array", "items": _ref("Job")},
@@ -143,8 +223,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": False,
         "properties": {
             "concurrency": {"type": "integer", "minimum": 1, "maximum": 10_000},
-            "queues": {"type": "array", "minItems": 1, "maxItems": 50,
-                       "items": {"type": "string", "minLength": 1, "maxLength": 100}},
+            "queues": {"type": "array", "minItems": 1, "maxItems": ser.MAX_RUNNER_QUEUES, "items": _QUEUE},
         },
     },
     "Queues": {
@@ -225,10 +304,11 @@ _PATHS: dict[str, Any] = {
         "get": _op("List jobs, newest first (keyset pagination)", {200: _json(_ref("JobPage"), "one page")},
                    (422, 503), params=[
                        _query("status", {"type": "string", "enum": _JOB_STATUSES}, "only this status"),
-                       _query("queue", {"type": "string", "minLength": 1, "maxLength": 100}, "only this queue"),
-                       _query("handler", {"type": "string", "minLength": 1, "maxLength": 500}, "only this handler"),
-                       _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (50)"),
-                       _query("cursor", {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+                       _query("queue", {**_text(MAX_QUEUE_LENGTH), "minLength": 1}, "only this queue"),
+                       _query("handler", {**_text(MAX_NAME_LENGTH), "minLength": 1}, "only this handler"),
+                       _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                              f"page size ({ser.DEFAULT_PAGE})"),
+                       _query("cursor", {"type": "string", "pattern": ser.CURSOR_PATTERN},
                               "nextCursor of the previous page"),
                    ]),
         "post": _op("Enqueue a job", {201: {**_JOB, "headers": {"Location": {"schema": _STR}}}},
@@ -281,7 +361,10 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "aiojobs_pg management API", "version": "1",
                  "description": "Jobs, history, queues and workers of an aiojobs_pg App. Times are ISO 8601 "
-                                "UTC. Errors are {error, message[, field]}."},
+                                "UTC. Errors are {error, message[, field]}. The schemas state the server's "
+                                "constraints: a request they allow is accepted, but for the few semantic checks "
+                                "that fields' descriptions name (422). A method a path does not serve is 405, "
+                                "with every method it serves in Allow."},
         "paths": copy.deepcopy(_PATHS),
         "components": {
             "schemas": copy.deepcopy(_SCHEMAS),

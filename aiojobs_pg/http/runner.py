@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from ..app import App
+from ..logs import get_logger
 from ..worker import Worker
 from .serialize import iso
 
-log = structlog.get_logger("aiojobs_pg.http")
+log = get_logger("aiojobs_pg.http")
 
 #: how long ``start`` waits for a new worker to be up before it answers
 START_TIMEOUT = 15.0

@@ -1,9 +1,12 @@
 """JSON in and out of the HTTP API: camelCase fields, ISO 8601 UTC times, request body checks.
 
-Requests are checked here only for shape (known fields, JSON types, dates);
-everything about values (queues, priorities, schedules, handlers) is checked by
-the core, which raises :class:`~aiojobs_pg.errors.ValidationError` naming the
-field. :func:`api_field` turns those Python names back into the API's names.
+Requests are checked here for shape (known fields, JSON types, dates), and
+durations and dates against the exact patterns and bounds that the OpenAPI
+document states (:data:`DELAY_PATTERN` and the like: the document is built from
+them, so what it allows is what is accepted). Everything else about values
+(queues, priorities, schedules, handlers) is checked by the core, which raises
+:class:`~aiojobs_pg.errors.ValidationError` naming the field. :func:`api_field`
+turns those Python names back into the API's names.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ..admin import UNSET
+from ..enqueue import MAX_DELAY
 from ..errors import ValidationError
 from ..models import Job, JobStatus, Run
+from ..schedules import MAX_INTERVAL, upcoming_runs
 
 #: request bodies larger than this many bytes are refused with 413
 MAX_BODY = 1024 * 1024
@@ -40,6 +46,96 @@ _NOT_NULL_CREATE = frozenset({"handler", "queue", "priority", "maxAttempts"})
 _NOT_NULL_UPDATE = frozenset({"queue", "priority", "maxAttempts", "runAt"})
 _NOT_NULL_RUNNER = frozenset({"concurrency", "queues"})
 _PY_TO_API = {py: api for table in (_CREATE, _UPDATE) for api, py in table.items()} | {"job_id": "id"}
+#: most queues a runner start may name
+MAX_RUNNER_QUEUES = 50
+#: run times a recurring job's ``nextRuns`` shows
+NEXT_RUNS = 5
+
+
+# --- patterns the OpenAPI document states and this module enforces ---
+# Written in the common subset of Python's and ECMAScript's regular expressions (no \d or \s,
+# whose meaning differs; no lookaround), so generated clients and fuzzers read them as we do.
+
+#: the characters for which Python's ``str.isspace()`` is true: what ``strip()`` removes
+WHITESPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: text PostgreSQL can store: no NUL
+NO_NUL_PATTERN = r"^[^\x00]*$"
+#: no NUL, and not only white space
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+
+
+def _numbers_to(n: int, *, zero: bool = True) -> str:
+    """A regex of the decimal integers from 0 (1 without ``zero``) to ``n``, without leading zeros."""
+    if n < (0 if zero else 1):
+        raise ValueError(f"no integers from {0 if zero else 1} to {n}")
+    digits = str(n)
+    width = len(digits)
+    alternatives = ["0"] if zero else []
+    if width > 1:
+        alternatives.append("[1-9]" + (f"[0-9]{{0,{width - 2}}}" if width > 2 else ""))
+    for i, digit in enumerate(digits):  # as long as n, and below it from the i-th digit on
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            rest = width - i - 1
+            alternatives.append(digits[:i] + (str(low) if low == high else f"[{low}-{high}]")
+                                + (f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]" if rest else ""))
+    alternatives.append(digits)
+    return "(?:" + "|".join(dict.fromkeys(alternatives)) + ")"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# up to six decimals: every such value is a whole number of microseconds, as timedelta stores it
+_FRACTION = r"(?:\.[0-9]{0,6})?"
+_NONZERO_FRACTION = r"\.(?:" + "|".join("0" * i + "[1-9]" + (f"[0-9]{{0,{5 - i}}}" if i < 5 else "")
+                                      for i in range(6)) + ")"
+
+
+def _duration_pattern(limit_seconds: int, *, zero: bool) -> str:
+    """Seconds ('30', '1.5', up to six decimals) or '<n>s|m|h|d', at most ``limit_seconds``."""
+    forms = [f"0*{_numbers_to(limit_seconds - 1)}{_FRACTION}" if zero else
+             f"0*{_numbers_to(limit_seconds - 1, zero=False)}{_FRACTION}|0*{_NONZERO_FRACTION}",
+             rf"0*{limit_seconds}(?:\.0{{0,6}})?"]
+    if zero:
+        forms.append(r"\.[0-9]{1,6}")
+    forms += [f"0*{_numbers_to(limit_seconds // size, zero=zero)}[{unit}{unit.upper()}]"
+              for unit, size in _UNITS.items()]
+    return "^(?:" + "|".join(forms) + ")$"
+
+
+#: the longest delay (and timeout) in seconds
+MAX_DURATION = int(MAX_DELAY.total_seconds())
+#: the smallest timeout in seconds: one microsecond, the resolution of durations
+MIN_TIMEOUT = 0.000001
+DELAY_PATTERN = _duration_pattern(MAX_DURATION, zero=True)
+TIMEOUT_PATTERN = _duration_pattern(MAX_DURATION, zero=False)
+_DELAY_RE = re.compile(DELAY_PATTERN)
+_TIMEOUT_RE = re.compile(TIMEOUT_PATTERN)
+
+# An RFC 3339 date-time that Python can hold in UTC whatever its offset: years 0001-9999 but not
+# the first and last day (0001-01-01T00:00+05:00 is in year 0), upper-case T and Z, no leap second.
+_YEAR = "(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+_DATE = (f"(?:{_YEAR}-[0-9]{{2}}-[0-9]{{2}}|0001-(?:0[2-9]|1[0-2])-[0-9]{{2}}|0001-01-(?:0[2-9]|[1-3][0-9])"
+         "|9999-(?:0[1-9]|1[01])-[0-9]{2}|9999-12-(?:[0-2][0-9]|30))")
+_HH_MM = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+DATE_TIME_PATTERN = rf"^{_DATE}T{_HH_MM}:[0-5][0-9](?:\.[0-9]+)?(?:Z|[+-]{_HH_MM})$"
+_DATE_TIME_RE = re.compile(DATE_TIME_PATTERN)
+_EDGE_DAYS = re.compile(r"0000|0001-01-01|9999-12-31")
+
+# What a schedule may look like; the core decides the rest (a cron field in range, a date that occurs).
+_FIELD = "[0-9A-Za-z*/,#?-]+"
+_ALIASES = ("yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
+SCHEDULE_PATTERN = (
+    f"^[{WHITESPACE}]*(?:"
+    + "|".join(f"0*{_numbers_to(int(MAX_INTERVAL.total_seconds()) // size, zero=False)}[{unit}{unit.upper()}]"
+               for unit, size in _UNITS.items())
+    + "|@(?:" + "|".join("".join(f"[{c}{c.upper()}]" for c in alias) for alias in _ALIASES) + ")"
+    + f"|{_FIELD}(?:[{WHITESPACE}]+{_FIELD}){{4,5}}"
+    + f")[{WHITESPACE}]*$"
+)
+#: an IANA time zone name's shape; whether the server's time zone database has it is checked on use
+TIMEZONE_PATTERN = r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*$"
+#: a positive 64-bit integer in decimal, no sign or leading zero
+CURSOR_PATTERN = f"^{_numbers_to(2**63 - 1, zero=False)}$"
 
 
 def api_field(name: str) -> str:
@@ -55,19 +151,47 @@ def iso(value: datetime | None) -> str | None:
 
 
 def parse_time(value: object, field: str) -> datetime:
-    """An ISO 8601 date-time with an offset (``2030-01-01T12:00:00Z``), as UTC."""
+    """An RFC 3339 date-time with an offset (``2030-01-01T12:00:00Z``, :data:`DATE_TIME_PATTERN`), as UTC."""
     if not isinstance(value, str):
         raise ValidationError(field, f"must be an ISO 8601 date-time string, got {_json_type(value)}")
+    if _DATE_TIME_RE.fullmatch(value) is None:
+        try:
+            naive = datetime.fromisoformat(value).utcoffset() is None
+        except ValueError:
+            naive = False
+        if naive:
+            raise ValidationError(field, "must include a time zone offset (e.g. 'Z' or '+02:00')")
+        if _EDGE_DAYS.match(value):
+            raise ValidationError(field, "is out of range: from 0001-01-02 to 9999-12-30")
+        raise ValidationError(field, f"is not an ISO 8601 (RFC 3339) date-time like '2030-01-01T12:00:00Z': "
+                                     f"{value[:64]!r}")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(field, f"is not an ISO 8601 date-time: {value[:64]!r}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValidationError(field, "must include a time zone offset (e.g. 'Z' or '+02:00')")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(field, "is out of range") from None
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError as exc:  # a day the month does not have
+        raise ValidationError(field, f"is not a valid date-time: {exc}") from None
+
+
+def check_duration(value: object, field: str) -> object:
+    """``delay`` or ``timeout`` as the document states it: a number or :data:`DELAY_PATTERN` / :data:`TIMEOUT_PATTERN`.
+
+    Stricter than the core's :func:`~aiojobs_pg.schedules.parse_duration`: no spaces,
+    six decimals at most, at most :data:`MAX_DURATION` seconds, a timeout at least one
+    microsecond. Other types pass through for the core to refuse.
+    """
+    timeout = field == "timeout"
+    if isinstance(value, str):
+        if (_TIMEOUT_RE if timeout else _DELAY_RE).fullmatch(value) is None:
+            raise ValidationError(field, f"invalid duration {value[:40]!r}: expected seconds ('30', '1.5', at most six "
+                                         f"decimals) or <n>s, <n>m, <n>h, <n>d ('5m'), from "
+                                         f"{'more than 0' if timeout else '0'} to {MAX_DURATION} s "
+                                         f"({MAX_DELAY.days} days)")
+    elif isinstance(value, int | float) and not isinstance(value, bool):  # the core refuses negatives and 0
+        if value > MAX_DURATION:
+            raise ValidationError(field, f"must be at most {MAX_DURATION} seconds ({MAX_DELAY.days} days), "
+                                         f"got {str(value)[:40]}")
+        if timeout and 0 < value < MIN_TIMEOUT:  # would round to a timeout of 0
+            raise ValidationError(field, f"must be at least one microsecond ({MIN_TIMEOUT:f} s), got {value!r}")
+    return value
 
 
 def _json_type(value: object) -> str:
@@ -114,6 +238,8 @@ def _keywords(body: Mapping[str, Any], table: Mapping[str, str], not_null: froze
             raise ValidationError(field, "must not be null")
         if field == "runAt" and value is not None:
             value = parse_time(value, field)
+        elif field in ("delay", "timeout") and value is not None:
+            value = check_duration(value, field)
         kwargs[table[field]] = value
     return kwargs
 
@@ -139,12 +265,42 @@ def runner_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
     """``concurrency`` and ``queues`` for a runner start; queues must be a list of strings."""
     kwargs = _keywords(body, _RUNNER, _NOT_NULL_RUNNER)
     queues = kwargs.get("queues")
-    if queues is not None and (not isinstance(queues, list) or not queues):
-        raise ValidationError("queues", "must be a non-empty array of queue names")
+    if queues is not None and (not isinstance(queues, list) or not 1 <= len(queues) <= MAX_RUNNER_QUEUES):
+        raise ValidationError("queues", f"must be an array of 1 to {MAX_RUNNER_QUEUES} queue names")
     return kwargs
 
 
 _POSITIVE = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """A raw query string as ``{name: value}``, percent-decoded as strict UTF-8.
+
+    Starlette's parser puts U+FFFD for bytes that are not UTF-8 (``?queue=%FF``) and
+    keeps the last of repeated names; both would search for something not asked for,
+    so both are a :class:`ValidationError` naming the parameter.
+    """
+    params: dict[str, str] = {}
+    for pair in query_string.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _unquote(raw_name, None)
+        value = _unquote(raw_value, name)
+        if name in params:
+            raise ValidationError(name, "is given more than once")
+        params[name] = value
+    return params
+
+
+def _unquote(raw: bytes, name: str | None) -> str:
+    data = unquote_to_bytes(raw.replace(b"+", b" "))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        field = name if name is not None else data.decode("utf-8", "replace")[:40]
+        what = "value" if name is not None else "name"
+        raise ValidationError(field, f"the query parameter's {what} is not valid UTF-8 once percent-decoded") from None
 
 
 def query_int(params: Mapping[str, str], field: str, default: int | None) -> int | None:
@@ -174,8 +330,8 @@ def list_kwargs(params: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as the API shows it."""
+def job_json(job: Job, now: datetime | None = None) -> dict[str, Any]:
+    """A job as the API shows it; ``nextRuns`` from :func:`~aiojobs_pg.schedules.upcoming_runs` (from ``now``)."""
     return {
         "id": job.id, "name": job.name, "handler": job.handler, "data": job.data, "schedule": job.schedule,
         "timezone": job.timezone, "queue": job.queue, "priority": job.priority, "status": job.status.value,
@@ -183,6 +339,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "dedupKey": job.dedup_key, "workerId": job.worker_id, "lastRunAt": iso(job.last_run_at),
         "nextRunAt": iso(job.next_run_at), "lastError": job.last_error, "result": job.result,
         "createdAt": iso(job.created_at), "updatedAt": iso(job.updated_at),
+        "nextRuns": [iso(t) for t in upcoming_runs(job, NEXT_RUNS, now)],
     }
 
 

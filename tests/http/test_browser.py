@@ -2,8 +2,8 @@
 
 Skipped where no browser is installed; ``.ci/run`` installs one. The test signs
 in, watches a job it enqueued go from pending to completed, retries a failed job
-from its detail panel, checks that job data is shown as text, and saves a
-screenshot in its pytest tmp dir.
+from its detail panel, checks that job data is shown as text, that a recurring
+job's detail lists its next runs, and saves a screenshot in its pytest tmp dir.
 """
 
 from __future__ import annotations
@@ -127,6 +127,20 @@ def test_dashboard_in_a_real_browser(browser: WebDriver, live_server: LiveServer
                  what="a second run in the history")
         assert len(api.get(f"/jobs/{failing['id']}/history").json()["data"]) == 2
         wait_for(browser, lambda d: status_in_page(d, failing["id"]) == "failed", what="failed again")
+
+        # a one-off job's detail has no next runs; a recurring job's lists five, the first its next run
+        assert not browser.find_element(By.ID, "next-runs").is_displayed()
+        weekly = api.post("/jobs", json={"handler": "echo", "name": "weekly", "schedule": "0 9 * * MON",
+                                         "timezone": "Europe/Paris"}).json()
+        wait_for(browser, lambda d: status_in_page(d, weekly["id"]) == "pending", what="the recurring job listed")
+        click(browser, "#detail-close")  # the panel covers part of the table
+        click(browser, f'#jobs tr[data-job-id="{weekly["id"]}"]')
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detail-next-runs li")) == 5,
+                 what="the recurring job's next runs")
+        assert browser.find_element(By.ID, "next-runs").is_displayed()
+        titles = browser.execute_script(
+            "return [...document.querySelectorAll('#detail-next-runs li')].map((li) => li.title)")
+        assert titles == weekly["nextRuns"] and titles[0] == weekly["nextRunAt"]
 
         # queues and live workers are shown
         assert browser.find_elements(By.CSS_SELECTOR, '#queues tr[data-queue="default"]')

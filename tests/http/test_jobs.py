@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from aiojobs_pg import App
+from aiojobs_pg import App, next_run_times
+from aiojobs_pg.http.openapi import openapi_document
 from tests.helpers import eventually
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"
 JOB_FIELDS = {"id", "name", "handler", "data", "schedule", "queue", "priority", "status", "attempts", "maxAttempts",
-              "lastRunAt", "nextRunAt", "lastError", "result", "createdAt", "updatedAt"}
+              "lastRunAt", "nextRunAt", "lastError", "result", "createdAt", "updatedAt", "nextRuns"}
 
 
 def parse_time(text: str) -> datetime:
@@ -195,6 +197,75 @@ async def test_list_rejects_bad_query(client: httpx.AsyncClient, params: dict[st
     assert response.json()["field"] == field
 
 
+@pytest.mark.parametrize(("query", "field"), [
+    ("queue=%FF", "queue"), ("handler=caf%C3", "handler"), ("status=%FFpending", "status"), ("limit=%FF", "limit"),
+    ("cursor=%C0%AF", "cursor"), ("queue=a&cursor=%ED%A0%80", "cursor"),  # an encoded surrogate is not UTF-8
+])
+async def test_list_refuses_query_values_that_are_not_utf8(client: httpx.AsyncClient, query: str, field: str) -> None:
+    await create(client)
+    response = await client.get(f"/jobs?{query}")
+    assert response.status_code == 422, response.text
+    assert response.json() == {"error": "validation_error", "field": field,
+                               "message": f"{field}: the query parameter's value is not valid UTF-8 once "
+                                          "percent-decoded"}
+
+
+async def test_list_refuses_bad_query_names_and_repeats(client: httpx.AsyncClient) -> None:
+    bad_name = await client.get("/jobs?qu%FFeue=a")
+    assert bad_name.status_code == 422 and bad_name.json()["field"] == "qu\ufffdeue"
+    assert "name is not valid UTF-8" in bad_name.json()["message"]
+    twice = await client.get("/jobs?queue=a&queue=b")
+    assert twice.status_code == 422 and twice.json()["field"] == "queue" and "more than once" in twice.json()["message"]
+    # what is valid still works: + and %20 are spaces, UTF-8 is decoded, an empty pair is skipped
+    await create(client, queue="caf\u00e9 au lait")
+    found = await client.get("/jobs?queue=caf%C3%A9+au%20lait&&limit=5")
+    assert found.status_code == 200 and [j["queue"] for j in found.json()["data"]] == ["caf\u00e9 au lait"]
+
+
+# --- methods: a 405 lists every method of the path ---
+
+_METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _documented_methods() -> list[tuple[str, list[str]]]:
+    paths = openapi_document()["paths"]
+    return [(path, [m for m in _METHOD_ORDER if m.lower() in ops or (m == "HEAD" and "get" in ops)])
+            for path, ops in paths.items()]
+
+
+@pytest.mark.parametrize(("path", "allowed"), _documented_methods())
+async def test_405_lists_every_method_the_path_serves(client: httpx.AsyncClient, path: str, allowed: list[str]) -> None:
+    url = path.replace("{id}", "1")
+    for method in ["OPTIONS", *_METHOD_ORDER]:
+        if method in allowed:
+            continue
+        response = await client.request(method, url)
+        assert response.status_code == 405, (method, url, response.text)
+        assert response.headers["allow"] == ", ".join(allowed), (method, url)
+        if method != "HEAD":
+            assert response.json()["error"] == "method_not_allowed"
+
+
+async def test_options_on_jobs_lists_get_and_post(client: httpx.AsyncClient) -> None:
+    # the issue: OPTIONS /jobs said "Allow: GET, HEAD", and /jobs/{id} left out PUT and DELETE
+    assert (await client.options("/jobs")).headers["allow"] == "GET, HEAD, POST"
+    assert (await client.options("/jobs/1")).headers["allow"] == "GET, HEAD, PUT, DELETE"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/jobs/runner", "GET, HEAD"), ("DELETE", "/jobs/runner", "GET, HEAD"),
+    ("POST", "/jobs/runner", "GET, HEAD"), ("GET", "/jobs/runner/start", "POST"), ("PUT", "/jobs/runner/start", "POST"),
+    ("DELETE", "/jobs/runner/stop", "POST"), ("GET", "/jobs/runner/stop", "POST"),
+])
+async def test_runner_paths_are_not_job_ids(client: httpx.AsyncClient, method: str, path: str, allowed: str) -> None:
+    # PUT /jobs/runner fell through to /jobs/{job_id}: 404 "job 'runner' not found"
+    await create(client)
+    response = await client.request(method, path, json={"priority": 1} if method in ("PUT", "POST") else None)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed
+    assert response.json()["error"] == "method_not_allowed"
+
+
 # --- GET / PUT / DELETE /jobs/{id} ---
 
 @pytest.mark.parametrize("path", ["/jobs/987654321", "/jobs/0", "/jobs/abc", "/jobs/-1", "/jobs/99999999999999999999",
@@ -262,6 +333,52 @@ async def test_delete_removes_the_job_and_its_history(client: httpx.AsyncClient)
     assert (await client.get(f"/jobs/{job['id']}")).status_code == 404
     assert (await client.get(f"/jobs/{job['id']}/history")).status_code == 404
     assert (await client.delete(f"/jobs/{job['id']}")).status_code == 404
+
+
+# --- nextRuns ---
+
+def _gaps(times: list[datetime]) -> set[timedelta]:
+    return {b - a for a, b in itertools.pairwise(times)}
+
+
+async def test_next_runs_of_recurring_and_one_off_jobs(client: httpx.AsyncClient) -> None:
+    weekly = await create(client, schedule="0 9 * * MON", timezone="Europe/Paris")
+    runs = [parse_time(t) for t in weekly["nextRuns"]]
+    assert len(runs) == 5 and weekly["nextRuns"][0] == weekly["nextRunAt"]
+    assert _gaps(runs) <= {timedelta(days=7), timedelta(days=7, hours=1), timedelta(days=7, hours=-1)}
+    assert runs[1:] == next_run_times("0 9 * * MON", 4, timezone="Europe/Paris", after=runs[0])
+    one_off = await create(client, delay="1h")
+    assert one_off["nextRuns"] == []
+    listed = {j["id"]: j["nextRuns"] for j in (await client.get("/jobs")).json()["data"]}
+    assert listed == {weekly["id"]: weekly["nextRuns"], one_off["id"]: []}
+    # a schedule given, changed or removed by PUT shows at once
+    every_ten = (await client.put(f"/jobs/{one_off['id']}", json={"schedule": "10m"})).json()
+    assert len(every_ten["nextRuns"]) == 5 and _gaps([parse_time(t) for t in every_ten["nextRuns"]]) == {
+        timedelta(minutes=10)}
+    assert (await client.put(f"/jobs/{one_off['id']}", json={"schedule": None})).json()["nextRuns"] == []
+    # a cancelled recurring job does not run again by itself
+    assert (await client.post(f"/jobs/{weekly['id']}/cancel")).json()["nextRuns"] == []
+
+
+async def test_a_page_of_many_recurring_jobs_has_their_next_runs(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, schedule=f"{minute} * * * *"))["id"] for minute in range(30)]  # rendered in a thread
+    page = (await client.get("/jobs")).json()["data"]
+    assert [j["id"] for j in page] == ids[::-1]
+    for job in page:
+        minute = int(job["schedule"].split()[0])
+        assert [parse_time(t).minute for t in job["nextRuns"]] == [minute] * 5
+
+
+async def test_next_runs_of_a_due_job_start_now_and_stop_at_year_9999(client: httpx.AsyncClient) -> None:
+    due = await create(client, schedule="1h", runAt="2020-01-01T00:00:00Z")
+    runs = [parse_time(t) for t in due["nextRuns"]]
+    # due since 2020: it runs at once, then on the hourly ticks after now (as `schedules list` shows it)
+    assert due["nextRuns"][0] == "2020-01-01T00:00:00.000000Z"
+    assert datetime.now(UTC) < runs[1] <= datetime.now(UTC) + timedelta(hours=1)
+    assert _gaps(runs[1:]) == {timedelta(hours=1)}
+    last = await client.put(f"/jobs/{due['id']}", json={"schedule": "3660d", "runAt": "9999-12-30T00:00:00Z"})
+    assert last.status_code == 200, last.text  # the ticks after it are past year 9999: only nextRunAt
+    assert last.json()["nextRuns"] == ["9999-12-30T00:00:00.000000Z"]
 
 
 # --- actions and history, with a worker ---

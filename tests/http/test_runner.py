@@ -67,7 +67,7 @@ async def test_runner_start_status_stop(client: httpx.AsyncClient, app: App) -> 
 @pytest.mark.parametrize(("body", "field"), [
     ({"concurrency": 0}, "concurrency"), ({"concurrency": "4"}, "concurrency"), ({"queues": []}, "queues"),
     ({"queues": "default"}, "queues"), ({"queues": [""]}, "queues"), ({"queues": [1]}, "queues"),
-    ({"queues": None}, "queues"), ({"threads": 2}, "threads"),
+    ({"queues": None}, "queues"), ({"threads": 2}, "threads"), ({"queues": ["q"] * 51}, "queues"),
 ])
 async def test_runner_start_rejects_bad_input(client: httpx.AsyncClient, body: dict[str, object], field: str) -> None:
     response = await client.post("/jobs/runner/start", json=body)

@@ -157,6 +157,15 @@
     return `jobs?${params}`;
   }
 
+  // a recurring job's cell lists its next runs on hover
+  function nextRunCell(job) {
+    const cell = timeCell(job.status === "pending" ? job.nextRunAt : null);
+    if (job.nextRuns && job.nextRuns.length) {
+      cell.title = `${job.schedule}, next runs (UTC):\n${job.nextRuns.map(shortTime).join("\n")}`;
+    }
+    return cell;
+  }
+
   function jobRow(job) {
     const label = job.name ? `${job.name} (${job.handler})` : job.handler;
     const row = el("tr", { class: "job-row", "data-job-id": job.id, tabIndex: 0 }, [
@@ -165,7 +174,7 @@
       el("td", { text: job.queue }),
       el("td", { "data-col": "status" }, [badge(job.status)]),
       el("td", { class: "num", text: `${job.attempts}/${job.maxAttempts}` }),
-      timeCell(job.status === "pending" ? job.nextRunAt : null),
+      nextRunCell(job),
       el("td", { class: "error-summary", text: errorSummary(job.lastError), title: job.lastError || "" }),
     ]);
     if (job.id === state.selected) row.classList.add("selected");
@@ -212,6 +221,10 @@
       el("dt", { text: name }),
       value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value }),
     ]));
+    const upcoming = job.nextRuns || [];  // [] for a one-off job
+    $("#next-runs").hidden = upcoming.length === 0;
+    $("#detail-next-runs").replaceChildren(...upcoming.map((iso) =>
+      el("li", { text: `${shortTime(iso)} (${relative(iso)})`, title: iso })));
     $("#detail-data").textContent = pretty(job.data);
     $("#detail-result").textContent = pretty(job.result);
     $("#detail-error").textContent = job.lastError || "–";

@@ -3,6 +3,7 @@
 Public names only; see ``docs/architecture.md`` for how the pieces fit.
 """
 
+from .admin import UNSET, Admin, Page, Unset
 from .app import App
 from .enqueue import JobBatch
 from .errors import (
@@ -20,8 +21,11 @@ from .errors import (
 from .executor import Backoff, JobContext
 from .models import Job, JobStatus, Run, RunStatus
 from .schedules import next_run_times
+from .worker import Worker, WorkerOverrides, WorkerSettings
 
 __all__ = [
+    "UNSET",
+    "Admin",
     "AiojobsPgError",
     "App",
     "Backoff",
@@ -35,10 +39,15 @@ __all__ = [
     "JobNotFound",
     "JobStateError",
     "JobStatus",
+    "Page",
     "Retry",
     "Run",
     "RunStatus",
     "UnknownHandler",
+    "Unset",
     "ValidationError",
+    "Worker",
+    "WorkerOverrides",
+    "WorkerSettings",
     "next_run_times",
 ]

@@ -11,23 +11,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
-from .enqueue import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
 from .errors import JobNotFound, JobStateError, ValidationError
 from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, dump_json
-from .queries import DB, Queries
+from .queries import DB, Queries, UniqueViolation
 from .schedules import parse_duration, parse_schedule
+from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
 
 MAX_PAGE = 1000
 
 
-class _Unset(enum.Enum):
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`, in the signatures of :meth:`Admin.update_job` and :meth:`App.update_job`."""
+
     UNSET = enum.auto()
 
 
 #: marks an argument that was not given (``None`` is a value: it clears the field)
-UNSET = _Unset.UNSET
+UNSET = Unset.UNSET
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,15 @@ class Admin:
         self,
         job_id: int,
         *,
-        name: str | _Unset | None = UNSET,
+        name: str | Unset | None = UNSET,
         data: Any = UNSET,
-        priority: int | _Unset = UNSET,
-        max_attempts: int | _Unset = UNSET,
-        queue: str | _Unset = UNSET,
-        run_at: datetime | _Unset = UNSET,
-        schedule: str | _Unset | None = UNSET,
-        timezone: str | _Unset | None = UNSET,
-        timeout: Duration | _Unset | None = UNSET,
+        priority: int | Unset = UNSET,
+        max_attempts: int | Unset = UNSET,
+        queue: str | Unset = UNSET,
+        run_at: datetime | Unset = UNSET,
+        schedule: str | Unset | None = UNSET,
+        timezone: str | Unset | None = UNSET,
+        timeout: Duration | Unset | None = UNSET,
     ) -> Job:
         """Change fields of a job (any status but completed; the status itself is not touched).
 
@@ -110,36 +110,36 @@ class Admin:
         if set_name:
             check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
         data_json = None if data is UNSET else dump_json(data, "data", self.max_data_bytes)
-        if not isinstance(priority, _Unset):
+        if not isinstance(priority, Unset):
             check_int(priority, "priority", minimum=-(2**31))
-        if not isinstance(max_attempts, _Unset):
+        if not isinstance(max_attempts, Unset):
             check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
-        if not isinstance(queue, _Unset):
+        if not isinstance(queue, Unset):
             check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
-        when = None if isinstance(run_at, _Unset) else check_run_at(run_at)
+        when = None if isinstance(run_at, Unset) else check_run_at(run_at)
         set_schedule = schedule is not UNSET or timezone is not UNSET
         new_schedule = new_tz = None
         if set_schedule:
             current = await self.get_job(job_id)
-            expr = current.schedule if isinstance(schedule, _Unset) else schedule
-            tz = current.timezone if isinstance(timezone, _Unset) else timezone
+            expr = current.schedule if isinstance(schedule, Unset) else schedule
+            tz = current.timezone if isinstance(timezone, Unset) else timezone
             if expr is not None:
                 check_text(expr, "schedule", max_length=200)
                 parsed = parse_schedule(expr, tz)
                 new_schedule, new_tz = parsed.expr, parsed.timezone
                 if when is None:
                     when = parsed.next_after(datetime.now(UTC))
-            elif tz is not None and not isinstance(timezone, _Unset):
+            elif tz is not None and not isinstance(timezone, Unset):
                 raise ValidationError("timezone", "only applies to a job with a schedule")
         set_timeout = timeout is not UNSET
         timeout_s = None
-        if not isinstance(timeout, _Unset) and timeout is not None:
+        if not isinstance(timeout, Unset) and timeout is not None:
             timeout_s = parse_duration(timeout, field="timeout", allow_zero=False).total_seconds()
         row = await self.q.update_job(self.db, (
             _job_id(job_id), set_name, name if set_name else None,
-            data_json, None if isinstance(priority, _Unset) else priority,
-            None if isinstance(max_attempts, _Unset) else max_attempts,
-            None if isinstance(queue, _Unset) else queue, when,
+            data_json, None if isinstance(priority, Unset) else priority,
+            None if isinstance(max_attempts, Unset) else max_attempts,
+            None if isinstance(queue, Unset) else queue, when,
             set_schedule, new_schedule, new_tz, set_timeout, timeout_s,
         ))
         if row is None:
@@ -204,7 +204,7 @@ class Admin:
             row = await self.q.requeue_job(self.db, _job_id(job_id), [s.value for s in allowed], run_at)
             if row is None and JobStatus.COMPLETED in allowed:
                 row = await self.q.restore_job(self.db, job_id, run_at)
-        except asyncpg.UniqueViolationError:
+        except UniqueViolation:
             row = None  # a live job took the dedup key at the same moment
         if row is not None:
             return Job.from_record(row)

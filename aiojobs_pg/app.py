@@ -14,23 +14,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 import anyio
-import asyncpg
 
 from . import enqueue as enq
-from .admin import UNSET, Admin, Page, _Unset
+from .admin import UNSET, Admin, Page, Unset
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import DedicatedLane, Lanes
 from .logs import get_logger
 from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
-from .queries import DB, Queries, init_connection, schema_or_default
+from .queries import DB, Conn, Pool, Queries, connect, create_pool, schema_or_default
 from .schedules import parse_duration
 from .schema import migrate
-from .worker import Worker, WorkerSettings, new_worker_id
+from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_text
+from .worker import Worker, WorkerOverrides, WorkerSettings, new_worker_id
 
 if TYPE_CHECKING:
     from .http.api import JobsApi
@@ -42,7 +42,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
-def _seconds(value: float | int | enq.Duration, field: str) -> float:
+def _seconds(value: float | int | Duration, field: str) -> float:
     return parse_duration(value, field=field, allow_zero=False).total_seconds()
 
 
@@ -72,25 +72,25 @@ class App:
         default_max_attempts: int = 3,
         backoff: Backoff | None = None,
         enable_history: bool = True,
-        lease: enq.Duration = 30.0,
-        poll_interval: enq.Duration = 1.0,
-        drain_timeout: enq.Duration = 30.0,
-        maintenance_interval: enq.Duration = 5.0,
-        job_timeout: enq.Duration | None = None,
-        history_retention: enq.Duration | None = "14d",
-        job_retention: enq.Duration | None = "7d",
+        lease: Duration = 30.0,
+        poll_interval: Duration = 1.0,
+        drain_timeout: Duration = 30.0,
+        maintenance_interval: Duration = 5.0,
+        job_timeout: Duration | None = None,
+        history_retention: Duration | None = "14d",
+        job_retention: Duration | None = "7d",
         validate_handlers: bool | None = None,
         pool_min_size: int = 1,
         pool_max_size: int = 10,
-        command_timeout: enq.Duration = 60.0,
+        command_timeout: Duration = 60.0,
         max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self._dsn = dsn
         self.queries = Queries(schema_or_default(schema))
         self.schema = self.queries.schema
         self.auto_migrate = auto_migrate
-        self.default_max_attempts = enq.check_int(default_max_attempts, "default_max_attempts", minimum=1,
-                                                  maximum=enq.MAX_ATTEMPTS)
+        self.default_max_attempts = check_int(default_max_attempts, "default_max_attempts", minimum=1,
+                                                  maximum=MAX_ATTEMPTS)
         self.backoff = backoff or Backoff()
         self.enable_history = enable_history
         self.lease = _seconds(lease, "lease")
@@ -105,12 +105,12 @@ class App:
         self.pool_min_size = pool_min_size
         self.pool_max_size = pool_max_size
         self.command_timeout = _seconds(command_timeout, "command_timeout")
-        self.max_data_bytes = None if max_data_bytes is None else enq.check_int(
+        self.max_data_bytes = None if max_data_bytes is None else check_int(
             max_data_bytes, "max_data_bytes", minimum=1, maximum=sys.maxsize)
         self.handlers: dict[str, HandlerSpec] = {}
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
-        self._pool: asyncpg.Pool | None = None
+        self._pool: Pool | None = None
         self._lanes: Lanes | None = None
         self._enqueue_lane: DedicatedLane | None = None
         #: kinds of plain jobs validated already (enqueue.prepare_plain)
@@ -119,7 +119,7 @@ class App:
 
     # --- handlers ---
     def handler(self, name: str | None = None, *, backoff: Backoff | None = None,
-                timeout: enq.Duration | None = None) -> Callable[[F], F]:
+                timeout: Duration | None = None) -> Callable[[F], F]:
         """Decorator registering an ``async def handler(data[, ctx])`` (or a sync one, run in a thread).
 
         The name defaults to the function's name; keep it stable, since queued jobs refer to it.
@@ -130,9 +130,9 @@ class App:
         return decorate
 
     def register(self, name: str, fn: Handler, *, backoff: Backoff | None = None,
-                 timeout: enq.Duration | None = None) -> None:
+                 timeout: Duration | None = None) -> None:
         """Register ``fn`` under ``name`` (at run time too; workers started later see it)."""
-        enq.check_text(name, "handler", max_length=enq.MAX_NAME_LENGTH)
+        check_text(name, "handler", max_length=MAX_NAME_LENGTH)
         if name in self.handlers and self.handlers[name].fn is not fn:
             raise ValidationError("handler", f"{name!r} is already registered to another function")
         self.handlers[name] = HandlerSpec.build(
@@ -140,7 +140,7 @@ class App:
 
     def periodic(self, schedule: str, *, name: str | None = None, data: Any = None, timezone: str | None = None,
                  queue: str = "default", priority: int = 0, max_attempts: int | None = None,
-                 timeout: enq.Duration | None = None, misfire: str = "skip", overlap: str = "wait",
+                 timeout: Duration | None = None, misfire: str = "skip", overlap: str = "wait",
                  backoff: Backoff | None = None) -> Callable[[F], F]:
         """Decorator declaring a recurring job and registering its handler.
 
@@ -150,7 +150,7 @@ class App:
         """
         def decorate(fn: F) -> F:
             key = name or fn.__name__
-            enq.check_text(key, "name", max_length=enq.MAX_NAME_LENGTH)
+            check_text(key, "name", max_length=MAX_NAME_LENGTH)
             if key in self.periodic_jobs:
                 raise ValidationError("name", f"a schedule named {key!r} is already declared")
             job = enq.prepare(
@@ -201,7 +201,7 @@ class App:
 
     # --- lifecycle ---
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> Pool:
         """The connection pool (``async with app`` first)."""
         if self._pool is None:
             raise ConfigurationError("the app is not open: use 'async with app:' or 'await app.open()'")
@@ -212,12 +212,11 @@ class App:
         if self._pool is not None:
             return
         self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
-        self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
-            command_timeout=self.command_timeout, init=init_connection)
+        self._pool = await create_pool(self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
+                                       command_timeout=self.command_timeout)
         self._lanes = Lanes(self._pool)
         dsn = self.dsn
-        self._enqueue_lane = DedicatedLane(lambda: _connect(dsn), self.command_timeout)
+        self._enqueue_lane = DedicatedLane(lambda: connect(dsn), self.command_timeout)
         if self.auto_migrate:
             await self.migrate()
 
@@ -256,15 +255,15 @@ class App:
         queue: str = "default",
         priority: int = 0,
         max_attempts: int | None = None,
-        timeout: enq.Duration | None = None,
-        delay: enq.Duration | None = None,
+        timeout: Duration | None = None,
+        delay: Duration | None = None,
         run_at: datetime | None = None,
         dedup_key: str | None = None,
         schedule: str | None = None,
         timezone: str | None = None,
         misfire: str = "skip",
         overlap: str = "wait",
-        connection: asyncpg.Connection | None = None,
+        connection: Conn | None = None,
     ) -> Job:
         """Add a job. With ``connection``, the insert joins that connection's transaction.
 
@@ -287,7 +286,7 @@ class App:
         return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
-                           connection: asyncpg.Connection | None = None) -> Sequence[Job]:
+                           connection: Conn | None = None) -> Sequence[Job]:
         """Add many jobs in one statement; each item takes :meth:`enqueue`'s keywords plus ``handler``.
 
         All or nothing: one invalid item rejects the batch before anything is written (the error's
@@ -300,7 +299,7 @@ class App:
                                     max_data_bytes=self.max_data_bytes)
         return await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
 
-    async def _enqueue_on(self, connection: asyncpg.Connection | None,
+    async def _enqueue_on(self, connection: Conn | None,
                           insert: Callable[Concatenate[DB, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         # The caller's connection (its transaction); else the enqueue lane, unless a concurrent call holds it.
         if connection is not None:
@@ -330,11 +329,11 @@ class App:
         """Every recorded run of the job, oldest first."""
         return await self.admin().history(job_id)
 
-    async def update_job(self, job_id: int, *, name: str | _Unset | None = UNSET, data: Any = UNSET,
-                         priority: int | _Unset = UNSET, max_attempts: int | _Unset = UNSET,
-                         queue: str | _Unset = UNSET, run_at: datetime | _Unset = UNSET,
-                         schedule: str | _Unset | None = UNSET, timezone: str | _Unset | None = UNSET,
-                         timeout: enq.Duration | _Unset | None = UNSET) -> Job:
+    async def update_job(self, job_id: int, *, name: str | Unset | None = UNSET, data: Any = UNSET,
+                         priority: int | Unset = UNSET, max_attempts: int | Unset = UNSET,
+                         queue: str | Unset = UNSET, run_at: datetime | Unset = UNSET,
+                         schedule: str | Unset | None = UNSET, timezone: str | Unset | None = UNSET,
+                         timeout: Duration | Unset | None = UNSET) -> Job:
         """Change fields of a job; arguments not given are left as they are (see :meth:`Admin.update_job`)."""
         return await self.admin().update_job(job_id, name=name, data=data, priority=priority,
                                              max_attempts=max_attempts, queue=queue, run_at=run_at,
@@ -368,12 +367,12 @@ class App:
 
     # --- workers ---
     def create_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
-                      burst: bool = False, **overrides: Any) -> Worker:
+                      burst: bool = False, **overrides: Unpack[WorkerOverrides]) -> Worker:
         """A worker on this app's pool; ``overrides`` replace fields of :class:`WorkerSettings`."""
-        enq.check_int(concurrency, "concurrency", minimum=1, maximum=10_000)
+        check_int(concurrency, "concurrency", minimum=1, maximum=10_000)
         queue_list = tuple(queues or ("default",))
         for q in queue_list:
-            enq.check_text(q, "queues", max_length=enq.MAX_QUEUE_LENGTH)
+            check_text(q, "queues", max_length=MAX_QUEUE_LENGTH)
         settings = WorkerSettings(
             concurrency=concurrency, queues=queue_list, burst=burst, lease=self.lease,
             poll_interval=self.poll_interval, drain_timeout=self.drain_timeout,
@@ -388,10 +387,11 @@ class App:
         assert dsn is not None
         assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
-                      connect=lambda: asyncpg.connect(dsn, timeout=10), lanes=self._lanes)
+                      connect=lambda: connect(dsn, timeout=10, setup=False), lanes=self._lanes)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
-                         burst: bool = False, handle_signals: bool = True, **overrides: Any) -> None:
+                         burst: bool = False, handle_signals: bool = True,
+                         **overrides: Unpack[WorkerOverrides]) -> None:
         """Run a worker until SIGTERM/SIGINT (or, with ``burst``, until nothing is due).
 
         The first signal drains gracefully; a second one stops at once. Signals are
@@ -409,7 +409,7 @@ class App:
 
     @asynccontextmanager
     async def worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
-                     **overrides: Any) -> AsyncIterator[Worker]:
+                     **overrides: Unpack[WorkerOverrides]) -> AsyncIterator[Worker]:
         """Run a worker in the background (e.g. in an ASGI lifespan); drains it on exit."""
         await self.sync_periodic()
         w = self.create_worker(concurrency=concurrency, queues=queues, **overrides)
@@ -420,17 +420,6 @@ class App:
                 yield w
             finally:
                 w.stop()
-
-
-async def _connect(dsn: str) -> asyncpg.Connection:
-    """A connection of its own, set up like the pool's, with no ``command_timeout`` (a Deadline bounds it)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await init_connection(conn)
-    except BaseException:
-        conn.terminate()
-        raise
-    return conn
 
 
 async def _stop_on_signals(worker: Worker) -> None:

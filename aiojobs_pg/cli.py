@@ -21,15 +21,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import asyncpg
-
 from .app import App
 from .argtypes import bounded_int
 from .errors import AiojobsPgError, ConfigurationError
 from .http.command import add_serve_arguments, serve_command
 from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from .models import Job, JobStatus, Run
-from .queries import DB_ERRORS, DEFAULT_SCHEMA, schema_or_default
+from .queries import DB_ERRORS, DEFAULT_SCHEMA, ServerError, UndefinedTable, schema_or_default
 from .schedules import upcoming_runs
 from .schema import migrations, pending_migrations, render_sql
 
@@ -316,7 +314,7 @@ def _with_app(args: argparse.Namespace, action: Callable[[App], Awaitable[T]], *
                                  else f"is not up to date (pending migrations: {versions})")
                         raise CommandError(f"schema {app.schema!r} {state}; run '{_prog()} migrate' first")
                 return await action(app)
-        except asyncpg.UndefinedTableError as exc:
+        except UndefinedTable as exc:
             raise CommandError(f"{exc} (is the schema {app.schema!r} migrated? "
                                f"run '{_prog()} migrate')") from None
     return asyncio.run(run())
@@ -590,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, AiojobsPgError) as exc:
         _error(exc)
         return EXIT_ERROR
-    except asyncpg.PostgresError as exc:
+    except ServerError as exc:
         _error(f"database: {type(exc).__name__}: {exc}")
         return EXIT_ERROR
     except DB_ERRORS as exc:

@@ -55,7 +55,12 @@ class Backoff:
 
 @dataclass
 class JobContext:
-    """What a handler gets besides its data."""
+    """What a handler gets besides its data.
+
+    A test can build one to call a handler directly:
+    ``JobContext(job_id=1, handler="send", queue="default", attempt=1, max_attempts=3,
+    worker_id="test", scheduled_at=datetime.now(UTC), name=None)``.
+    """
 
     job_id: int
     handler: str
@@ -65,14 +70,16 @@ class JobContext:
     worker_id: str
     scheduled_at: datetime
     name: str | None
-    _base_log: Any = field(repr=False)
+    #: the worker's logger (its worker id bound); the library's executor logger when not given
+    base_log: Any = field(default=None, repr=False)
     _log: Any = field(default=None, init=False, repr=False)
 
     @property
     def log(self) -> Any:
         """structlog logger bound to job id, handler, attempt and worker id (bound on first use)."""
         if self._log is None:
-            self._log = self._base_log.bind(job_id=self.job_id, handler=self.handler, attempt=self.attempt)
+            base = self.base_log if self.base_log is not None else get_logger("aiojobs_pg.executor")
+            self._log = base.bind(job_id=self.job_id, handler=self.handler, attempt=self.attempt)
         return self._log
 
     @property
@@ -124,9 +131,15 @@ def _schedule(expr: str, timezone: str | None) -> Schedule:
 def next_tick(job: ClaimedJob) -> datetime:
     """The next run of a recurring job after the tick it ran for (see :meth:`Schedule.next_run`)."""
     assert job.schedule is not None
-    return _schedule(job.schedule, job.timezone).next_run(
-        tick=job.scheduled_at, claimed_at=job.claimed_at, finished_at=utcnow(),
-        misfire=job.misfire, overlap=job.overlap)
+    return next_run_after(job.schedule, job.timezone, tick=job.scheduled_at, claimed_at=job.claimed_at,
+                          misfire=job.misfire, overlap=job.overlap)
+
+
+def next_run_after(schedule: str, timezone: str | None, *, tick: datetime, claimed_at: datetime, misfire: str,
+                   overlap: str) -> datetime:
+    """When a recurring job runs next after its run for ``tick``, claimed at ``claimed_at``, ending now."""
+    return _schedule(schedule, timezone).next_run(tick=tick, claimed_at=claimed_at, finished_at=utcnow(),
+                                                  misfire=misfire, overlap=overlap)
 
 
 def utcnow() -> datetime:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import asyncpg
+from .queries import Pool
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,7 +32,7 @@ T = TypeVar("T")
 class Lanes:
     """The connections all lanes of one pool may keep, and the lanes not closed yet."""
 
-    def __init__(self, pool: asyncpg.Pool, *, reserve: int = 2) -> None:
+    def __init__(self, pool: Pool, *, reserve: int = 2) -> None:
         self.pool = pool
         self.limit = max(0, pool.get_max_size() - reserve)
         self.kept = 0

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import anyio
-import asyncpg
 
-from .executor import Executor
+from .executor import next_run_after, now_us
 from .logs import get_logger
-from .models import ClaimedJob, micros
-from .queries import DB_ERRORS, Queries
+from .models import JobStatus, Outcome, RunStatus, micros
+from .queries import DB_ERRORS, Pool, Queries
 
 log = get_logger("aiojobs_pg.maintenance")
 
@@ -18,12 +19,11 @@ log = get_logger("aiojobs_pg.maintenance")
 class Maintenance:
     """Periodically rescues jobs whose lease expired and prunes old rows."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, executor: Executor, *, history: bool,
+    def __init__(self, pool: Pool, queries: Queries, *, history: bool,
                  interval: float, history_retention: float | None, job_retention: float | None,
                  worker_retention: float, prune_every: int = 60, batch: int = 500) -> None:
         self.pool = pool
         self.queries = queries
-        self.executor = executor
         self.history = history
         self.interval = interval
         self.history_retention = history_retention
@@ -45,19 +45,7 @@ class Maintenance:
                 rows = await self.queries.expired_leases(conn, self.batch)
                 if not rows:
                     return total
-                outcomes = []
-                for row in rows:
-                    job = ClaimedJob(
-                        id=row["id"], token=row["token"], handler=row["handler"], data=None, queue="",
-                        attempt=row["attempts"],
-                        max_attempts=row["max_attempts"], timeout=None, schedule=row["schedule"],
-                        timezone=row["timezone"], misfire=row["misfire"], overlap=row["overlap"],
-                        scheduled_at=row["scheduled_at"], claimed_at=row["last_run_at"] or row["scheduled_at"],
-                    )
-                    error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
-                    # The job did not fail, its worker did: it may run again at once, not after a backoff.
-                    outcomes.append(self.executor.failure(job, micros(job.claimed_at), error,
-                                                          worker_id=row["worker_id"], delay=0.0))
+                outcomes = [lost_worker(row) for row in rows]
                 applied = await self.queries.complete(conn, outcomes, history=self.history)
             for o in outcomes:
                 if o.job_id in applied:
@@ -86,3 +74,26 @@ class Maintenance:
             rounds += 1
             # Jitter keeps many workers from hitting the table in step.
             await anyio.sleep(self.interval * random.uniform(0.8, 1.2))
+
+
+def lost_worker(row: Mapping[str, Any]) -> Outcome:
+    """The failed attempt of a job whose worker's lease expired (a row of ``expired_leases``).
+
+    The job did not fail, its worker did: with attempts left it may run again at
+    once, not after a backoff; on its last attempt it fails as any job would (a
+    recurring job moves on to its next tick).
+    """
+    claimed_at = row["last_run_at"] or row["scheduled_at"]
+    error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
+
+    def attempt(status: JobStatus, **then: Any) -> Outcome:
+        return Outcome(row["id"], row["attempts"], row["token"], status, RunStatus.FAILED, micros(claimed_at),
+                       now_us(), row["worker_id"], row["scheduled_at"], error=error, **then)
+
+    if row["attempts"] < row["max_attempts"]:
+        return attempt(JobStatus.PENDING, delay=0.0)
+    if row["schedule"] is not None:
+        return attempt(JobStatus.PENDING, reset_attempts=True, next_run_at=next_run_after(
+            row["schedule"], row["timezone"], tick=row["scheduled_at"], claimed_at=claimed_at,
+            misfire=row["misfire"], overlap=row["overlap"]))
+    return attempt(JobStatus.FAILED)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+import asyncpg.pool
 
 from .errors import ConfigurationError
 from .models import ClaimedJob, JobStatus, Outcome, build_claimed_job, json_array, load_json, micros
@@ -26,6 +27,21 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 #: received the server's "terminating connection" message (a restart, ``pg_terminate_backend``).
 DB_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                                          asyncpg.InternalClientError, TimeoutError)
+
+
+# The driver's types and errors, under the names the rest of the package uses: only this layer
+# (with the migrator, the notifier and the lanes) imports asyncpg; tests/unit/test_layers.py checks it.
+Pool = asyncpg.Pool
+#: a connection opened on its own (:func:`connect`)
+Connection = asyncpg.Connection
+#: a connection of its own, or one borrowed from the pool (``async with app.pool.acquire() as conn``)
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+#: a write refused by a unique index (a live job holds the dedup key)
+UniqueViolation = asyncpg.UniqueViolationError
+#: a statement naming a table that does not exist (the schema is not migrated)
+UndefinedTable = asyncpg.UndefinedTableError
+#: an error the server reported, as opposed to a lost connection
+ServerError = asyncpg.PostgresError
 
 
 #: The schema holding the tables when neither the caller nor ``$AIOJOBS_PG_SCHEMA`` names one.
@@ -76,9 +92,9 @@ _DUE = "COALESCE($10::timestamptz, now() + make_interval(secs => COALESCE($11::f
 
 
 # What a claim returns, in the order of ClaimedJob's fields, so each row builds one positionally (all but
-# claimed_at, the worker's clock when the claim returned: one datetime for the batch, where a timestamp
-# per row costs about 1 us to decode). data comes as text, decoded by load_json in one call per claim:
-# asyncpg's custom jsonb codec costs twice that.
+# claimed_at, the worker's clock when the claim returned: one datetime for the batch instead of a
+# timestamp per row to decode). data comes as text, decoded by load_json in one call per claim, which
+# is cheaper than asyncpg's custom jsonb codec (figures: docs/performance.md).
 _CLAIMED = {
     "id": "j.id", "handler": "j.handler", "data": "j.data::text", "queue": "j.queue", "attempt": "j.attempts",
     "max_attempts": "j.max_attempts", "timeout": "j.timeout", "schedule": "j.schedule", "timezone": "j.timezone",
@@ -144,7 +160,7 @@ FROM ins"""
 
 def _insert_one(on_conflict: str, returning: str) -> str:
     # One round trip: insert and, when the job is due now, wake the workers of its queue. The notify
-    # sits in RETURNING, not in a CTE around the insert: 3 us less server CPU per call.
+    # sits in RETURNING, not in a CTE around the insert, which costs the server more per call.
     return f"""
 INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
 VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, {_DUE}, $12, $13, $14)
@@ -233,7 +249,7 @@ _SQL: dict[str, str] = {
     # (the due time only when it is not now, which saves decoding a second timestamp).
     "insert": _insert_one("", "id, created_at, NULLIF(next_run_at, created_at) AS next_run_at"),
     "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT, _JOB_COLUMNS),
-    # A plain job (NewJob.plain): five columns, due now. Fewer parameters than "insert": ~6 us per call.
+    # A plain job (NewJob.plain): five columns, due now; fewer parameters to send than "insert".
     "insert_plain": f"""
 INSERT INTO {{schema}}.jobs ({_PLAIN_COLUMNS})
 VALUES ($1, $2::jsonb, $3, $4, $5)
@@ -313,12 +329,11 @@ WITH c AS (
     # into its history row (the CTEs of _completed, outcomes from $18); any other outcome updates its row
     # (outcomes from $1: a retry, a dead letter, a recurring job's next tick, a release). Numbers,
     # flags, statuses and times (microseconds since the epoch) arrive as array literals: asyncpg's
-    # binary array encoder costs ~1 us per timestamp and ~0.3 us per number, which dominated a worker's
-    # CPU. The arrays are unnested in the select list (a ProjectSet, which pads the shorter ones with
-    # NULLs as ROWS FROM does), not in FROM, whose function scan copied every row into a tuplestore that
-    # the CTE then copied again: 0.5 us less server CPU per job. o and d stay MATERIALIZED: inlined, they
-    # let the planner compare every outcome with every job under stale statistics
-    # (tests/integration/test_plans.py).
+    # binary array encoder dominated a worker's CPU (docs/performance.md). The arrays are unnested in
+    # the select list (a ProjectSet, which pads the shorter ones with NULLs as ROWS FROM does), not in
+    # FROM, whose function scan copied every row into a tuplestore that the CTE then copied again. o and
+    # d stay MATERIALIZED: inlined, they let the planner compare every outcome with every job under
+    # stale statistics (tests/integration/test_plans.py).
     "complete": f"""
 WITH o AS MATERIALIZED (
     SELECT u.id, u.attempt, u.token, u.job_status, u.run_status, u.delay,
@@ -366,7 +381,7 @@ WITH o AS MATERIALIZED (
 ), {_completed(ids=18, worker_id=15, gate=17)}
 SELECT array_agg(id) FROM (SELECT id FROM upd UNION ALL SELECT id FROM done) applied""",
     # A flush of one-off jobs that all succeeded (a busy queue's usual flush): the CTEs of _completed
-    # alone, six columns where "complete" has twenty-two. 1-2 us less server CPU per job.
+    # alone, six columns where "complete" has twenty-two, so less for the server to read per job.
     "complete_success": f"""
 WITH {_completed(ids=1, worker_id=7, gate=8)}
 SELECT array_agg(id) FROM done""",
@@ -379,7 +394,7 @@ FROM r
 WHERE {_fence("r")}
 RETURNING j.id""",
     "expired_leases": """
-SELECT id, claims AS token, handler, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id,
+SELECT id, claims AS token, attempts, max_attempts, schedule, timezone, misfire, overlap, worker_id,
        last_run_at, COALESCE(tick_at, next_run_at) AS scheduled_at
 FROM {schema}.jobs
 WHERE status = 'running' AND lease_expires_at < now()
@@ -740,3 +755,21 @@ class Queries:
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Per-connection setup: jsonb comes back decoded; we send it pre-encoded as text."""
     await conn.set_type_codec("jsonb", encoder=str, decoder=load_json, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> Pool:
+    """The App's pool; every connection set up by :func:`init_connection`."""
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
+                                     init=init_connection)
+
+
+async def connect(dsn: str, *, timeout: float = 60, setup: bool = True) -> Connection:
+    """A connection of its own, with no ``command_timeout``; set up like the pool's unless ``setup`` is false."""
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    if setup:
+        try:
+            await init_connection(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+    return conn

@@ -6,15 +6,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import asyncpg
-import asyncpg.pool
-
 from .logs import get_logger
-from .queries import validate_schema_name
+from .queries import Conn, validate_schema_name
 
 log = get_logger("aiojobs_pg.schema")
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

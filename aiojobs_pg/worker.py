@@ -17,10 +17,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
-import asyncpg
 
 from .completer import Completer
 from .executor import Executor, utcnow
@@ -30,7 +29,7 @@ from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
-from .queries import DB_ERRORS, Queries
+from .queries import DB_ERRORS, Connection, Pool, Queries
 
 log = get_logger("aiojobs_pg.worker")
 
@@ -52,6 +51,19 @@ class WorkerSettings:
     force_exit_timeout: float = 2.0
 
 
+class WorkerOverrides(TypedDict, total=False):
+    """Fields of :class:`WorkerSettings` a worker may set apart from its App's (``app.worker(lease=5)``)."""
+
+    lease: float
+    poll_interval: float
+    drain_timeout: float
+    maintenance_interval: float
+    history: bool
+    history_retention: float | None
+    job_retention: float | None
+    force_exit_timeout: float
+
+
 def new_worker_id() -> str:
     """hostname:pid:random, unique across hosts and restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -60,8 +72,8 @@ def new_worker_id() -> str:
 class Worker:
     """Runs jobs from the given queues until stopped (or, in burst mode, until nothing is due)."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
-                 connect: Callable[[], Awaitable[asyncpg.Connection]], lanes: Lanes) -> None:
+    def __init__(self, pool: Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
+                 connect: Callable[[], Awaitable[Connection]], lanes: Lanes) -> None:
         self.pool = pool
         self.queries = queries
         self.executor = executor
@@ -89,7 +101,7 @@ class Worker:
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
         self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
                                  on_reconnect=self.producer.wake)
-        self.maintenance = Maintenance(pool, queries, executor, history=settings.history,
+        self.maintenance = Maintenance(pool, queries, history=settings.history,
                                        interval=settings.maintenance_interval,
                                        history_retention=settings.history_retention,
                                        job_retention=settings.job_retention,

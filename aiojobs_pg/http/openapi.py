@@ -16,9 +16,9 @@ import copy
 from typing import Any
 
 from ..admin import MAX_PAGE
-from ..enqueue import MAX_ATTEMPTS, MAX_DELAY, MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH
 from ..models import MAX_JSON_DEPTH, JobStatus, RunStatus
 from ..schedules import MAX_EXPR_LENGTH
+from ..validation import MAX_ATTEMPTS, MAX_DELAY, MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH
 from . import serialize as ser
 
 _INT32 = 2**31 - 1

@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ..admin import UNSET
-from ..enqueue import MAX_DELAY
 from ..errors import ValidationError
 from ..models import Job, JobStatus, Run
 from ..schedules import MAX_INTERVAL, upcoming_runs
+from ..validation import MAX_DELAY
 
 #: request bodies larger than this many bytes are refused with 413
 MAX_BODY = 1024 * 1024

@@ -30,7 +30,7 @@ def executor(worker_id: str) -> Executor:
 
 
 def maintenance(app: App) -> Maintenance:
-    return Maintenance(app.pool, app.queries, executor("rescuer"), history=True, interval=1, history_retention=None,
+    return Maintenance(app.pool, app.queries, history=True, interval=1, history_retention=None,
                        job_retention=None, worker_retention=60)
 
 

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiojobs_pg.enqueue import MAX_DELAY, check_text
 from aiojobs_pg.errors import ValidationError
 from aiojobs_pg.http import serialize as ser
 from aiojobs_pg.http.openapi import openapi_document
 from aiojobs_pg.schedules import parse_duration, parse_schedule
+from aiojobs_pg.validation import MAX_DELAY, check_text
 
 DOC = openapi_document()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from aiojobs_pg import JobContext
 from aiojobs_pg.models import ClaimedJob, Job, JobStatus, build_claimed_job, build_job, load_json, micros
 
 NOW = datetime(2026, 12, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -54,3 +55,11 @@ def test_load_json_refuses_what_json_loads_refuses_with_its_error(text: str) -> 
     with pytest.raises(json.JSONDecodeError) as got:
         load_json(text)
     assert (got.value.msg, got.value.pos) == (expected.value.msg, expected.value.pos)
+
+
+async def test_a_job_context_is_built_in_a_users_test_from_public_fields_only() -> None:
+    ctx = JobContext(job_id=1, handler="send", queue="default", attempt=3, max_attempts=3, worker_id="test",
+                     scheduled_at=datetime.now(UTC), name=None)
+    assert ctx.is_last_attempt
+    ctx.log.info("from_a_test")  # bound without a worker: the library's own logger
+    assert ctx.log is ctx.log

@@ -1,0 +1,54 @@
+"""The package's layering, read from its source: who may import the driver, and no import cycles.
+
+Only the query layer (``queries``: statements, the driver's types and errors, connecting) and
+the notifier (a LISTEN connection's callbacks) import asyncpg; everything else goes through
+``queries``, so another driver means one layer to replace.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "aiojobs_pg"
+DRIVER_LAYER = {"aiojobs_pg.queries", "aiojobs_pg.notifier"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in the file (inside functions and TYPE_CHECKING too)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            module = node.module or ""
+            target = (f"{base}.{module}" if module else base) if node.level else module
+            found.add(target)
+            # ``from . import enqueue``: a module, not a name
+            found.update(f"{target}.{alias.name}" for alias in node.names
+                         if (PACKAGE.parent / f"{target}.{alias.name}".replace(".", "/")).with_suffix(".py").exists())
+    return found
+
+
+MODULES = {module_name(p): imports(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_the_module_list_is_read() -> None:
+    assert {"aiojobs_pg.app", "aiojobs_pg.queries", "aiojobs_pg.http.api"} <= MODULES.keys()
+
+
+def test_only_the_driver_layer_imports_asyncpg() -> None:
+    users = {name for name, found in MODULES.items() if any(m == "asyncpg" or m.startswith("asyncpg.")
+                                                             for m in found)}
+    assert users <= DRIVER_LAYER, f"asyncpg imported outside the driver layer: {sorted(users - DRIVER_LAYER)}"
+    assert "aiojobs_pg.queries" in users

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 import anyio
 
@@ -31,9 +31,6 @@ from .schedules import parse_duration
 from .schema import migrate
 from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_text
 from .worker import Worker, WorkerOverrides, WorkerSettings, new_worker_id
-
-if TYPE_CHECKING:
-    from .http.api import JobsApi
 
 log = get_logger("aiojobs_pg.app")
 
@@ -354,16 +351,6 @@ class App:
     async def retry(self, job_id: int) -> Job:
         """Re-queue a failed or cancelled job."""
         return await self.admin().retry(job_id)
-
-    # --- HTTP ---
-    def asgi(self, **options: Any) -> JobsApi:
-        """The management API and dashboard as an ASGI app (the ``http`` extra); see ``docs/http.md``.
-
-        ``options`` are those of :func:`aiojobs_pg.http.create_asgi_app` (``tokens``, ``guards``, ...).
-        """
-        from .http.api import create_asgi_app
-
-        return create_asgi_app(self, **options)
 
     # --- workers ---
     def create_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,

@@ -3,7 +3,7 @@
 ``create_asgi_app(app, tokens=..., guards=...)`` returns a mountable ASGI app;
 ``python -m aiojobs_pg serve MODULE:APP`` serves it. See ``docs/http.md``.
 
-Names are imported lazily, so :mod:`aiojobs_pg.http.command` (the CLI's argument
+Names are imported lazily, so :mod:`aiojobs_pg.cli.serve` (the CLI's argument
 definitions) loads without the extra installed.
 """
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import httpx
 
 from aiojobs_pg import App
+from aiojobs_pg.cli.serve import add_serve_arguments
 from aiojobs_pg.http.auth import ENV_TOKEN
-from aiojobs_pg.http.command import add_serve_arguments
 from tests.helpers import eventually
 from tests.http.conftest import ADMIN_TOKEN, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 # what the CLI's "serve" command does, without depending on cli.py wiring it up
 LAUNCH = ("import argparse, sys\n"
-          "from aiojobs_pg.http.command import add_serve_arguments, serve_command\n"
+          "from aiojobs_pg.cli.serve import add_serve_arguments, serve_command\n"
           "parser = argparse.ArgumentParser()\n"
           "add_serve_arguments(parser)\n"
           "sys.exit(serve_command(parser.parse_args()))\n")

@@ -33,10 +33,11 @@ def imports(path: Path) -> set[str]:
                 base = base.rpartition(".")[0]
             module = node.module or ""
             target = (f"{base}.{module}" if module else base) if node.level else module
-            found.add(target)
-            # ``from . import enqueue``: a module, not a name
-            found.update(f"{target}.{alias.name}" for alias in node.names
-                         if (PACKAGE.parent / f"{target}.{alias.name}".replace(".", "/")).with_suffix(".py").exists())
+            # ``from . import enqueue`` imports the module aiojobs_pg.enqueue; ``from .models import Job``
+            # imports aiojobs_pg.models.
+            submodules = {f"{target}.{alias.name}" for alias in node.names
+                          if (PACKAGE.parent / f"{target}.{alias.name}".replace(".", "/")).with_suffix(".py").exists()}
+            found.update(submodules if submodules else {target})
     return found
 
 
@@ -52,3 +53,23 @@ def test_only_the_driver_layer_imports_asyncpg() -> None:
                                                              for m in found)}
     assert users <= DRIVER_LAYER, f"asyncpg imported outside the driver layer: {sorted(users - DRIVER_LAYER)}"
     assert "aiojobs_pg.queries" in users
+
+
+def test_no_import_cycles() -> None:
+    # Edges between the package's own modules, function-level and TYPE_CHECKING imports included.
+    graph = {name: {m for m in found if m in MODULES and m != name} for name, found in MODULES.items()}
+    cycles = []
+
+    def visit(name: str, path: list[str]) -> None:
+        for target in graph[name]:
+            if target in path:
+                cycles.append([*path[path.index(target):], target])
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in graph:
+        if name not in done:
+            visit(name, [name])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

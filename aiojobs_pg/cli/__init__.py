@@ -10,26 +10,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import enum
-import importlib
 import json
 import os
 import sys
-import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .app import App
+from ..app import App
+from ..errors import AiojobsPgError, ConfigurationError
+from ..logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
+from ..models import Job, JobStatus, Run
+from ..queries import DB_ERRORS, DEFAULT_SCHEMA, ServerError, UndefinedTable, schema_or_default
+from ..schedules import upcoming_runs
+from ..schema import migrations, pending_migrations, render_sql
+from .apps import CommandError, UsageError, load_app, parse_queues
 from .argtypes import bounded_int
-from .errors import AiojobsPgError, ConfigurationError
-from .http.command import add_serve_arguments, serve_command
-from .logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
-from .models import Job, JobStatus, Run
-from .queries import DB_ERRORS, DEFAULT_SCHEMA, ServerError, UndefinedTable, schema_or_default
-from .schedules import upcoming_runs
-from .schema import migrations, pending_migrations, render_sql
+from .render import format_time, jobs_table, print_json, render_table, runs_table, to_dict
+from .serve import add_serve_arguments, serve_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -39,96 +37,6 @@ EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
-
-
-class UsageError(Exception):
-    """Bad command line input found after parsing (exit code 2)."""
-
-
-class CommandError(Exception):
-    """An operation failed in a way the user should read about (exit code 1)."""
-
-
-# --- formatting helpers (also used by the demo) ---
-
-def truncate(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-
-def error_summary(error: str | None, width: int = 60) -> str:
-    """One line of an error: its first line, or the exception line of a traceback."""
-    if not error:
-        return "-"
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    if not lines:
-        return "-"
-    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
-    return truncate(line, width)
-
-
-def format_time(value: datetime | None) -> str:
-    """A timestamp as ``YYYY-MM-DD HH:MM:SSZ`` (UTC), or ``-``."""
-    if value is None:
-        return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()) -> str:
-    """An aligned plain-text table; columns whose index is in ``right`` are right-aligned."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def jobs_table(jobs: Sequence[Job]) -> str:
-    """The ``jobs list`` table."""
-    headers = ["ID", "NAME", "HANDLER", "QUEUE", "STATUS", "ATTEMPTS", "NEXT RUN (UTC)", "LAST ERROR"]
-    rows = [[str(j.id), truncate(j.name or "-", 30), truncate(j.handler, 30), truncate(j.queue, 20), j.status.value,
-             f"{j.attempts}/{j.max_attempts}", format_time(j.next_run_at), error_summary(j.last_error)]
-            for j in jobs]
-    return render_table(headers, rows, right=(0, 5))
-
-
-def runs_table(runs: Sequence[Run]) -> str:
-    """A job's history as a table."""
-    headers = ["ATTEMPT", "STATUS", "STARTED (UTC)", "DURATION", "WORKER", "ERROR"]
-    rows = [[str(r.attempt), r.status.value, format_time(r.started_at),
-             "-" if r.duration_ms is None else f"{r.duration_ms:.0f} ms", r.worker_id or "-", error_summary(r.error)]
-            for r in runs]
-    return render_table(headers, rows, right=(0, 3))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def to_dict(obj: Job | Run) -> dict[str, Any]:
-    """A job or run as a dict of JSON-friendly values."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
-def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON (datetimes as ISO 8601)."""
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
 
 
 # --- argument types ---
@@ -318,44 +226,6 @@ def _with_app(args: argparse.Namespace, action: Callable[[App], Awaitable[T]], *
             raise CommandError(f"{exc} (is the schema {app.schema!r} migrated? "
                                f"run '{_prog()} migrate')") from None
     return asyncio.run(run())
-
-
-def load_app(target: str) -> App:
-    """Import ``MODULE:ATTRIBUTE`` (dots allowed in the attribute) and check it is an App."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name.strip() or not attr.strip():
-        raise UsageError(f"invalid app {target!r}: expected MODULE:ATTRIBUTE, e.g. myproject.jobs:app")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise UsageError(f"cannot import module {module_name!r}: no module named {exc.name!r} "
-                             f"(searched the current directory {cwd} and sys.path)") from None
-        traceback.print_exc()
-        raise CommandError(f"importing {module_name!r} failed: {exc}") from None
-    except Exception as exc:
-        traceback.print_exc()
-        raise CommandError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, App):
-        raise UsageError(f"{target} is {type(obj).__name__!s}, not an aiojobs_pg.App")
-    return obj
-
-
-def parse_queues(text: str) -> list[str]:
-    """``--queues a,b``: the queue names, at least one."""
-    queues = [q.strip() for q in text.split(",") if q.strip()]
-    if not queues:
-        raise UsageError("--queues: give at least one queue name")
-    return queues
 
 
 # --- commands ---

@@ -20,11 +20,11 @@ from typing import Any
 
 import anyio
 
-from .app import App
-from .cli import error_summary, render_table, runs_table, truncate
-from .executor import Backoff, JobContext
-from .logs import configure_logging
-from .models import Job, JobStatus
+from ..app import App
+from ..executor import Backoff, JobContext
+from ..logs import configure_logging
+from ..models import Job, JobStatus
+from .render import error_summary, render_table, runs_table, truncate
 
 DEMO_SCHEMA = "aiojobs_pg_demo"
 DEFAULT_DURATION = 20.0

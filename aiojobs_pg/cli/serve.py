@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..argtypes import bounded_int
 from ..errors import ConfigurationError
+from .apps import load_app, parse_queues
+from .argtypes import bounded_int
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -45,12 +46,10 @@ def serve_command(args: argparse.Namespace) -> int:
     The token comes from ``$AIOJOBS_PG_API_TOKEN``: without one nothing could be
     called, so the command refuses to start.
     """
-    from ..cli import load_app, parse_queues
-
     try:
         import uvicorn
 
-        from .api import create_asgi_app
+        from ..http.api import create_asgi_app
     except ModuleNotFoundError as exc:
         raise ConfigurationError(f"serve needs the 'http' extra: pip install 'aiojobs_pg[http]' "
                                  f"({exc.name} is missing)") from None

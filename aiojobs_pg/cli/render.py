@@ -1,0 +1,92 @@
+"""Tables and JSON for the command line (and the demo's live view)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..models import Job, Run
+
+
+def truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def error_summary(error: str | None, width: int = 60) -> str:
+    """One line of an error: its first line, or the exception line of a traceback."""
+    if not error:
+        return "-"
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return "-"
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return truncate(line, width)
+
+
+def format_time(value: datetime | None) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM:SSZ`` (UTC), or ``-``."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()) -> str:
+    """An aligned plain-text table; columns whose index is in ``right`` are right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def jobs_table(jobs: Sequence[Job]) -> str:
+    """The ``jobs list`` table."""
+    headers = ["ID", "NAME", "HANDLER", "QUEUE", "STATUS", "ATTEMPTS", "NEXT RUN (UTC)", "LAST ERROR"]
+    rows = [[str(j.id), truncate(j.name or "-", 30), truncate(j.handler, 30), truncate(j.queue, 20), j.status.value,
+             f"{j.attempts}/{j.max_attempts}", format_time(j.next_run_at), error_summary(j.last_error)]
+            for j in jobs]
+    return render_table(headers, rows, right=(0, 5))
+
+
+def runs_table(runs: Sequence[Run]) -> str:
+    """A job's history as a table."""
+    headers = ["ATTEMPT", "STATUS", "STARTED (UTC)", "DURATION", "WORKER", "ERROR"]
+    rows = [[str(r.attempt), r.status.value, format_time(r.started_at),
+             "-" if r.duration_ms is None else f"{r.duration_ms:.0f} ms", r.worker_id or "-", error_summary(r.error)]
+            for r in runs]
+    return render_table(headers, rows, right=(0, 3))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def to_dict(obj: Job | Run) -> dict[str, Any]:
+    """A job or run as a dict of JSON-friendly values."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON (datetimes as ISO 8601)."""
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))

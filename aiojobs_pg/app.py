@@ -20,13 +20,14 @@ import anyio
 
 from . import enqueue as enq
 from .admin import UNSET, Admin, Page, Unset
+from .completer import CompletionStep
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import DedicatedLane, Lanes
 from .logs import get_logger
 from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
-from .queries import DB, Conn, Pool, Queries, connect, create_pool, schema_or_default
+from .queries import DB, ClaimCondition, Conn, Pool, Queries, connect, create_pool, schema_or_default
 from .schedules import parse_duration
 from .schema import migrate
 from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_text
@@ -105,6 +106,10 @@ class App:
         self.max_data_bytes = None if max_data_bytes is None else check_int(
             max_data_bytes, "max_data_bytes", minimum=1, maximum=sys.maxsize)
         self.handlers: dict[str, HandlerSpec] = {}
+        #: conditions every worker's claim adds, and work every completion does in its transaction: the
+        #: seams where features plug in (docs/architecture.md, "Seams"); read when a worker is created
+        self.claim_conditions: list[ClaimCondition] = []
+        self.completion_steps: list[CompletionStep] = []
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: Pool | None = None
@@ -374,7 +379,8 @@ class App:
         assert dsn is not None
         assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
-                      connect=lambda: connect(dsn, timeout=10, setup=False), lanes=self._lanes)
+                      connect=lambda: connect(dsn, timeout=10, setup=False), lanes=self._lanes,
+                      claim_conditions=self.claim_conditions, completion_steps=self.completion_steps)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
                          burst: bool = False, handle_signals: bool = True,

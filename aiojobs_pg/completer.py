@@ -10,18 +10,23 @@ first the rescuer re-runs them and our late write is fenced off.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
 from .lane import Lane
 from .logs import get_logger
 from .models import Outcome
-from .queries import DB_ERRORS, Queries
+from .queries import DB_ERRORS, Conn, Queries
 
 log = get_logger("aiojobs_pg.completer")
 
 OnFlushed = Callable[[Sequence[Outcome], set[int]], None]
+#: Work in the completion's transaction, after the fenced write: ``step(connection, batch, applied)``, where
+#: ``applied`` holds the ids of the outcomes the fence let through (the completion's seam for features:
+#: unblocking dependents, recording events). It commits with the completion or not at all: a step that
+#: raises a database error rolls the flush back, which is retried like any failed flush.
+CompletionStep = Callable[[Conn, Sequence[Outcome], set[int]], Awaitable[None]]
 
 
 class Completer:
@@ -29,8 +34,9 @@ class Completer:
 
     def __init__(self, lane: Lane, queries: Queries, *, history: bool, on_flushed: OnFlushed,
                  max_batch: int = 1000, retry_delay: float = 0.5,
-                 owned: Callable[[int], bool] = lambda job_id: True) -> None:
+                 owned: Callable[[int], bool] = lambda job_id: True, steps: Sequence[CompletionStep] = ()) -> None:
         self.lane = lane
+        self.steps = tuple(steps)
         self.queries = queries
         self.history = history
         self.on_flushed = on_flushed
@@ -72,10 +78,20 @@ class Completer:
                 continue
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:
-                applied = await self.lane.run(self.queries.complete, batch, history=self.history)
+                applied = await self.lane.run(self._complete, batch)
             except DB_ERRORS as exc:
                 log.warning("completion_flush_failed", error=repr(exc), jobs=len(batch))
                 self._buffer = [o for o in batch if self.owned(o.job_id)] + self._buffer
                 await anyio.sleep(self.retry_delay)
                 continue
             self.on_flushed(batch, applied)
+
+    async def _complete(self, conn: Conn, batch: Sequence[Outcome]) -> set[int]:
+        # With no steps the completion is one statement, which needs no transaction of its own.
+        if not self.steps:
+            return await self.queries.complete(conn, batch, history=self.history)
+        async with conn.transaction():
+            applied = await self.queries.complete(conn, batch, history=self.history)
+            for step in self.steps:
+                await step(conn, batch, applied)
+        return applied

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from .lane import Lane
 from .logs import get_logger
 from .models import ClaimedJob
-from .queries import Queries
+from .queries import ClaimCondition, Queries
 
 log = get_logger("aiojobs_pg.producer")
 
@@ -25,9 +25,12 @@ class Producer:
     def __init__(self, lane: Lane, queries: Queries, *, worker_id: str, queues: Sequence[str],
                  lease: float, poll_interval: float, free_slots: Callable[[], int],
                  spawn: Callable[[ClaimedJob], None], burst: bool = False,
-                 idle: Callable[[], bool] = lambda: True, max_claim: int = 1000) -> None:
+                 idle: Callable[[], bool] = lambda: True, max_claim: int = 1000,
+                 conditions: Sequence[ClaimCondition] = ()) -> None:
         self.lane = lane
         self.queries = queries
+        #: the claim statements, with the conditions a job must meet for this worker bound in
+        self.claim = queries.claim_for(conditions)
         self.worker_id = worker_id
         self.queues = list(queues)
         self.lease = lease
@@ -80,7 +83,7 @@ class Producer:
             return 0
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
-        jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id)
+        jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id, self.claim)
         self.claims += 1
         self.claimed += len(jobs)
         for job in jobs:

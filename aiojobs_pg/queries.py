@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -300,10 +300,11 @@ WITH ins AS (
 SELECT now() AS now, array_agg(id) AS ids, pg_notify($6, $3) AS notified FROM ins""",
     # Claim: the due pending rows in claim order, locked with SKIP LOCKED, flipped to
     # running with a lease; one statement. One queue reads the claim index in order.
+    # {conditions}: the worker's ClaimConditions (see Claim), from parameter $5 on.
     "claim_one_queue": f"""
 WITH c AS (
     SELECT j.id FROM {{schema}}.jobs j
-    WHERE j.status = 'pending' AND j.queue = $1 AND j.next_run_at <= now()
+    WHERE j.status = 'pending' AND j.queue = $1 AND j.next_run_at <= now(){{conditions}}
     ORDER BY j.priority DESC, j.next_run_at, j.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -315,7 +316,7 @@ WITH c AS (
     SELECT x.id FROM unnest($1::text[]) AS qn(queue)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.next_run_at FROM {{schema}}.jobs j
-        WHERE j.status = 'pending' AND j.queue = qn.queue AND j.next_run_at <= now()
+        WHERE j.status = 'pending' AND j.queue = qn.queue AND j.next_run_at <= now(){{conditions}}
         ORDER BY j.priority DESC, j.next_run_at, j.id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
@@ -559,6 +560,52 @@ def _micros(values: Sequence[datetime | None]) -> str | None:
     return "{" + ",".join(["NULL" if v is None else str(micros(v)) for v in values]) + "}"
 
 
+_NAMED_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class ClaimCondition:
+    """A condition a pending job must meet for a worker to claim it: the claim's seam for features.
+
+    ``sql`` is a boolean SQL expression on the jobs row ``j`` that names its parameters
+    ``:name``, with a cast (``j.handler = ANY(:handlers::text[])``); ``params`` gives their
+    values. The claim's other conditions (pending, due, one of the worker's queues) and its
+    order (priority, due time, id) stay; each condition narrows what the claim may take, read
+    in the same statement under the same row locks, so no job is claimed and then released.
+    """
+
+    sql: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Claim:
+    """A worker's claim statements, its :class:`ClaimCondition` s bound in: built once per worker.
+
+    The names become positional parameters after the claim's own four, so each statement is
+    prepared once per connection like any other.
+    """
+
+    def __init__(self, one_queue: str, many_queues: str, conditions: Sequence[ClaimCondition]) -> None:
+        names: dict[str, int] = {}
+        args: list[Any] = []
+
+        def position(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                values = [c.params[name] for c in conditions if name in c.params]
+                if not values:
+                    raise ValueError(f"claim condition parameter :{name} has no value")
+                names[name] = 5 + len(args)
+                args.append(values[0])
+            return f"${names[name]}"
+
+        where = "".join(f"\n      AND ({_NAMED_PARAM.sub(position, c.sql)})" for c in conditions)
+        self.conditions = tuple(conditions)
+        self.one_queue = one_queue.replace("{conditions}", where)
+        self.many_queues = many_queues.replace("{conditions}", where)
+        self.args = tuple(args)
+
+
 class Queries:
     """All statements of one schema. Methods take the connection (or pool) to use."""
 
@@ -566,6 +613,7 @@ class Queries:
         self.schema = validate_schema_name(schema)
         self.channel = f"{schema}_jobs"
         self.sql = {name: text.replace("{schema}", schema) for name, text in _SQL.items()}
+        self._claim = self.claim_for()
 
     # --- enqueue ---
     async def insert_job(self, db: DB, params: Sequence[Any], *, dedup: bool) -> Any:
@@ -622,13 +670,18 @@ class Queries:
                                  self.channel)
 
     # --- worker ---
-    async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float,
-                    worker_id: str) -> list[ClaimedJob]:
-        """Flip up to ``limit`` due pending jobs of ``queues`` to running for this worker."""
+    def claim_for(self, conditions: Sequence[ClaimCondition] = ()) -> Claim:
+        """The claim statements of a worker whose jobs must also meet ``conditions``."""
+        return Claim(self.sql["claim_one_queue"], self.sql["claim"], conditions)
+
+    async def claim(self, db: DB, queues: Sequence[str], limit: int, lease: float, worker_id: str,
+                    claim: Claim | None = None) -> list[ClaimedJob]:
+        """Flip up to ``limit`` due pending jobs of ``queues`` (meeting ``claim``'s conditions) to running."""
+        claim = claim or self._claim
         if len(queues) == 1:
-            rows = await db.fetch(self.sql["claim_one_queue"], queues[0], limit, lease, worker_id)
+            rows = await db.fetch(claim.one_queue, queues[0], limit, lease, worker_id, *claim.args)
         else:
-            rows = await db.fetch(self.sql["claim"], list(queues), limit, lease, worker_id)
+            rows = await db.fetch(claim.many_queues, list(queues), limit, lease, worker_id, *claim.args)
         if not rows:
             return []
         claimed_at = datetime.now(UTC)

@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 import anyio
 
-from .completer import Completer
+from .completer import Completer, CompletionStep
 from .executor import Executor, utcnow
 from .lane import Lanes
 from .logs import get_logger
@@ -29,7 +29,7 @@ from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
-from .queries import DB_ERRORS, Connection, Pool, Queries
+from .queries import DB_ERRORS, ClaimCondition, Connection, Pool, Queries
 
 log = get_logger("aiojobs_pg.worker")
 
@@ -73,7 +73,9 @@ class Worker:
     """Runs jobs from the given queues until stopped (or, in burst mode, until nothing is due)."""
 
     def __init__(self, pool: Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
-                 connect: Callable[[], Awaitable[Connection]], lanes: Lanes) -> None:
+                 connect: Callable[[], Awaitable[Connection]], lanes: Lanes, *,
+                 claim_conditions: Sequence[ClaimCondition] = (),
+                 completion_steps: Sequence[CompletionStep] = ()) -> None:
         self.pool = pool
         self.queries = queries
         self.executor = executor
@@ -95,10 +97,11 @@ class Worker:
         self.started = anyio.Event()
         self.stopped = anyio.Event()
         self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
-                                   owned=self.inflight.__contains__)
+                                   owned=self.inflight.__contains__, steps=completion_steps)
         self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
                                  lease=settings.lease, poll_interval=settings.poll_interval, free_slots=self.free_slots,
-                                 spawn=self._spawn, burst=settings.burst, idle=self.is_idle)
+                                 spawn=self._spawn, burst=settings.burst, idle=self.is_idle,
+                                 conditions=claim_conditions)
         self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
                                  on_reconnect=self.producer.wake)
         self.maintenance = Maintenance(pool, queries, history=settings.history,

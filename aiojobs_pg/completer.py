@@ -18,6 +18,7 @@ from .lane import Lane
 from .logs import get_logger
 from .models import Outcome
 from .queries import DB_ERRORS, Conn, Queries
+from .signals import Signals
 
 log = get_logger("aiojobs_pg.completer")
 
@@ -34,9 +35,11 @@ class Completer:
 
     def __init__(self, lane: Lane, queries: Queries, *, history: bool, on_flushed: OnFlushed,
                  max_batch: int = 1000, retry_delay: float = 0.5,
-                 owned: Callable[[int], bool] = lambda job_id: True, steps: Sequence[CompletionStep] = ()) -> None:
+                 owned: Callable[[int], bool] = lambda job_id: True, steps: Sequence[CompletionStep] = (),
+                 signals: Signals | None = None) -> None:
         self.lane = lane
         self.steps = tuple(steps)
+        self.signals = signals or Signals()
         self.queries = queries
         self.history = history
         self.on_flushed = on_flushed
@@ -85,6 +88,7 @@ class Completer:
                 await anyio.sleep(self.retry_delay)
                 continue
             self.on_flushed(batch, applied)
+            self.signals.emit("flush")
 
     async def _complete(self, conn: Conn, batch: Sequence[Outcome]) -> set[int]:
         # With no steps the completion is one statement, which needs no transaction of its own.

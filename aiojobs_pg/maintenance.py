@@ -12,6 +12,7 @@ from .executor import next_run_after, now_us
 from .logs import get_logger
 from .models import JobStatus, Outcome, RunStatus, micros
 from .queries import DB_ERRORS, Pool, Queries
+from .signals import Signals
 
 log = get_logger("aiojobs_pg.maintenance")
 
@@ -21,7 +22,8 @@ class Maintenance:
 
     def __init__(self, pool: Pool, queries: Queries, *, history: bool,
                  interval: float, history_retention: float | None, job_retention: float | None,
-                 worker_retention: float, prune_every: int = 60, batch: int = 500) -> None:
+                 worker_retention: float, prune_every: int = 60, batch: int = 500,
+                 signals: Signals | None = None) -> None:
         self.pool = pool
         self.queries = queries
         self.history = history
@@ -32,6 +34,7 @@ class Maintenance:
         self.prune_every = prune_every
         self.batch = batch
         self.rescued = 0
+        self.signals = signals or Signals()
 
     async def rescue(self) -> int:
         """Record a "worker lost" failed attempt for each expired lease and retry or fail the job.
@@ -67,8 +70,10 @@ class Maintenance:
         while True:
             try:
                 await self.rescue()
+                self.signals.emit("rescue")
                 if rounds % self.prune_every == 0:
                     await self.prune()
+                    self.signals.emit("prune")
             except DB_ERRORS as exc:
                 log.warning("maintenance_failed", error=repr(exc))
             rounds += 1

@@ -10,6 +10,7 @@ from .lane import Lane
 from .logs import get_logger
 from .models import ClaimedJob
 from .queries import ClaimCondition, Queries
+from .signals import Signals
 
 log = get_logger("aiojobs_pg.producer")
 
@@ -26,11 +27,12 @@ class Producer:
                  lease: float, poll_interval: float, free_slots: Callable[[], int],
                  spawn: Callable[[ClaimedJob], None], burst: bool = False,
                  idle: Callable[[], bool] = lambda: True, max_claim: int = 1000,
-                 conditions: Sequence[ClaimCondition] = ()) -> None:
+                 conditions: Sequence[ClaimCondition] = (), signals: Signals | None = None) -> None:
         self.lane = lane
         self.queries = queries
         #: the claim statements, with the conditions a job must meet for this worker bound in
         self.claim = queries.claim_for(conditions)
+        self.signals = signals or Signals()
         self.worker_id = worker_id
         self.queues = list(queues)
         self.lease = lease
@@ -88,6 +90,7 @@ class Producer:
         self.claimed += len(jobs)
         for job in jobs:
             self.spawn(job)
+        self.signals.emit("claim")
         return len(jobs)
 
     async def _wait_for_slot(self) -> None:

@@ -30,6 +30,7 @@ from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
 from .queries import DB_ERRORS, ClaimCondition, Connection, Pool, Queries
+from .signals import Signals
 
 log = get_logger("aiojobs_pg.worker")
 
@@ -96,19 +97,21 @@ class Worker:
         self._idle.set()
         self.started = anyio.Event()
         self.stopped = anyio.Event()
+        #: counters of claims, flushes, rescues and prunes, to wait on in tests (see :class:`Signals`)
+        self.signals = Signals()
         self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
-                                   owned=self.inflight.__contains__, steps=completion_steps)
+                                   owned=self.inflight.__contains__, steps=completion_steps, signals=self.signals)
         self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
                                  lease=settings.lease, poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle,
-                                 conditions=claim_conditions)
+                                 conditions=claim_conditions, signals=self.signals)
         self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
                                  on_reconnect=self.producer.wake)
         self.maintenance = Maintenance(pool, queries, history=settings.history,
                                        interval=settings.maintenance_interval,
                                        history_retention=settings.history_retention,
                                        job_retention=settings.job_retention,
-                                       worker_retention=max(settings.lease * 4, 60.0))
+                                       worker_retention=max(settings.lease * 4, 60.0), signals=self.signals)
 
     # --- capacity ---
     def free_slots(self) -> int:

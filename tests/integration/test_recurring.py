@@ -88,9 +88,11 @@ async def test_missed_ticks_are_skipped_by_default(app: App) -> None:
 
     job = await app.enqueue("tick", schedule="1h")
     await overdue(app, job.id, 5 * 3600)  # five hours of downtime
-    async with app.worker():
+    async with app.worker() as worker:
         await eventually(lambda: len(runs) == 1)
-        await asyncio.sleep(0.5)
+        # Two more claims after the run (and its flush) find nothing due.
+        await asyncio.wait_for(worker.signals.wait("flush", 1), 5)
+        await asyncio.wait_for(worker.signals.wait("claim", worker.signals.counts["claim"] + 2), 5)
     assert len(runs) == 1, "one run for all the missed ticks"
     after = await app.get_job(job.id)
     now = await app.pool.fetchval("SELECT now()")

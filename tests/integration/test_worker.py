@@ -282,7 +282,7 @@ async def test_notification_wakes_an_idle_worker_before_the_poll(app: App) -> No
 
     async with app.worker(poll_interval=30) as worker:
         await eventually(lambda: worker.notifier.connected, message="listener never connected")
-        await asyncio.sleep(0.1)  # let the startup claim finish so only a notification can wake it
+        await asyncio.wait_for(worker.signals.wait("claim", 1), 5)  # startup claim done: only a notify wakes it
         await app.enqueue("ping")
         await asyncio.wait_for(ran.wait(), timeout=3)
 
@@ -312,7 +312,7 @@ async def test_a_retry_is_claimed_when_due_not_at_the_next_poll(app: App) -> Non
 
     async with app.worker(poll_interval=30) as worker:
         await eventually(lambda: worker.notifier.connected, message="listener never connected")
-        await asyncio.sleep(0.1)  # let the startup claim finish so only the hint can wake it
+        await asyncio.wait_for(worker.signals.wait("claim", 1), 5)  # the startup claim is done: only the hint wakes it
         job = await app.enqueue("flaky")
         await wait_status(app, job.id, JobStatus.COMPLETED, timeout=5)
     assert len(attempts) == 2

@@ -7,7 +7,7 @@ import json
 import json.scanner
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -73,34 +73,13 @@ class Job:
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> Job:
-        """Build a Job from a ``jobs`` row (asyncpg Record or dict)."""
-        return cls(
-            id=row["id"],
-            handler=row["handler"],
-            data=row["data"],
-            queue=row["queue"],
-            priority=row["priority"],
-            status=JobStatus(row["status"]),
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            next_run_at=row["next_run_at"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            name=row["name"],
-            schedule=row["schedule"],
-            timezone=row["timezone"],
-            timeout=row["timeout"],
-            last_run_at=row["last_run_at"],
-            last_error=row["last_error"],
-            result=row["result"],
-            dedup_key=row["dedup_key"],
-            lease_expires_at=row["lease_expires_at"],
-            worker_id=row["worker_id"],
-            periodic_key=row["periodic_key"],
-            misfire=row["misfire"],
-            overlap=row["overlap"],
-            tick_at=row["tick_at"],
-        )
+        """Build a Job from a row with a column of each field's name (asyncpg Record or dict).
+
+        A field with a default may be missing from the row (one read before its migration).
+        """
+        values = {name: value for name in _JOB_FIELDS if (value := row.get(name, MISSING)) is not MISSING}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
 
 
 T = TypeVar("T")
@@ -115,7 +94,9 @@ def _builder(cls: type[T]) -> Callable[..., T]:
     are the same, which CPython checks here, once): about 1 µs, and the result is a frozen ``cls``
     like any other.
     """
-    twin: Any = make_dataclass(f"_{cls.__name__}Draft", [(f.name, f.type) for f in fields(cls)],  # type: ignore[arg-type]
+    twin: Any = make_dataclass(f"_{cls.__name__}Draft",
+                               [(f.name, f.type, field(default=f.default)) if f.default is not MISSING
+                                else (f.name, f.type) for f in fields(cls)],  # type: ignore[arg-type]
                                slots=True)
     object.__new__(twin).__class__ = cls  # raises TypeError at import if the layouts ever differ
 
@@ -128,6 +109,7 @@ def _builder(cls: type[T]) -> Callable[..., T]:
 
 
 build_job = _builder(Job)
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
 @dataclass(frozen=True, slots=True)

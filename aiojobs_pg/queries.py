@@ -18,7 +18,7 @@ import asyncpg
 import asyncpg.pool
 
 from .errors import ConfigurationError
-from .models import ClaimedJob, JobStatus, Outcome, build_claimed_job, json_array, load_json, micros
+from .models import ClaimedJob, Job, JobStatus, Outcome, build_claimed_job, json_array, load_json, micros
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 
@@ -74,9 +74,22 @@ class DB(Protocol):
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
 
 
-_JOB_COLUMNS = """id, name, handler, data, queue, priority, schedule, timezone, status, attempts,
-    max_attempts, timeout, last_run_at, next_run_at, last_error, result, dedup_key,
-    lease_expires_at, worker_id, created_at, updated_at, periodic_key, misfire, overlap, tick_at"""
+# The job row, declared once: each column of jobs that a Job holds (a field of the same name), and what
+# it reads as for a completed one-off job, from its history row (migration 0006). Every read of jobs
+# selects these (_JOB_COLUMNS), the completed ones read from job_runs as these (_DONE_AS_JOB), and
+# Job.from_record builds a Job from such a row by name. The view all_jobs (its latest migration) reads the
+# same way. A new column: its migration (with the view), its field on Job, and its entry here.
+JOB_COLUMNS: dict[str, str] = {
+    "id": "job_id", "name": "name", "handler": "handler", "data": "data", "queue": "queue",
+    "priority": "priority", "schedule": "NULL::text", "timezone": "NULL::text", "status": "'completed'::text",
+    "attempts": "attempt", "max_attempts": "max_attempts", "timeout": "timeout", "last_run_at": "last_run_at",
+    "next_run_at": "COALESCE(scheduled_at, created_at)", "last_error": "last_error", "result": "result",
+    "dedup_key": "dedup_key", "lease_expires_at": "NULL::timestamptz", "worker_id": "worker_id",
+    "created_at": "created_at", "updated_at": "COALESCE(completed_at, created_at)", "periodic_key": "NULL::text",
+    "misfire": "'skip'::text", "overlap": "'wait'::text", "tick_at": "NULL::timestamptz",
+}
+assert JOB_COLUMNS.keys() == {f.name for f in fields(Job)}, "JOB_COLUMNS must name every field of Job"
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 
 _INSERT_COLUMNS = ("name, handler, data, queue, priority, schedule, timezone, max_attempts, timeout, "
                    "next_run_at, dedup_key, misfire, overlap")
@@ -235,13 +248,9 @@ def _completed(*, ids: int, worker_id: int, gate: int) -> str:
 
 
 # A completed job read from its history row, as the columns of _JOB_COLUMNS (the same names and order).
-# The view all_jobs (migration 0006) reads the same way; the reads of single jobs go through it, and
-# list_jobs through this, for its per-table LIMIT (through the view, the history is read whole and sorted).
-_DONE_AS_JOB = """job_id AS id, name, handler, data, queue, priority, NULL::text AS schedule, NULL::text AS timezone,
-    'completed'::text AS status, attempt AS attempts, max_attempts, timeout, last_run_at,
-    COALESCE(scheduled_at, created_at) AS next_run_at, last_error, result, dedup_key,
-    NULL::timestamptz AS lease_expires_at, worker_id, created_at, COALESCE(completed_at, created_at) AS updated_at,
-    NULL::text AS periodic_key, 'skip'::text AS misfire, 'wait'::text AS overlap, NULL::timestamptz AS tick_at"""
+# The reads of single jobs go through the view all_jobs; list_jobs through this, for its per-table LIMIT
+# (through the view, the history is read whole and sorted).
+_DONE_AS_JOB = ", ".join(f"{expr} AS {name}" for name, expr in JOB_COLUMNS.items())
 
 
 _SQL: dict[str, str] = {

@@ -1,160 +1,99 @@
-"""Shared pieces of the benchmarks: configuration, result record, sections, helpers.
+"""What the floor and ours share: configuration, results, the meters, worker processes, the paced producer.
 
-Every implementation under test ("floor", the hand-written reference, and
-later "ours", aiojobs_pg) produces :class:`Result` records keyed by
-``(section, variant)``; the report puts records with the same key side by side.
+Every measurement is a :class:`Result` keyed by ``(section, variant)``; the report puts the floor's
+and ours' side by side. A measured block is ``async with measured(admin) as m:``, then
+``m.fill(result, jobs)`` copies wall time, client CPU, server CPU and notes on the machine in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import math
 import os
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from benchmarks.pgcpu import Conn, CpuUsage, PgCpu
+import asyncpg
 
-__all__ = [
-    "DEFAULT_DSN",
-    "DSN_ENV",
-    "BenchConfig",
-    "Measured",
-    "Result",
-    "Section",
-    "SectionFn",
-    "bench_dsn",
-    "free_connection_slots",
-    "measured",
-    "percentile",
-    "steal_s",
-]
-
-DSN_ENV = "AIOJOBS_PG_BENCH_DSN"
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+TICK = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count() or 1
+Conn = Any  # an asyncpg connection (asyncpg's own type is generic over its record class)
 
 
 def bench_dsn() -> str:
-    """The DSN benchmarks connect to: ``$AIOJOBS_PG_BENCH_DSN`` or the local default."""
-    return os.environ.get(DSN_ENV) or DEFAULT_DSN
+    return os.environ.get("AIOJOBS_PG_BENCH_DSN") or DEFAULT_DSN
+
+
+def schema_name(impl: str) -> str:
+    """A schema of this run's own (the PID in its name): two runs on one server never share tables."""
+    return f"bench_{impl}_{os.getpid()}"
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    """What every section is given; "floor" and "ours" get the same one."""
-
+class Config:
     dsn: str
     n: int = 20_000
-    """Jobs per throughput measurement (enqueue and each drain variant)."""
+    """Jobs enqueued one by one."""
+    bulk: int = 200_000
+    """Jobs enqueued in batches, and jobs drained."""
     batch: int = 1_000
-    """Rows per statement in the batch enqueue."""
-    claim_batch: int = 100
-    """Jobs a worker claims per round trip in drain and latency."""
-    drain_concurrency: tuple[int, ...] = (1, 10, 50, 100)
-    """Requested concurrency of the drain variants (the variant key is ``c<N>``)."""
-    max_connections: int = 16
-    """Cap on the connections one drain variant of the floor opens."""
-    latency_n: int = 500
+    """Jobs per batch enqueue (``enqueue_many``; the floor's ``unnest``)."""
+    concurrency: int = 100
+    """Ours: handlers of each drain worker process (the floor's process runs one loop claiming 100)."""
     latency_rate: float = 50.0
-    """Jobs per second the latency producer aims at."""
-    quick: bool = False
-    long: bool = False
-    """``--long``: the long sections (``Section.long``) run too."""
+    latency_seconds: float = 10.0
+    soak_rate: float = 500.0
+    soak_seconds: float = 30.0
+    memory_jobs: int = 1_000_000
 
 
 @dataclass
 class Result:
-    """Figures of one measured variant of one section for one implementation."""
-
     impl: str
-    """"floor" or "ours" (or any other implementation registered later)."""
     section: str
-    """"enqueue", "drain", "latency", ..."""
     variant: str
-    """"single", "batch", "c10", "50/s", ..."""
     n: int
-    """Jobs in the measured section."""
-    seconds: float
-    """Wall-clock seconds of the measured section."""
+    seconds: float = 0.0
     jobs_per_s: float | None = None
     pg_cpu_s: float | None = None
-    """Server CPU seconds, all PostgreSQL processes (see pgcpu.py); None if unmeasurable."""
-    pg_backend_cpu_s: float | None = None
-    """Server CPU seconds of the benchmark's own backends only."""
+    """Server CPU seconds of the run's own connections (the whole server's is in ``extra``)."""
     client_cpu_s: float | None = None
-    """CPU seconds of this Python process during the section."""
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """What makes the run fail: lost jobs, a section that did not finish."""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.section, self.variant)
+    def us_per_job(self, cpu_s: float | None) -> float | None:
+        return None if cpu_s is None or not self.n else 1e6 * cpu_s / self.n
 
-    @property
-    def pg_cpu_ms_per_job(self) -> float | None:
-        if self.pg_cpu_s is None or self.n <= 0:
-            return None
-        return 1000.0 * self.pg_cpu_s / self.n
+    def check(self, what: str, got: int, expected: int) -> None:
+        self.extra[what.replace(" ", "_")] = got
+        if got != expected:
+            self.errors.append(f"{what}: {got}, expected {expected}")
 
-    @property
-    def client_cpu_ms_per_job(self) -> float | None:
-        if self.client_cpu_s is None or self.n <= 0:
-            return None
-        return 1000.0 * self.client_cpu_s / self.n
+    def latencies(self, seconds: Sequence[float]) -> None:
+        ms = [1000.0 * s for s in seconds]
+        self.p50_ms, self.p95_ms, self.p99_ms = (percentile(ms, q) for q in (50, 95, 99))
+        self.extra["max_ms"] = max(ms, default=None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "impl": self.impl,
-            "section": self.section,
-            "variant": self.variant,
-            "n": self.n,
-            "seconds": self.seconds,
-            "jobs_per_s": self.jobs_per_s,
-            "pg_cpu_s": self.pg_cpu_s,
-            "pg_cpu_ms_per_job": self.pg_cpu_ms_per_job,
-            "pg_backend_cpu_s": self.pg_backend_cpu_s,
-            "client_cpu_s": self.client_cpu_s,
-            "client_cpu_ms_per_job": self.client_cpu_ms_per_job,
-            "p50_ms": self.p50_ms,
-            "p95_ms": self.p95_ms,
-            "p99_ms": self.p99_ms,
-            "notes": list(self.notes),
-            "extra": dict(self.extra),
-        }
-
-
-SectionFn = Callable[[BenchConfig], Awaitable[list[Result]]]
-"""A section: runs all its variants with the config, returns one Result per variant."""
-
-
-@dataclass(frozen=True)
-class Section:
-    """A named group of measurements of one implementation."""
-
-    impl: str
-    name: str
-    run: SectionFn
-    description: str = ""
-    long: bool = False
-    """Runs only with ``--long`` (e.g. the memory soak of "ours")."""
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.impl}.{self.name}"
-
-    def matches(self, pattern: str) -> bool:
-        """``--only`` matching: the impl ("floor"), the name ("drain") or both ("floor.drain")."""
-        p = pattern.strip().lower()
-        return p in (self.impl.lower(), self.name.lower(), self.qualname.lower())
+        return {**vars(self), "pg_us_per_job": self.us_per_job(self.pg_cpu_s),
+                "client_us_per_job": self.us_per_job(self.client_cpu_s)}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``values``, linear between closest ranks."""
+    """The ``q``-th percentile (0-100), linear between the closest ranks; NaN for no values."""
     if not values:
         return math.nan
     s = sorted(values)
@@ -164,107 +103,253 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-async def free_connection_slots(conn: Conn) -> int:
-    """Connections that can still be opened to the server by a non-superuser, minus 2 spare."""
-    row = await conn.fetchrow(
-        "SELECT current_setting('max_connections')::int AS max_conn,"
-        " current_setting('superuser_reserved_connections')::int AS reserved,"
-        " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
-        " AS used"
-    )
-    assert row is not None
-    return max(0, int(row["max_conn"]) - int(row["reserved"]) - int(row["used"]) - 2)
+# --------------------------------------------------------------------------- meters
 
 
-STEAL_NOTE_SHARE = 0.05
-"""A section is flagged when the hypervisor took more than this share of the machine's CPU time."""
-
-
-def steal_s() -> float | None:
-    """CPU seconds the hypervisor has taken from this machine since boot (``steal`` in /proc/stat), or None.
-
-    On a shared virtual machine, time stolen during a section slows whatever ran then, the
-    client and the server alike, so two sections measured seconds apart can differ by it.
-    """
+def _stat(pid: int | str) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (after the command name, which may hold spaces)."""
     try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def _cpu_ns(pid: int | str, st: list[str]) -> int:
+    """A process's own CPU time (schedstat: ns; else utime + stime in ticks) plus its reaped children's."""
+    try:
+        own = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        own = (int(st[11]) + int(st[12])) * 1_000_000_000 // TICK
+    return own + (int(st[13]) + int(st[14])) * 1_000_000_000 // TICK
+
+
+def _boot_time() -> float | None:
+    try:
+        return next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime "))
+    except (OSError, StopIteration):
         return None
 
 
-@dataclass
-class Measured:
-    """Wall clock, client CPU, server CPU and stolen CPU time of one measured section."""
+class ServerCpu:
+    """CPU time of the PostgreSQL server, from this machine's /proc: the whole server and each backend.
 
-    seconds: float = 0.0
-    client_cpu_s: float = 0.0
-    usage: CpuUsage | None = None
+    The figure reported is that of the run's own backends (those whose ``application_name`` is the
+    run's, see :func:`tagged`), which other sessions on the same server do not disturb; the whole
+    server's (the postmaster and all its children, exited ones included) is kept beside it, and a
+    note says when the two differ by much. A backend that exits during a section is lost from the
+    first: the drain's worker processes keep their connections until the reading has been taken.
+    """
+
     note: str | None = None
-    steal_s: float | None = None
+    """Why the server's CPU is not measured, once known (a remote server, no /proc)."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self.postmaster = postmaster
 
     @classmethod
-    def total(cls, parts: Sequence[Measured]) -> Measured:
-        """The sum of a section measured in several blocks (server CPU and steal only if every block has them)."""
-        usages = [p.usage for p in parts if p.usage is not None]
-        steals = [p.steal_s for p in parts if p.steal_s is not None]
-        usage = None
-        if parts and len(usages) == len(parts):
-            usage = CpuUsage(server_s=sum(u.server_s for u in usages), backends_s=sum(u.backends_s for u in usages),
-                             wall_s=sum(u.wall_s for u in usages), lost_backends=sum(u.lost_backends for u in usages))
-        return cls(seconds=sum(p.seconds for p in parts), client_cpu_s=sum(p.client_cpu_s for p in parts),
-                   usage=usage, note=next((p.note for p in parts if p.note), None),
-                   steal_s=sum(steals) if len(steals) == len(parts) else None)
+    async def attach(cls, conn: Conn) -> ServerCpu:
+        """Find the postmaster through ``conn``'s backend, then CHECKPOINT (when the role may).
 
-    def fill(self, result: Result) -> Result:
-        """Copy the figures into ``result`` (and the pgcpu note, if any).
-
-        ``jobs_per_s`` is left to the section, which knows whether it means anything.
+        The checkpoint writes out what earlier sections left dirty, so that a checkpoint their WAL
+        brought on does not land in this section, for one implementation and not the other.
         """
-        result.seconds = self.seconds
-        result.client_cpu_s = self.client_cpu_s
-        if self.steal_s is not None:
-            result.extra["steal_s"] = round(self.steal_s, 3)
-            share = self.steal_s / (self.seconds * (os.cpu_count() or 1)) if self.seconds > 0 else 0.0
-            if share > STEAL_NOTE_SHARE:
-                result.notes.append(
-                    f"the hypervisor took {share:.0%} of the machine's CPU time during this section"
-                    f" ({self.steal_s:.1f} s of steal): its figures are not comparable with a quiet section's"
-                )
-        if self.usage is not None:
-            result.pg_cpu_s = self.usage.server_s
-            result.pg_backend_cpu_s = self.usage.backends_s
-            outside = self.usage.server_s - self.usage.backends_s
-            if outside > max(0.02, 0.2 * self.usage.server_s):
-                result.notes.append(
-                    f"{outside:.2f} of {self.usage.server_s:.2f} server CPU s were outside the"
-                    " benchmark's backends: other sessions or background work (busy server?)"
-                )
-            if self.usage.lost_backends:
-                result.notes.append(f"{self.usage.lost_backends} backend(s) exited during the section")
-        elif self.note:
-            result.notes.append(self.note)
-        return result
+        with contextlib.suppress(asyncpg.PostgresError):
+            await conn.execute("CHECKPOINT")
+        pid, started = await conn.fetchrow(
+            "SELECT pg_backend_pid(), extract(epoch FROM pg_postmaster_start_time())::float8")
+        backend = _stat(pid)
+        parent = _stat(backend[1]) if backend else None
+        boot = _boot_time()
+        if backend is None or parent is None or boot is None or abs(boot + int(parent[19]) / TICK - started) > 30:
+            cls.note = "the server is not on this machine (or not in this PID namespace): server CPU not measured"
+            return cls(None)
+        return cls(int(backend[1]))
+
+    def read(self) -> tuple[float, dict[int, float]] | None:
+        """The server's CPU seconds so far, and each live child's own."""
+        if self.postmaster is None:
+            return None
+        children = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and (st := _stat(entry.name)) is not None and int(st[1]) == self.postmaster:
+                children[int(entry.name)] = _cpu_ns(entry.name, st)
+        parent = _stat(self.postmaster)  # last: a child reaped during the scan is in its count now
+        if parent is None:
+            return None
+        return (sum(children.values()) + _cpu_ns(self.postmaster, parent)) / 1e9, {
+            pid: ns / 1e9 for pid, ns in children.items()}
 
 
-@contextlib.contextmanager
-def measured(cpu: PgCpu) -> Iterator[Measured]:
-    """``with measured(cpu) as m: ...`` times a section: wall clock, client CPU, server CPU.
+def tagged(dsn: str) -> str:
+    """``dsn`` with this run's ``application_name``, which every connection of the run then carries."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}application_name=aiojobs_pg_bench_{os.getpid()}"
 
-    The figures are in ``m`` once the block has exited.
+
+def _machine() -> tuple[float, float]:
+    """This machine's busy CPU seconds since boot (user, nice, system, irq, softirq) and its steal."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / TICK, f[7] / TICK
+
+
+@dataclass
+class Meter:
+    seconds: float = 0.0
+    client_cpu_s: float = 0.0
+    """This process's CPU time; a section whose clients are other processes sets their sum."""
+    pg_cpu_s: float | None = None
+    """The run's own backends."""
+    pg_server_s: float | None = None
+    """The whole server: other sessions and background processes (WAL writer, checkpointer) too."""
+    busy_s: float = 0.0
+    steal_s: float = 0.0
+
+    def fill(self, res: Result, jobs: int | None = None) -> Result:
+        res.seconds, res.client_cpu_s, res.pg_cpu_s = self.seconds, self.client_cpu_s, self.pg_cpu_s
+        if jobs is not None:
+            res.jobs_per_s = jobs / self.seconds
+        machine = self.seconds * CPUS
+        other = self.busy_s - self.client_cpu_s - (self.pg_server_s or 0.0)
+        res.extra.update(pg_server_cpu_s=self.pg_server_s, other_cpu_s=round(other, 3), steal_s=round(self.steal_s, 3))
+        if self.pg_server_s is not None and self.pg_cpu_s is not None and self.pg_server_s - self.pg_cpu_s > max(
+                0.05, 0.2 * self.pg_server_s):
+            res.notes.append(f"{self.pg_server_s - self.pg_cpu_s:.2f} of the server's {self.pg_server_s:.2f} CPU s"
+                             " were outside this run's connections (other sessions, background work)")
+        if self.seconds > 0.5 and other > 0.25 * machine:
+            res.notes.append(f"other processes took {other / machine:.0%} of the machine")
+        if self.steal_s > 0.05 * machine:
+            res.notes.append(f"the hypervisor took {self.steal_s / machine:.0%} of the machine (steal)")
+        return res
+
+
+@contextlib.asynccontextmanager
+async def measured(admin: Conn) -> AsyncIterator[Meter]:
+    """Time the block: wall clock, this process's CPU, the server's CPU, the machine's busy and stolen time.
+
+    ``admin`` is a connection of the run that stays idle through the block.
     """
-    m = Measured()
-    cpu.start()
-    stolen = steal_s()
-    c0 = time.process_time()
-    t0 = time.perf_counter()
+    cpu, m = await ServerCpu.attach(admin), Meter()
+    pg0, (busy0, steal0), c0, t0 = cpu.read(), _machine(), time.process_time(), time.perf_counter()
+    yield m
+    m.seconds, m.client_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    pg1, (busy1, steal1) = cpu.read(), _machine()
+    m.busy_s, m.steal_s = busy1 - busy0, steal1 - steal0
+    if pg0 is not None and pg1 is not None:
+        ours = await admin.fetch("SELECT pid FROM pg_stat_activity"
+                                 " WHERE application_name = current_setting('application_name')")
+        m.pg_server_s = pg1[0] - pg0[0]
+        m.pg_cpu_s = sum(pg1[1].get(r[0], 0.0) - pg0[1].get(r[0], 0.0) for r in ours)
+
+
+# --------------------------------------------------------------------------- worker processes
+# The parent starts k processes (`python -m benchmarks.<impl> ...`); each sets up, prints READY and
+# waits for "go" on stdin, drains, and prints DONE {"claimed": ..., "cpu_s": ...}. The section is
+# timed from "go" to the last DONE.
+
+
+async def ready() -> None:
+    """In a worker process: report READY and wait for the parent's "go"."""
+    print("READY", flush=True)
+    if (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip() != "go":
+        raise SystemExit(1)
+
+
+async def done(claimed: int, cpu0: float) -> None:
+    """In a worker process: report the jobs it claimed and its CPU time since ``cpu0``, then wait for the
+    parent to close stdin (the connections stay open until the server's CPU has been read)."""
+    print("DONE " + json.dumps({"claimed": claimed, "cpu_s": time.process_time() - cpu0}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+async def _line(proc: asyncio.subprocess.Process, prefix: str, wait_s: float) -> str:
+    assert proc.stdout is not None
+    while True:
+        raw = await asyncio.wait_for(proc.stdout.readline(), wait_s)
+        if not raw:
+            raise RuntimeError(f"worker process {proc.pid} exited ({await proc.wait()}) before {prefix}")
+        if (line := raw.decode().strip()).startswith(prefix):
+            return line[len(prefix):].strip()
+
+
+async def drain_processes(module: str, args: list[str], processes: int, admin: Conn,
+                          wait_s: float) -> tuple[Meter, list[dict[str, Any]]]:
+    """Run ``processes`` worker processes of ``module`` from "go" to their last DONE; the meter and their DONEs."""
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", module, *args, cwd=ROOT,
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+             for _ in range(processes)]
     try:
-        yield m
+        for p in procs:
+            await _line(p, "READY", 60.0)
+        async with measured(admin) as m:
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(b"go\n")
+            dones = [json.loads(d) for d in await asyncio.gather(*(_line(p, "DONE", wait_s) for p in procs))]
+        m.client_cpu_s = sum(d["cpu_s"] for d in dones)
+        return m, dones
     finally:
-        m.seconds = time.perf_counter() - t0
-        m.client_cpu_s = time.process_time() - c0
-        after = steal_s()
-        m.steal_s = None if stolen is None or after is None else after - stolen
-        m.usage = cpu.stop()
-        m.note = cpu.note
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(OSError, AssertionError):
+                    assert p.stdin is not None
+                    p.stdin.close()
+                try:
+                    await asyncio.wait_for(p.wait(), 30.0)
+                except TimeoutError:
+                    p.kill()
+                    await p.wait()
+
+
+# --------------------------------------------------------------------------- paced producer
+
+
+async def warm_up(enqueue: Callable[[int], Awaitable[None]], started: list[float]) -> None:
+    """One job through the whole path (connections opened, statements prepared), then an idle consumer."""
+    await enqueue(-1)
+    for _ in range(1000):
+        if started:
+            break
+        await asyncio.sleep(0.01)
+    started.clear()
+    await asyncio.sleep(0.2)
+
+
+async def paced(enqueue: Callable[[int], Awaitable[None]], started: list[float], rate: float, seconds: float,
+                sizes: Callable[[], Awaitable[dict[str, float]]] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Enqueue ``rate * seconds`` jobs one by one at ``rate`` per second, then wait until all have started.
+
+    ``started`` gets each job's latency (handler start minus the stamp taken just before its enqueue),
+    from the consumer. With ``sizes``, about ten samples are taken along the way: jobs enqueued and
+    started, the backlog, the window's latency p50/p99 and ``sizes()`` (the tables' size). Returns the
+    number of jobs and the samples; a job that has not started 30 s after the last enqueue is left out.
+    """
+    n = max(1, round(rate * seconds))
+    samples: list[dict[str, Any]] = []
+    sent = 0
+    t0 = time.perf_counter()
+
+    async def sample() -> None:
+        every, seen = max(1.0, seconds / 10), 0
+        while True:
+            await asyncio.sleep(t0 + every * (len(samples) + 1) - time.perf_counter())
+            window, seen = [1000 * s for s in started[seen:]], len(started)
+            samples.append({"t_s": round(time.perf_counter() - t0, 1), "enqueued": sent, "started": seen,
+                            "backlog": sent - seen, "p50_ms": round(percentile(window, 50), 1),
+                            "p99_ms": round(percentile(window, 99), 1), **(await sizes() if sizes else {})})
+
+    sampler = asyncio.create_task(sample()) if sizes else None
+    try:
+        for i in range(n):
+            if (delay := t0 + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            await enqueue(i)
+            sent += 1
+        for _ in range(6000):  # 30 s
+            if len(started) >= n:
+                break
+            await asyncio.sleep(0.005)
+    finally:
+        if sampler:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+    return n, samples

@@ -1,20 +1,12 @@
-"""aiojobs_pg ("ours") under the floor's sections, so the report can pair them.
+"""aiojobs_pg ("ours") under the floor's sections, plus the memory run.
 
-Every function creates the schema ``bench_ours`` afresh (dropped, then
-migrated by the App), measures, and drops it again, like the floor does with
-``bench_floor``.  The App's pool is opened at its full size before the
-measured section (``pool_min_size == pool_max_size``) so that
-:meth:`PgCpu.attach` sees every connection the library will use, except two
-it opens itself: the worker's LISTEN connection, when the worker starts, and
-the enqueue calls' own connection, at the first call. Sections that enqueue
-open the latter first (:func:`_enqueue_backend`) and attach both.
+Each measurement migrates a schema of its own afresh and drops it after. The App is used as a user
+would: its defaults (pool, logging: structlog is left unconfigured, so the library's events go to
+stdlib ``logging``, which drops info and debug), history on, and the handler
+``async def noop(data): return None``.
 
-Logging is left as the library leaves it (structlog not configured: events go to
-stdlib ``logging``, which drops info and debug), as a user who configures nothing
-gets it; the job handler is ``async def noop(data): return None``.
-
-The multi-process drain variants run :func:`child_main` in subprocesses:
-``python -m benchmarks.ours worker --dsn ... --schema ... --concurrency 100``.
+Its drain worker processes run
+``python -m benchmarks.ours --dsn DSN --schema SCHEMA --concurrency 100``: one burst worker each.
 """
 
 from __future__ import annotations
@@ -22,45 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import math
-import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from aiojobs_pg import App
-from benchmarks.common import BenchConfig, Result, Section, free_connection_slots, measured, percentile
-from benchmarks.pgcpu import PgCpu, backend_pids
-
-__all__ = [
-    "SECTIONS",
-    "child_main",
-    "drain",
-    "drain_processes",
-    "enqueue_batch",
-    "enqueue_single",
-    "latency",
-    "memory",
-]
+from benchmarks.common import Config, Conn, Result, done, drain_processes, measured, paced, ready, schema_name, warm_up
 
 IMPL = "ours"
-SCHEMA = "bench_ours"
+SCHEMA = schema_name(IMPL)
 HANDLER = "noop"
-POOL_SIZE = 10
-"""The App's default ``pool_max_size``; opened in full before measuring."""
-PRELOAD_BATCH = 10_000
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CN_NOTE = (
-    "ours cN = ONE worker with N concurrent handlers (it claims up to the free slots per statement, on a"
-    f" pool of {POOL_SIZE}); floor cN = N loops claiming 100 each, capped at 16 connections"
-)
-MEMORY_STEP = 50_000
-MEMORY_WARMUP = 100_000
 
 
 async def noop(data: Any) -> None:
@@ -68,517 +34,193 @@ async def noop(data: Any) -> None:
     return None
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _new_app(dsn: str, *, schema: str = SCHEMA, history: bool = True, pool_size: int = POOL_SIZE) -> App:
-    app = App(
-        dsn,
-        schema=schema,
-        enable_history=history,
-        auto_migrate=False,
-        pool_min_size=pool_size,
-        pool_max_size=pool_size,
-    )
+def _app(dsn: str, schema: str = SCHEMA) -> App:
+    app = App(dsn, schema=schema, auto_migrate=False)
     app.register(HANDLER, noop)
     return app
 
 
-async def _drop_schema(dsn: str, schema: str = SCHEMA) -> None:
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
-async def _fresh_app(dsn: str, *, history: bool = True, pool_size: int = POOL_SIZE) -> AsyncIterator[App]:
-    """An open App on a freshly migrated ``bench_ours``; the schema is dropped on exit."""
-    await _drop_schema(dsn)
+async def _fresh(dsn: str) -> AsyncIterator[tuple[App, Conn]]:
+    """An open App on a freshly migrated schema, and an admin connection; the schema is dropped on exit."""
+    admin = await asyncpg.connect(dsn)
     try:
-        app = _new_app(dsn, history=history, pool_size=pool_size)
-        async with app:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        async with _app(dsn) as app:
             await app.migrate()
-            yield app
+            yield app, admin
     finally:
-        await _drop_schema(dsn)
+        try:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        finally:
+            await admin.close()
 
 
-async def _enqueue_backend(app: App) -> int:
-    """Open the connection of the app's enqueue calls (its own, beside the pool); its backend's PID."""
-    lane = app._enqueue_lane
-    assert lane is not None
-    return int(await lane.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()")))
+async def _count(admin: Conn, sql: str) -> int:
+    return int(await admin.fetchval(sql.format(s=SCHEMA)))
 
 
-async def _preload(app: App, n: int, batch: int = PRELOAD_BATCH) -> None:
-    """``n`` pending no-op jobs through ``enqueue_many``, then VACUUM ANALYZE (not measured)."""
-    for start in range(0, n, batch):
-        await app.enqueue_many([{"handler": HANDLER, "data": {"i": i}} for i in range(start, min(n, start + batch))])
-    await app.pool.execute(f"VACUUM ANALYZE {app.schema}.jobs")
+async def _preload(admin: Conn, n: int, handler: str = HANDLER) -> None:
+    """``n`` pending no-op jobs made by the server (no client objects left behind), then VACUUM ANALYZE."""
+    for start in range(0, n, 100_000):
+        await admin.execute(f"INSERT INTO {SCHEMA}.jobs (handler, data) SELECT $1, jsonb_build_object('i', g)"
+                            " FROM generate_series($2::int, $3::int) AS g", handler, start, min(n, start + 100_000) - 1)
+    await admin.execute(f"VACUUM ANALYZE {SCHEMA}.jobs")
 
 
-async def _preload_sql(app: App, n: int, handler: str = HANDLER, batch: int = 100_000) -> None:
-    """``n`` pending no-op jobs generated by the server (no client objects), then VACUUM ANALYZE.
-
-    The memory section uses this so that the preload does not leave a heap
-    high-water mark behind in the client that would hide later growth.
-    """
-    for start in range(0, n, batch):
-        await app.pool.execute(
-            f"INSERT INTO {app.schema}.jobs (handler, data)"
-            " SELECT $1, jsonb_build_object('i', g) FROM generate_series($2::int, $3::int) AS g",
-            handler,
-            start,
-            min(n, start + batch) - 1,
-        )
-    await app.pool.execute(f"VACUUM ANALYZE {app.schema}.jobs")
+async def _check_completed(admin: Conn, res: Result, n: int) -> None:
+    """Every job completed, one history row each, none left in ``jobs`` (completed jobs move to history)."""
+    res.check("jobs completed", await _count(admin, "SELECT count(*) FROM {s}.all_jobs WHERE status = 'completed'"), n)
+    res.check("history rows", await _count(admin, "SELECT count(*) FROM {s}.job_runs"), n)
+    res.check("rows left in jobs", await _count(admin, "SELECT count(*) FROM {s}.jobs"), 0)
 
 
-async def _count(app: App, status: str) -> int:
-    # all_jobs: live jobs and completed ones (which are history rows).
-    return int(await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.all_jobs WHERE status = $1", status))
-
-
-async def _count_runs(app: App) -> int:
-    return int(await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.job_runs"))
-
-
-@dataclass
-class _Flushes:
-    """Counts the completer's flushes by wrapping ``app.queries.complete`` (the library is untouched)."""
-
-    calls: int = 0
-    jobs: int = 0
-
-    def install(self, app: App) -> _Flushes:
-        original = app.queries.complete
-
-        async def complete(db: Any, outcomes: Sequence[Any], *, history: bool) -> set[int]:
-            self.calls += 1
-            self.jobs += len(outcomes)
-            return await original(db, outcomes, history=history)
-
-        setattr(app.queries, "complete", complete)  # noqa: B010 - an instance attribute, on purpose
-        return self
-
-
-async def _verify_drain(app: App, res: Result, n: int, history: bool) -> None:
-    completed = await _count(app, "completed")
-    runs = await _count_runs(app)
-    res.extra.update(completed=completed, job_runs=runs)
-    if history and completed != n:
-        res.notes.append(f"ERROR: {completed} jobs completed, expected {n}")
-    if history and runs != n:
-        res.notes.append(f"ERROR: {runs} job_runs rows, expected {n}")
-    if not history and runs != 0:
-        res.notes.append(f"ERROR: history off but {runs} job_runs rows")
-    left = int(await app.pool.fetchval(f"SELECT count(*) FROM {app.schema}.jobs"))
-    if left:  # with history off, completed jobs are deleted and nothing is left; with it, they move out
-        res.notes.append(f"ERROR: {left} jobs left in the jobs table")
-
-
-# --------------------------------------------------------------------------- enqueue
-
-
-async def enqueue_single(n: int, *, dsn: str) -> Result:
-    """``n`` times ``await app.enqueue("noop", {...})``: one statement, one transaction each."""
-    async with _fresh_app(dsn) as app:
-        payloads = [{"i": i} for i in range(n)]
-        cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app))
-        with measured(cpu) as m:
+async def enqueue_single(cfg: Config) -> Result:
+    """``n`` times ``await app.enqueue("noop", {"i": i})``: one statement and transaction each."""
+    async with _fresh(cfg.dsn) as (app, admin):
+        payloads = [{"i": i} for i in range(cfg.n)]
+        await app.enqueue(HANDLER, {"i": -1})  # opens the enqueue calls' connection, as the floor's is open
+        async with measured(admin) as m:
             for p in payloads:
                 await app.enqueue(HANDLER, p)
-        res = m.fill(Result(IMPL, "enqueue", "single", n=n, seconds=0.0))
-        res.jobs_per_s = n / m.seconds
-        res.extra["stored"] = stored = await _count(app, "pending")
-        if stored != n:
-            res.notes.append(f"ERROR: {stored} jobs stored, expected {n}")
+        res = m.fill(Result(IMPL, "enqueue", "single", cfg.n), cfg.n)
+        res.check("jobs stored", await _count(admin, "SELECT count(*) FROM {s}.jobs"), cfg.n + 1)
     return res
 
 
-async def enqueue_batch(n: int, batch: int = 1_000, *, dsn: str) -> Result:
-    """``n`` jobs by ``app.enqueue_many`` of ``batch`` jobs each (one transaction per call)."""
-    async with _fresh_app(dsn) as app:
+async def enqueue_batch(cfg: Config) -> Result:
+    """``bulk`` jobs by ``app.enqueue_many`` of ``batch`` jobs each (one transaction per call)."""
+    n = cfg.bulk
+    async with _fresh(cfg.dsn) as (app, admin):
         items = [{"handler": HANDLER, "data": {"i": i}} for i in range(n)]
-        chunks = [items[i : i + batch] for i in range(0, n, batch)]
-        cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app))
-        with measured(cpu) as m:
+        chunks = [items[i:i + cfg.batch] for i in range(0, n, cfg.batch)]
+        await app.enqueue(HANDLER, {"i": -1})
+        async with measured(admin) as m:
             for chunk in chunks:
                 await app.enqueue_many(chunk)
-        res = m.fill(Result(IMPL, "enqueue", "batch", n=n, seconds=0.0))
-        res.jobs_per_s = n / m.seconds
-        res.extra["batch"] = batch
-        res.extra["stored"] = stored = await _count(app, "pending")
-        if stored != n:
-            res.notes.append(f"ERROR: {stored} jobs stored, expected {n}")
+        res = m.fill(Result(IMPL, "enqueue", "batch", n), n)
+        res.check("jobs stored", await _count(admin, "SELECT count(*) FROM {s}.jobs"), n + 1)
     return res
 
 
-# --------------------------------------------------------------------------- drain
-
-
-async def drain(n: int, concurrency: int, *, dsn: str, history: bool = True, variant: str | None = None) -> Result:
-    """Pre-load ``n`` no-op jobs, then time one burst worker with ``concurrency`` handlers until it exits."""
-    async with _fresh_app(dsn, history=history) as app:
-        await _preload(app, n)
-        flushes = _Flushes().install(app)
-        cpu = await PgCpu.attach(app.pool)
-        with measured(cpu) as m:
-            worker = app.create_worker(concurrency=concurrency, burst=True)
-            await worker.run()
-        res = m.fill(Result(IMPL, "drain", variant or f"c{concurrency}", n=n, seconds=0.0))
-        res.jobs_per_s = n / m.seconds
-        claims = worker.producer.claims
-        res.extra.update(
-            concurrency=concurrency,
-            processes=1,
-            history=history,
-            pool_size=POOL_SIZE,
-            claims=claims,
-            claimed=worker.producer.claimed,
-            jobs_per_claim=round(worker.producer.claimed / claims, 1) if claims else None,
-            flushes=flushes.calls,
-            jobs_per_flush=round(flushes.jobs / flushes.calls, 1) if flushes.calls else None,
-        )
-        await _verify_drain(app, res, n, history)
+async def drain(cfg: Config, processes: int) -> Result:
+    """``bulk`` no-op jobs loaded first (not measured), then drained by ``processes`` burst worker processes."""
+    n = cfg.bulk
+    async with _fresh(cfg.dsn) as (_, admin):
+        await _preload(admin, n)
+        args = ["--dsn", cfg.dsn, "--schema", SCHEMA, "--concurrency", str(cfg.concurrency)]
+        m, dones = await drain_processes("benchmarks.ours", args, processes, admin, wait_s=60 + n / 200)
+        res = m.fill(Result(IMPL, "drain", f"p{processes}", n), n)
+        res.extra.update(concurrency=cfg.concurrency, claimed_per_process=[d["claimed"] for d in dones])
+        res.check("jobs claimed", sum(d["claimed"] for d in dones), n)
+        await _check_completed(admin, res, n)
     return res
 
 
-@dataclass
-class _Child:
-    proc: asyncio.subprocess.Process
-    pids: list[int] = field(default_factory=list)
-    done: dict[str, Any] = field(default_factory=dict)
+async def stream(cfg: Config, section: str, rate: float, seconds: float) -> Result:
+    """Jobs enqueued one by one at ``rate`` per second to an idle ``app.worker()``; latency to handler start.
 
-    async def read_line(self, prefix: str, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-            if not raw:
-                code = await self.proc.wait()
-                raise RuntimeError(f"worker process {self.proc.pid} exited ({code}) before {prefix}")
-            line = raw.decode().strip()
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-
-    async def wait(self, timeout: float) -> int:
-        """The exit code; a process that has not exited after ``timeout`` s is killed."""
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            return await self.proc.wait()
-
-
-async def drain_processes(
-    n: int, processes: int, concurrency: int, *, dsn: str, history: bool = True, variant: str | None = None
-) -> Result:
-    """Pre-load ``n`` jobs, then drain them with ``processes`` worker processes of ``concurrency`` each.
-
-    Each process opens its App, reports its backend PIDs and ``READY``, and waits
-    for a ``go`` line on stdin.  The section is timed from the ``go`` to the last
-    ``DONE`` (every ``worker.run()`` has returned); the processes keep their
-    pools open until after the reading, so their backends are still there to
-    be measured, and only then get ``quit``.  Server CPU is the whole server's;
-    client CPU is the sum of the processes' own CPU time over their ``run()``.
+    The worker is woken by the insert's notification and polls every second besides (the defaults).
     """
-    async with _fresh_app(dsn, history=history, pool_size=2) as app:
-        await _preload(app, n)
-        pool_size = POOL_SIZE
-        async with app.pool.acquire() as conn:
-            free = await free_connection_slots(conn)
-        notes: list[str] = []
-        if free < processes * (pool_size + 1):
-            pool_size = max(2, free // processes - 1)
-            notes.append(f"pool per process cut to {pool_size}: only {free} connection slots free")
-        cmd = [
-            sys.executable, "-m", "benchmarks.ours", "worker",
-            "--dsn", dsn, "--schema", app.schema, "--concurrency", str(concurrency),
-            "--pool-size", str(pool_size), "--history" if history else "--no-history",
-        ]  # fmt: skip
-        children = [
-            _Child(
-                await asyncio.create_subprocess_exec(
-                    *cmd, cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-                )
-            )
-            for _ in range(processes)
-        ]
-        try:
-            for c in children:
-                c.pids = [int(p) for p in (await c.read_line("READY", 60.0)).split(",") if p]
-            cpu = await PgCpu.attach(app.pool, *(p for c in children for p in c.pids))
-            with measured(cpu) as m:
-                for c in children:
-                    c.send("go")
-                dones = await asyncio.gather(*(c.read_line("DONE", 600.0) for c in children))
-            for c, done in zip(children, dones, strict=True):
-                c.done = json.loads(done)
-        finally:
-            for c in children:
-                if c.proc.returncode is None:
-                    with contextlib.suppress(OSError):
-                        c.send("quit")
-            codes = await asyncio.gather(*(c.wait(30.0) for c in children))
-        res = m.fill(Result(IMPL, "drain", variant or f"p{processes}-c{concurrency}", n=n, seconds=0.0))
-        res.notes += notes
-        res.jobs_per_s = n / m.seconds
-        res.client_cpu_s = sum(float(c.done["cpu_s"]) for c in children)
-        claimed = [int(c.done["claimed"]) for c in children]
-        res.extra.update(
-            concurrency=concurrency,
-            processes=processes,
-            history=history,
-            pool_size=pool_size,
-            per_process_claimed=claimed,
-            per_process_claims=[int(c.done["claims"]) for c in children],
-            per_process_run_s=[round(float(c.done["seconds"]), 3) for c in children],
-            per_process_flushes=[int(c.done["flushes"]) for c in children],
-            exit_codes=list(codes),
-        )
-        if sum(claimed) != n:
-            res.notes.append(f"ERROR: processes claimed {sum(claimed)} jobs, expected {n}")
-        if any(codes):
-            res.notes.append(f"ERROR: worker process exit codes {codes}")
-        await _verify_drain(app, res, n, history)
-    return res
-
-
-async def _child(args: argparse.Namespace) -> int:
-    """One worker process of :func:`drain_processes` (see there for the protocol)."""
-    app = _new_app(args.dsn, schema=args.schema, history=args.history, pool_size=args.pool_size)
-    flushes = _Flushes().install(app)
-    loop = asyncio.get_running_loop()
-    async with app:
-        pids = await backend_pids(app.pool)
-        print("READY " + ",".join(str(p) for p in sorted(pids)), flush=True)
-        if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
-            return 1
-        c0, t0 = time.process_time(), time.perf_counter()
-        worker = app.create_worker(concurrency=args.concurrency, burst=True)
-        await worker.run()
-        done = {
-            "claimed": worker.producer.claimed,
-            "claims": worker.producer.claims,
-            "flushes": flushes.calls,
-            "cpu_s": time.process_time() - c0,
-            "seconds": time.perf_counter() - t0,
-        }
-        print("DONE " + json.dumps(done), flush=True)
-        await loop.run_in_executor(None, sys.stdin.readline)  # "quit", or EOF
-    return 0
-
-
-# --------------------------------------------------------------------------- latency
-
-
-async def latency(n: int = 500, rate: float = 50.0, *, dsn: str, concurrency: int = 10) -> Result:
-    """Enqueue-to-handler-start latency of an idle worker (``app.worker(concurrency=10)``).
-
-    ``n`` jobs are enqueued one by one with ``app.enqueue`` at ``rate`` per second,
-    each carrying ``time.time()`` taken just before the call; the handler's first
-    act is to record ``time.time()`` minus that stamp.  The worker is woken by
-    the NOTIFY of the insert, and polls every ``poll_interval`` (1 s) besides.
-    """
-    lat: list[float] = []
-    all_in = asyncio.Event()
+    started: list[float] = []
 
     async def stamp(data: Any) -> None:
-        lat.append(time.time() - data["t"])
-        if len(lat) >= n:
-            all_in.set()
+        started.append(time.time() - data["t"])
 
-    async with _fresh_app(dsn) as app:
+    async with _fresh(cfg.dsn) as (app, admin):
         app.register("stamp", stamp)
-        async with app.worker(concurrency=concurrency) as worker:
+
+        async def enqueue(i: int) -> None:
+            await app.enqueue("stamp", {"i": i, "t": time.time()})
+
+        async def sizes() -> dict[str, float]:
+            row = await admin.fetchrow(f"SELECT pg_total_relation_size('{SCHEMA}.jobs'),"
+                                       f" pg_total_relation_size('{SCHEMA}.job_runs')")
+            return {"jobs_mb": round(row[0] / 2**20, 2), "history_mb": round(row[1] / 2**20, 2)}
+
+        async with app.worker() as worker:
             for _ in range(500):
                 if worker.notifier.connected:
                     break
                 await asyncio.sleep(0.01)
-            # The worker's LISTEN connection and the enqueue calls' are the library's too: count them as ours.
-            listener = worker.notifier.backend_pid
-            cpu = await PgCpu.attach(app.pool, await _enqueue_backend(app),
-                                     *([listener] if listener is not None else []))
-            await asyncio.sleep(0.1)  # the worker is idle, waiting, when the first job comes
-            claims0 = worker.producer.claims
-            with measured(cpu) as m:
-                t0 = time.perf_counter()
-                for i in range(n):
-                    delay = t0 + i / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await app.enqueue("stamp", {"i": i, "t": time.time()})
-                produced_in = time.perf_counter() - t0
-                await asyncio.wait_for(all_in.wait(), timeout=30.0)
-            claims = worker.producer.claims - claims0
-        res = m.fill(Result(IMPL, "latency", f"{rate:g}/s", n=n, seconds=0.0))
-        completed = await _count(app, "completed")
-    ms = [1000.0 * x for x in lat]
-    res.p50_ms, res.p95_ms, res.p99_ms = (percentile(ms, q) for q in (50, 95, 99))
-    res.extra.update(
-        rate=rate,
-        achieved_rate=n / produced_in if produced_in > 0 else None,
-        max_ms=max(ms) if ms else None,
-        concurrency=concurrency,
-        claims=claims,
-        completed=completed,
-    )
-    if completed != n:
-        res.notes.append(f"ERROR: {completed} jobs completed, expected {n}")
+            await warm_up(enqueue, started)
+            async with measured(admin) as m:
+                n, samples = await paced(enqueue, started, rate, seconds, sizes if section == "soak" else None)
+        res = m.fill(Result(IMPL, section, f"{rate:g}/s", n), len(started) if section == "soak" else None)
+        res.latencies(started)
+        res.extra["samples"] = samples
+        res.check("jobs started", len(started), n)
+        res.check("jobs completed", await _count(admin, "SELECT count(*) FROM {s}.job_runs"), n + 1)
     return res
 
 
-# --------------------------------------------------------------------------- memory
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def rss_mb() -> float:
-    """This process's resident set size in MiB (VmRSS of /proc/self/status)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return math.nan
+async def memory(cfg: Config) -> Result:
+    """One burst worker (``concurrency``) over ``memory_jobs`` jobs; RSS and asyncio tasks at 20 points.
 
-
-async def memory(total: int, *, dsn: str, concurrency: int = 100, step: int = MEMORY_STEP) -> Result:
-    """One burst worker over ``total`` no-op jobs; RSS and asyncio task count every ``step`` handler calls.
-
-    Growth is measured from the first sample at or after ``MEMORY_WARMUP`` jobs
-    to the last sample.
+    The growth is read from the first sample at 100,000 jobs (after warm-up) to the last one taken
+    while the worker ran.
     """
-    calls = 0
+    calls, total = 0, cfg.memory_jobs
+    samples: list[dict[str, Any]] = []
 
     async def count(data: Any) -> None:
         nonlocal calls
         calls += 1
 
-    samples: list[dict[str, Any]] = []
-    async with _fresh_app(dsn) as app:
+    async with _fresh(cfg.dsn) as (app, admin):
         app.register("count", count)
-        await _preload_sql(app, total, handler="count")
-        cpu = await PgCpu.attach(app.pool)
-        worker = app.create_worker(concurrency=concurrency, burst=True)
+        await _preload(admin, total, handler="count")
+        worker = app.create_worker(concurrency=cfg.concurrency, burst=True)
 
-        async def sampler() -> None:
-            next_at = step
-            while next_at <= total:
-                if calls >= next_at:
-                    samples.append(
-                        {
-                            "jobs": next_at,
-                            "calls": calls,
-                            "rss_mb": round(rss_mb(), 2),
-                            "tasks": (tasks := len(asyncio.all_tasks())),
-                            "job_tasks": len(worker.tasks),
-                            "other_tasks": tasks - len(worker.tasks),
-                            "inflight": len(worker.inflight),
-                            "unflushed": len(worker.completer),
-                        }
-                    )
-                    next_at += step
-                elif worker.stopped.is_set():
-                    return
+        async def sample() -> None:
+            step = max(1, total // 20)
+            while not worker.stopped.is_set():
+                if calls >= step * (len(samples) + 1):
+                    tasks = len(asyncio.all_tasks())
+                    samples.append({"jobs": step * (len(samples) + 1), "rss_mb": round(_rss_mb(), 1),
+                                    "tasks": tasks, "other_tasks": tasks - len(worker.tasks)})
                 await asyncio.sleep(0.01)
 
-        rss0 = rss_mb()
-        with measured(cpu) as m:
-            sampling = asyncio.create_task(sampler())
+        rss0 = _rss_mb()
+        sampler = asyncio.create_task(sample())
+        async with measured(admin) as m:
             await worker.run()
-            await asyncio.wait_for(sampling, 5.0)
-        res = m.fill(Result(IMPL, "memory", f"{total // 1000}k", n=total, seconds=0.0))
-        res.jobs_per_s = total / m.seconds
-        await _verify_drain(app, res, total, True)
-    base = next((s for s in samples if s["jobs"] >= MEMORY_WARMUP), samples[0] if samples else None)
-    last = samples[-1] if samples else None
-    tasks = [s["tasks"] for s in samples]
-    others = [s["other_tasks"] for s in samples]
-    res.extra.update(
-        concurrency=concurrency,
-        step=step,
-        warmup=MEMORY_WARMUP,
-        rss_before_mb=round(rss0, 2),
-        samples=samples,
-    )
-    if base is not None and last is not None:
-        growth = last["rss_mb"] - base["rss_mb"]
-        res.extra.update(
-            rss_growth_mb=round(growth, 2),
-            tasks_min=min(tasks),
-            tasks_max=max(tasks),
-            other_tasks_min=min(others),
-            other_tasks_max=max(others),
-        )
-        res.notes.append(
-            f"RSS {base['rss_mb']:.1f} MiB at {base['jobs']:,} jobs -> {last['rss_mb']:.1f} MiB at"
-            f" {last['jobs']:,}: growth {growth:+.1f} MiB (before the run {rss0:.1f});"
-            f" asyncio tasks {min(tasks)}..{max(tasks)} ({min(others)}..{max(others)} besides job tasks)"
-            f" over {len(samples)} samples"
-        )
-    else:
-        res.notes.append("ERROR: no memory samples taken")
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        res = m.fill(Result(IMPL, "memory", f"{total // 1000}k", total), total)
+        await _check_completed(admin, res, total)
+    warm = [s for s in samples if s["jobs"] >= min(100_000, total // 2)]
+    res.extra.update(rss_before_mb=round(rss0, 1), samples=samples)
+    if not warm:
+        res.errors.append("no memory samples taken")
+        return res
+    growth, others = warm[-1]["rss_mb"] - warm[0]["rss_mb"], {s["other_tasks"] for s in warm}
+    res.extra.update(rss_growth_mb=round(growth, 1), tasks_flat=len(others) == 1)
+    res.notes.append(f"RSS {warm[0]['rss_mb']} MiB at {warm[0]['jobs']:,} jobs, {warm[-1]['rss_mb']} MiB at"
+                     f" {warm[-1]['jobs']:,}: {growth:+.1f} MiB; the engine's tasks {sorted(others)} after warm-up"
+                     f" (target < 20 MiB and flat: {'met' if growth < 20 and len(others) == 1 else 'NOT met'})")
     return res
 
 
-# --------------------------------------------------------------------------- sections
-
-
-async def _enqueue_section(cfg: BenchConfig) -> list[Result]:
-    return [
-        await enqueue_single(cfg.n, dsn=cfg.dsn),
-        await enqueue_batch(cfg.n, cfg.batch, dsn=cfg.dsn),
-    ]
-
-
-async def _drain_section(cfg: BenchConfig) -> list[Result]:
-    results = [await drain(cfg.n, c, dsn=cfg.dsn) for c in cfg.drain_concurrency]
-    results.append(await drain(cfg.n, 100, dsn=cfg.dsn, history=False, variant="c100-nohist"))
-    for procs in (2, 4):
-        results.append(await drain_processes(cfg.n, procs, 100, dsn=cfg.dsn))
-    if results:
-        results[0].notes.insert(0, CN_NOTE)
-    return results
-
-
-async def _latency_section(cfg: BenchConfig) -> list[Result]:
-    return [await latency(cfg.latency_n, cfg.latency_rate, dsn=cfg.dsn)]
-
-
-async def _memory_section(cfg: BenchConfig) -> list[Result]:
-    return [await memory(200_000 if cfg.quick else 1_000_000, dsn=cfg.dsn)]
-
-
-SECTIONS: list[Section] = [
-    Section(IMPL, "enqueue", _enqueue_section, "app.enqueue one by one; app.enqueue_many batches"),
-    Section(IMPL, "drain", _drain_section, "burst worker(s) over preloaded no-op jobs"),
-    Section(IMPL, "latency", _latency_section, "idle app.worker(concurrency=10), enqueue->start"),
-    Section(IMPL, "memory", _memory_section, "RSS and tasks over 1M jobs (200k with --quick)", long=True),
-]
-
-
-# --------------------------------------------------------------------------- worker process
-
-
-def child_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.ours worker ...``: one worker process of a multi-process drain."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ours")
-    sub = p.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("worker", help="one burst worker process, driven over stdin/stdout")
-    w.add_argument("--dsn", required=True)
-    w.add_argument("--schema", default=SCHEMA)
-    w.add_argument("--concurrency", type=int, default=100)
-    w.add_argument("--pool-size", type=int, default=POOL_SIZE)
-    w.add_argument("--history", action=argparse.BooleanOptionalAction, default=True)
-    args = p.parse_args(argv)
-    return asyncio.run(_child(args))
+async def _child(args: argparse.Namespace) -> None:
+    async with _app(args.dsn, args.schema) as app:
+        await ready()
+        cpu0 = time.process_time()
+        worker = app.create_worker(concurrency=args.concurrency, burst=True)
+        await worker.run()
+        await done(worker.producer.claimed, cpu0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(child_main())
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ours", description="one drain worker process")
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--schema", required=True)
+    p.add_argument("--concurrency", type=int, default=100)
+    asyncio.run(_child(p.parse_args()))

@@ -70,6 +70,9 @@ class Job:
     overlap: str = "wait"
     #: the tick a retried run of a recurring job still belongs to
     tick_at: datetime | None = None
+    #: how far the running handler says it got, from 0 to 1, and what it said (None once completed)
+    progress: float | None = None
+    progress_message: str | None = None
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> Job:

@@ -87,6 +87,7 @@ JOB_COLUMNS: dict[str, str] = {
     "dedup_key": "dedup_key", "lease_expires_at": "NULL::timestamptz", "worker_id": "worker_id",
     "created_at": "created_at", "updated_at": "COALESCE(completed_at, created_at)", "periodic_key": "NULL::text",
     "misfire": "'skip'::text", "overlap": "'wait'::text", "tick_at": "NULL::timestamptz",
+    "progress": "NULL::real", "progress_message": "NULL::text",
 }
 assert JOB_COLUMNS.keys() == {f.name for f in fields(Job)}, "JOB_COLUMNS must name every field of Job"
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)

@@ -617,3 +617,16 @@ async def test_admin_on_connection_joins_its_transaction(app: App, pg_dsn: str) 
     finally:
         await conn.close()
     assert (await app.get_job(job.id)).status is JobStatus.PENDING
+
+
+async def test_progress_reads_from_the_job_row_and_is_none_once_completed(app: App) -> None:
+    app.register("h", lambda data: None)
+    job = await app.enqueue("h")
+    assert (job.progress, job.progress_message) == (None, None)
+    await app.pool.execute(f"UPDATE {app.schema}.jobs SET progress = 0.4, progress_message = 'resized 4/10'"
+                           f" WHERE id = $1", job.id)
+    for read in (await app.get_job(job.id), (await app.list_jobs())[0]):
+        assert (read.progress, read.progress_message) == (pytest.approx(0.4), "resized 4/10")
+    await app.run_worker(burst=True, handle_signals=False)
+    done = await app.get_job(job.id)
+    assert done.status is JobStatus.COMPLETED and (done.progress, done.progress_message) == (None, None)

@@ -14,7 +14,7 @@ from aiojobs_pg.models import ClaimedJob, Job, JobStatus, build_claimed_job, bui
 
 NOW = datetime(2026, 12, 1, 12, 30, 15, 123456, tzinfo=UTC)
 JOB = (7, "h", {"a": [1]}, "q", 3, JobStatus.PENDING, 1, 5, NOW, NOW, NOW, "n", "*/5 * * * *", "UTC", 2.5,
-       NOW, "boom", {"r": 1}, "k", NOW, "w1", "p", "all", "skip", NOW)
+       NOW, "boom", {"r": 1}, "k", NOW, "w1", "p", "all", "skip", NOW, 0.5, "half")
 CLAIMED = (7, "h", {"a": [1]}, "q", 1, 3, 2.5, None, None, NOW, NOW, "n", "skip", "wait", 4)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import json.scanner
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
@@ -275,32 +274,9 @@ def _make_encoder() -> Callable[[Any], str]:
 _encode = _make_encoder()
 
 
-def _make_decoder() -> Callable[[str], Any]:
-    """``json.loads`` without its Python layers, for documents with nothing around them.
-
-    ``json.loads`` runs two Python frames and two regular-expression matches around the C
-    scanner: three times the scanner's own cost for a small document (0.98 against 0.30 us
-    here), paid for every enqueued job's returned data. Text the scanner does not take whole
-    (whitespace around it, an error) goes to ``json.loads``, which decodes it or raises its error.
-    """
-    make = getattr(json.scanner, "c_make_scanner", None)
-    if make is None:  # no C accelerator (e.g. PyPy)
-        return json.loads
-    scan = make(json.JSONDecoder())
-    loads = json.loads
-
-    def decode(text: str) -> Any:
-        try:
-            value, end = scan(text, 0)
-        except (StopIteration, ValueError):
-            return loads(text)
-        return value if end == len(text) else loads(text)
-
-    return decode
-
-
-#: Decode JSON text exactly as ``json.loads`` does, faster for text with no surrounding whitespace.
-load_json = _make_decoder()
+#: How job data and results are decoded, everywhere (one place to change it). A private scanner
+#: here once skipped json.loads' Python layers; it bought nothing measurable (docs/performance.md).
+load_json = json.loads
 
 
 def json_array(texts: Iterable[str]) -> str:

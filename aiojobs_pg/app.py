@@ -24,7 +24,7 @@ from .completer import CompletionStep
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
 from .executor import Backoff, Executor, Handler, HandlerSpec
-from .lane import DedicatedLane, Lanes
+from .lane import Lane, Lanes
 from .logs import get_logger
 from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
 from .queries import DB, ClaimCondition, Conn, Pool, Queries, connect, create_pool, schema_or_default
@@ -114,7 +114,7 @@ class App:
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: Pool | None = None
         self._lanes: Lanes | None = None
-        self._enqueue_lane: DedicatedLane | None = None
+        self._enqueue_lane: Lane | None = None
         #: kinds of plain jobs validated already (enqueue.prepare_plain)
         self._validated: enq.Validated = set()
         self.dsn: str | None = None
@@ -217,8 +217,7 @@ class App:
         self._pool = await create_pool(self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
                                        command_timeout=self.command_timeout)
         self._lanes = Lanes(self._pool)
-        dsn = self.dsn
-        self._enqueue_lane = DedicatedLane(lambda: connect(dsn), self.command_timeout)
+        self._enqueue_lane = self._lanes.lane()
         if self.auto_migrate:
             await self.migrate()
 
@@ -226,10 +225,7 @@ class App:
         """Close the pool."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            lanes, self._lanes = self._lanes, None
-            enqueue_lane, self._enqueue_lane = self._enqueue_lane, None
-            if enqueue_lane is not None:
-                await enqueue_lane.close()
+            lanes, self._lanes, self._enqueue_lane = self._lanes, None, None
             if lanes is not None:
                 await lanes.close()
             await pool.close()
@@ -379,7 +375,7 @@ class App:
         assert dsn is not None
         assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
-                      connect=lambda: connect(dsn, timeout=10, setup=False), lanes=self._lanes,
+                      connect=lambda: connect(dsn, timeout=10), lanes=self._lanes,
                       claim_conditions=self.claim_conditions, completion_steps=self.completion_steps)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,

@@ -826,13 +826,6 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout
                                      init=init_connection)
 
 
-async def connect(dsn: str, *, timeout: float = 60, setup: bool = True) -> Connection:
-    """A connection of its own, with no ``command_timeout``; set up like the pool's unless ``setup`` is false."""
-    conn = await asyncpg.connect(dsn, timeout=timeout)
-    if setup:
-        try:
-            await init_connection(conn)
-        except BaseException:
-            conn.terminate()
-            raise
-    return conn
+async def connect(dsn: str, *, timeout: float = 60) -> Connection:
+    """A connection of its own, beside the pool (the notifier's LISTEN connection)."""
+    return await asyncpg.connect(dsn, timeout=timeout)

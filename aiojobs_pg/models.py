@@ -88,13 +88,13 @@ T = TypeVar("T")
 
 
 def _builder(cls: type[T]) -> Callable[..., T]:
-    """Build the frozen slotted dataclass ``cls`` from every field's value, in declaration order, fast.
+    """Build the frozen slotted dataclass ``cls`` from its fields' values, in declaration order, fast.
 
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``: about 5 µs for
-    a Job or a ClaimedJob here, paid per inserted job and per claimed job. A mutable twin with the
-    same slots is built by its plain ``__init__`` instead, and then becomes a ``cls`` (the layouts
-    are the same, which CPython checks here, once): about 1 µs, and the result is a frozen ``cls``
-    like any other.
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, paid per
+    inserted and per claimed job. A mutable twin with the same slots is built by its plain
+    ``__init__`` instead, and then becomes a ``cls`` (the layouts are the same, which CPython
+    checks here, once); the result is a frozen ``cls`` like any other. Fields with a default may
+    be left out. Why it stays: docs/performance.md, "Python".
     """
     twin: Any = make_dataclass(f"_{cls.__name__}Draft",
                                [(f.name, f.type, field(default=f.default)) if f.default is not MISSING

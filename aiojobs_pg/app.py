@@ -88,7 +88,7 @@ class App:
         self.schema = self.queries.schema
         self.auto_migrate = auto_migrate
         self.default_max_attempts = check_int(default_max_attempts, "default_max_attempts", minimum=1,
-                                                  maximum=MAX_ATTEMPTS)
+                                              maximum=MAX_ATTEMPTS)
         self.backoff = backoff or Backoff()
         self.enable_history = enable_history
         self.lease = _seconds(lease, "lease")

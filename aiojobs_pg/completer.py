@@ -26,7 +26,8 @@ OnFlushed = Callable[[Sequence[Outcome], set[int]], None]
 #: Work in the completion's transaction, after the fenced write: ``step(connection, batch, applied)``, where
 #: ``applied`` holds the ids of the outcomes the fence let through (the completion's seam for features:
 #: unblocking dependents, recording events). It commits with the completion or not at all: a step that
-#: raises a database error rolls the flush back, which is retried like any failed flush.
+#: raises a database error rolls the flush back, which is retried like any failed flush; any other
+#: exception is a bug, and stops the worker as one in the completion statement would.
 CompletionStep = Callable[[Conn, Sequence[Outcome], set[int]], Awaitable[None]]
 
 

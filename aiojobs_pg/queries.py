@@ -30,7 +30,7 @@ DB_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncp
 
 
 # The driver's types and errors, under the names the rest of the package uses: only this layer
-# (with the migrator, the notifier and the lanes) imports asyncpg; tests/unit/test_layers.py checks it.
+# (with the notifier, for its LISTEN callbacks) imports asyncpg; tests/unit/test_layers.py checks it.
 Pool = asyncpg.Pool
 #: a connection opened on its own (:func:`connect`)
 Connection = asyncpg.Connection

@@ -1,0 +1,91 @@
+"""The producer alone: claims up to the free slots, wakes on a notification or a due hint, stops in burst mode.
+
+Fake queries stand in for the database; ``worker.signals`` counts each claim, so the tests wait on
+claims instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiojobs_pg.models import ClaimedJob
+from aiojobs_pg.producer import Producer
+from aiojobs_pg.queries import Queries
+
+
+class FakeLane:
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await fn(None, *args, **kwargs)
+
+
+class FakeQueries(Queries):
+    """Hands out ``pending`` job ids, at most ``limit`` per claim, and records each claim's limit."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__("fake")
+        self.pending = list(range(1, pending + 1))
+        self.limits: list[int] = []
+
+    async def claim(self, db: Any, queues: Sequence[str], limit: int, lease: float, worker_id: str,
+                    claim: Any = None) -> list[ClaimedJob]:
+        self.limits.append(limit)
+        taken, self.pending = self.pending[:limit], self.pending[limit:]
+        now = datetime.now(UTC)
+        return [ClaimedJob(id=i, handler="h", data=None, queue="q", attempt=1, max_attempts=3, timeout=None,
+                           schedule=None, timezone=None, scheduled_at=now, claimed_at=now) for i in taken]
+
+
+def producer(queries: FakeQueries, *, slots: int, running: list[int], burst: bool = False,
+             poll_interval: float = 30.0) -> Producer:
+    return Producer(FakeLane(), queries, worker_id="w1", queues=["q"], lease=30, poll_interval=poll_interval,  # type: ignore[arg-type]
+                    free_slots=lambda: slots - len(running), spawn=lambda job: running.append(job.id), burst=burst,
+                    idle=lambda: not running)
+
+
+def stop(p: Producer) -> None:
+    """As the worker stops it: no more claims, and whatever it waits on wakes."""
+    p.stopping = True
+    p.wake()
+    p.slot_freed()
+
+
+async def test_claims_up_to_the_free_slots_and_again_as_they_free() -> None:
+    queries, running = FakeQueries(pending=5), []
+    p = producer(queries, slots=2, running=running)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)
+    assert running == [1, 2] and queries.limits == [2]
+    running.clear()
+    p.slot_freed()  # the claim filled every slot: more is probably waiting, so it claims at once
+    await asyncio.wait_for(p.signals.wait("claim", 2), 5)
+    assert running == [3, 4] and queries.limits == [2, 2]
+    stop(p)
+    await asyncio.wait_for(task, 5)
+
+
+async def test_an_idle_producer_sleeps_until_a_notification_or_a_due_hint() -> None:
+    queries, running = FakeQueries(pending=0), []
+    p = producer(queries, slots=10, running=running, poll_interval=30)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)  # found nothing: asleep for the 30 s poll
+    p.wake()  # a notification
+    await asyncio.wait_for(p.signals.wait("claim", 2), 5)
+    p.due_in(0.05)  # a retry due in 50 ms: claimed then, not at the next poll
+    await asyncio.wait_for(p.signals.wait("claim", 3), 2)
+    stop(p)
+    await asyncio.wait_for(task, 5)
+
+
+async def test_burst_mode_returns_once_nothing_is_due_and_nothing_runs() -> None:
+    queries, running = FakeQueries(pending=3), []
+    p = producer(queries, slots=10, running=running, burst=True, poll_interval=0.05)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)
+    assert running == [1, 2, 3]
+    running.clear()
+    p.slot_freed()
+    await asyncio.wait_for(task, 5)  # the next claim (at the poll) finds nothing, and nothing runs: done
+    assert p.claimed == 3

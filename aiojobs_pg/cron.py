@@ -55,7 +55,8 @@ _DOW = _Field("day-of-week", 0, 7, _DAYS)
 _ITEM_RE = re.compile(r"(?P<base>\*|\?|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\w+))?", re.ASCII)
 _NTH_RE = re.compile(r"(?P<d>\w+)#(?P<n>\w+)", re.ASCII)
 _LAST_RE = re.compile(r"(?P<d>[0-9A-Za-z]+?)L|L(?P<d2>[0-9A-Za-z]+)", re.ASCII | re.IGNORECASE)
-# croniter's R (random) and H (hashed) fields differ between processes or need a hash id.
+# croniter's R (random) and H (hashed) values differ between processes or need a hash id: workers
+# would disagree on the ticks.
 _NONDETERMINISTIC = {"H", "R"}
 
 

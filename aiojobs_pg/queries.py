@@ -610,7 +610,6 @@ class Claim:
             return f"${names[name]}"
 
         where = "".join(f"\n      AND ({_NAMED_PARAM.sub(position, c.sql)})" for c in conditions)
-        self.conditions = tuple(conditions)
         self.one_queue = one_queue.replace("{conditions}", where)
         self.many_queues = many_queues.replace("{conditions}", where)
         self.args = tuple(args)

@@ -45,9 +45,6 @@ _CRON_FORMS = (
 _INTERVAL_RE = re.compile(r"(\d+)([smhd])", re.IGNORECASE | re.ASCII)
 _SECONDS_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+", re.ASCII)
 _CRON_FIELD_RE = re.compile(r"[0-9A-Za-z*/,#?-]+")
-# croniter's R (random) and H (hashed) fields differ between processes or need a
-# hash id: workers would disagree on the ticks.
-_NONDETERMINISTIC_RE = re.compile(r"(?<![A-Za-z])[HR](?![A-Za-z])", re.IGNORECASE)
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -165,8 +162,6 @@ def _compile(expr: str) -> CronSpec:
     for item in fields:
         if not _CRON_FIELD_RE.fullmatch(item):
             raise InvalidSchedule(f"{bad} unexpected characters in field {_show(item)}")
-        if _NONDETERMINISTIC_RE.search(item):
-            raise InvalidSchedule(f"{bad} random (R) and hashed (H) fields are not supported")
     try:
         return compile_cron(fields)
     except CronError as exc:

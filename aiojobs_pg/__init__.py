@@ -10,6 +10,7 @@ from .errors import (
     AiojobsPgError,
     Cancel,
     ConfigurationError,
+    DatabaseUnavailable,
     DataTooLarge,
     InvalidSchedule,
     JobNotFound,
@@ -19,8 +20,9 @@ from .errors import (
     ValidationError,
 )
 from .executor import Backoff, JobContext
-from .models import Job, JobStatus, Run, RunStatus
+from .models import ClaimedJob, Job, JobStatus, Run, RunStatus
 from .schedules import next_run_times
+from .waiting import JobCancelled, JobFailed
 from .worker import Worker, WorkerOverrides, WorkerSettings
 
 __all__ = [
@@ -30,12 +32,16 @@ __all__ = [
     "App",
     "Backoff",
     "Cancel",
+    "ClaimedJob",
     "ConfigurationError",
     "DataTooLarge",
+    "DatabaseUnavailable",
     "InvalidSchedule",
     "Job",
     "JobBatch",
+    "JobCancelled",
     "JobContext",
+    "JobFailed",
     "JobNotFound",
     "JobStateError",
     "JobStatus",

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import JobNotFound, JobStateError, ValidationError
 from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, dump_json
-from .queries import DB, Queries, UniqueViolation
+from .queries import DB, Queries, UniqueViolation, guarded
 from .schedules import parse_duration, parse_schedule
 from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
 
@@ -57,10 +57,15 @@ class Admin:
 
     ``max_data_bytes`` bounds the JSON encoding of the data :meth:`update_job` stores
     (``None``: no limit); :meth:`App.admin <aiojobs_pg.App.admin>` passes the app's setting.
+
+    Every method raises :class:`~aiojobs_pg.errors.DatabaseUnavailable` when the database
+    cannot be reached or the connection is lost. Over a pool, a read is first tried again on a
+    fresh connection, and so is a write that the lost connection never sent.
     """
 
     def __init__(self, db: DB, queries: Queries, *, max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> None:
-        self.db = db
+        # Outages surface as DatabaseUnavailable, and a lost connection never serves again (queries.GuardedDB).
+        self.db: DB = guarded(db, queries)
         self.q = queries
         self.max_data_bytes = max_data_bytes
 
@@ -106,42 +111,37 @@ class Admin:
         and stays as it ran (:class:`JobStateError`); ``trigger`` runs it again.
         ``data`` over ``max_data_bytes`` raises :class:`~aiojobs_pg.errors.DataTooLarge`.
         """
-        set_name = name is not UNSET
-        if set_name:
-            check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
-        data_json = None if data is UNSET else dump_json(data, "data", self.max_data_bytes)
+        changes: dict[str, Any] = {}  # column -> its new value: only what this update sets
+        if not isinstance(name, Unset):
+            changes["name"] = check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
+        if data is not UNSET:
+            changes["data"] = dump_json(data, "data", self.max_data_bytes)
         if not isinstance(priority, Unset):
-            check_int(priority, "priority", minimum=-(2**31))
+            changes["priority"] = check_int(priority, "priority", minimum=-(2**31))
         if not isinstance(max_attempts, Unset):
-            check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
+            changes["max_attempts"] = check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
         if not isinstance(queue, Unset):
-            check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+            changes["queue"] = check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
         when = None if isinstance(run_at, Unset) else check_run_at(run_at)
-        set_schedule = schedule is not UNSET or timezone is not UNSET
-        new_schedule = new_tz = None
-        if set_schedule:
+        if not (isinstance(schedule, Unset) and isinstance(timezone, Unset)):
             current = await self.get_job(job_id)
             expr = current.schedule if isinstance(schedule, Unset) else schedule
             tz = current.timezone if isinstance(timezone, Unset) else timezone
+            changes["schedule"] = changes["timezone"] = None
             if expr is not None:
                 check_text(expr, "schedule", max_length=200)
                 parsed = parse_schedule(expr, tz)
-                new_schedule, new_tz = parsed.expr, parsed.timezone
+                changes["schedule"], changes["timezone"] = parsed.expr, parsed.timezone
                 if when is None:
                     when = parsed.next_after(datetime.now(UTC))
             elif tz is not None and not isinstance(timezone, Unset):
                 raise ValidationError("timezone", "only applies to a job with a schedule")
-        set_timeout = timeout is not UNSET
-        timeout_s = None
-        if not isinstance(timeout, Unset) and timeout is not None:
-            timeout_s = parse_duration(timeout, field="timeout", allow_zero=False).total_seconds()
-        row = await self.q.update_job(self.db, (
-            _job_id(job_id), set_name, name if set_name else None,
-            data_json, None if isinstance(priority, Unset) else priority,
-            None if isinstance(max_attempts, Unset) else max_attempts,
-            None if isinstance(queue, Unset) else queue, when,
-            set_schedule, new_schedule, new_tz, set_timeout, timeout_s,
-        ))
+        if not isinstance(timeout, Unset):
+            changes["timeout"] = (None if timeout is None
+                                  else parse_duration(timeout, field="timeout", allow_zero=False).total_seconds())
+        if when is not None:
+            changes["next_run_at"] = when
+        row = await self.q.update_job(self.db, _job_id(job_id), changes)
         if row is None:
             job = await self.get_job(job_id)  # JobNotFound, or a completed job, which lives in the history
             raise JobStateError(job_id, job.status.value, "update",
@@ -195,8 +195,57 @@ class Admin:
         return [dict(r) for r in await self.q.queue_stats(self.db)]
 
     async def workers(self) -> list[dict[str, Any]]:
-        """Live workers (all hosts) with their last heartbeat."""
+        """Registered workers (all hosts): queues, handlers, last heartbeat, and whether it is ``alive``
+        (its heartbeat is younger than its lease)."""
         return [dict(r) for r in await self.q.list_workers(self.db)]
+
+    # --- bulk actions ---
+    async def retry_failed(self, *, queue: str | None = None, handler: str | None = None) -> int:
+        """Re-queue every failed job (of ``queue`` and/or ``handler``), due now, with a fresh attempt
+        count; returns how many. Of failed jobs sharing a dedup key only the newest comes back, and
+        none while a live job holds the key. One statement."""
+        return await self.q.retry_failed(self.db, *_filters(queue, handler))
+
+    async def cancel_pending(self, *, queue: str | None = None, handler: str | None = None) -> int:
+        """Cancel every pending job (of ``queue`` and/or ``handler``; recurring ones are paused);
+        returns how many. Running jobs are left alone. One statement."""
+        return await self.q.cancel_pending(self.db, *_filters(queue, handler))
+
+    async def delete_finished(self, older_than: Duration, *, queue: str | None = None,
+                              handler: str | None = None) -> int:
+        """Delete the completed, failed and cancelled one-off jobs (of ``queue`` and/or ``handler``)
+        that finished more than ``older_than`` ago, with their history; returns how many jobs.
+        One statement."""
+        seconds = parse_duration(older_than, field="older_than").total_seconds()
+        return await self.q.delete_finished(self.db, *_filters(queue, handler), seconds)
+
+    async def pause_queue(self, queue: str) -> None:
+        """Stop every worker, on every host, from claiming jobs of ``queue``; running ones finish.
+
+        Kept in the database: it outlasts restarts until :meth:`resume_queue`.
+        """
+        check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+        await self.q.set_queue_paused(self.db, queue, True)
+
+    async def resume_queue(self, queue: str) -> None:
+        """Let workers claim jobs of ``queue`` again (idle ones are woken at once)."""
+        check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+        await self.q.set_queue_paused(self.db, queue, False)
+
+    async def paused_queues(self) -> list[str]:
+        """The queues paused now, by name."""
+        return [r["name"] for r in await self.q.queue_settings(self.db) if r["paused"]]
+
+    async def served(self) -> frozenset[tuple[str, str]]:
+        """Every (queue, handler) that some live worker serves: a pending job outside it waits for one."""
+        return frozenset((q, h) for w in await self.q.list_workers(self.db) if w["alive"]
+                         for q in w["queues"] or () for h in w["handlers"])
+
+    async def unserved(self) -> dict[tuple[str, str], int]:
+        """Pending jobs no live worker can run, counted by (queue, handler): no worker alive serves
+        that queue with that handler (another service's, or one not deployed yet). They wait, with
+        no attempt spent, until such a worker starts."""
+        return {(r["queue"], r["handler"]): r["count"] for r in await self.q.unserved(self.db)}
 
     async def _requeue(self, job_id: int, allowed: list[JobStatus], run_at: datetime | None,
                        operation: str) -> Job:
@@ -219,3 +268,9 @@ class Admin:
             return Job.from_record(row)
         job = await self.get_job(job_id)
         raise JobStateError(job_id, job.status.value, operation)
+
+
+def _filters(queue: str | None, handler: str | None) -> tuple[str | None, str | None]:
+    """The optional queue and handler filters of a bulk action, checked."""
+    return (None if queue is None else check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH),
+            None if handler is None else check_text(handler, "handler", max_length=MAX_NAME_LENGTH))

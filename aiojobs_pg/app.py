@@ -23,19 +23,33 @@ from .admin import UNSET, Admin, Page, Unset
 from .completer import CompletionStep
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
+from .events import Hook, Hooks
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import Lane, Lanes
 from .logs import get_logger
 from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
-from .queries import DB, ClaimCondition, Conn, Pool, Queries, connect, create_pool, schema_or_default
+from .queries import (
+    DB,
+    ClaimCondition,
+    Conn,
+    GuardedDB,
+    Pool,
+    Queries,
+    connect,
+    create_pool,
+    guarded,
+    schema_or_default,
+)
 from .schedules import parse_duration
 from .schema import migrate
 from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_text
+from .waiting import Waiters
 from .worker import Worker, WorkerOverrides, WorkerSettings, new_worker_id
 
 log = get_logger("aiojobs_pg.app")
 
 F = TypeVar("F", bound=Handler)
+H = TypeVar("H", bound=Hook)
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -59,6 +73,13 @@ class App:
     written. A result over it is not stored: the attempt fails with a ``result too
     large`` error, recorded in the history and ``last_error`` like any handler error,
     and the job's retry policy applies (the handler runs again, side effects included).
+
+    Retention: workers prune, one at a time, history rows older than ``history_retention``
+    (completed one-off jobs with them) and cancelled jobs older than ``job_retention``.
+    ``keep_completed=N`` (BullMQ's ``removeOnComplete: N``) also keeps at most the newest N
+    completed jobs of each queue, each with its runs. A failed job (a dead letter) is never
+    deleted by pruning: it stays until retried or deleted (its runs older than
+    ``history_retention`` go like any others). See docs/architecture.md, "Retention".
     """
 
     def __init__(
@@ -77,6 +98,7 @@ class App:
         job_timeout: Duration | None = None,
         history_retention: Duration | None = "14d",
         job_retention: Duration | None = "7d",
+        keep_completed: int | None = None,
         validate_handlers: bool | None = None,
         pool_min_size: int = 1,
         pool_max_size: int = 10,
@@ -99,6 +121,8 @@ class App:
         self.history_retention = None if history_retention is None else _seconds(history_retention,
                                                                                  "history_retention")
         self.job_retention = None if job_retention is None else _seconds(job_retention, "job_retention")
+        self.keep_completed = None if keep_completed is None else check_int(
+            keep_completed, "keep_completed", minimum=0, maximum=sys.maxsize)
         self.validate_handlers = validate_handlers
         self.pool_min_size = pool_min_size
         self.pool_max_size = pool_max_size
@@ -110,13 +134,19 @@ class App:
         #: seams where features plug in (docs/architecture.md, "Seams"); read when a worker is created
         self.claim_conditions: list[ClaimCondition] = []
         self.completion_steps: list[CompletionStep] = []
+        #: lifecycle hooks (:meth:`on`)
+        self.hooks = Hooks()
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: Pool | None = None
         self._lanes: Lanes | None = None
         self._enqueue_lane: Lane | None = None
+        #: the enqueue calls' statements: on the enqueue lane, outages guarded (queries.GuardedDB)
+        self._enqueue_db: GuardedDB | None = None
         #: kinds of plain jobs validated already (enqueue.prepare_plain)
         self._validated: enq.Validated = set()
+        #: the waits of App.wait, and their listener (opened at the first wait)
+        self._waiters: Waiters | None = None
         self.dsn: str | None = None
 
     # --- handlers ---
@@ -128,6 +158,23 @@ class App:
         """
         def decorate(fn: F) -> F:
             self.register(name or fn.__name__, fn, backoff=backoff, timeout=timeout)
+            return fn
+        return decorate
+
+    def on(self, event: str) -> Callable[[H], H]:
+        """Decorator: call ``hook(job, error)`` after each ``event`` in this process's workers.
+
+        ``event`` is ``"completed"``, ``"failed"`` (attempts spent), ``"cancelled"`` or
+        ``"retrying"`` (an attempt failed and the job runs again). ``job`` is the job as its
+        worker claimed it (id, handler, data, queue, attempt, ...), ``error`` the run's error
+        (None when it completed). A hook runs after the outcome was committed, in a task of its
+        own; one that raises is logged and changes nothing. Hooks are for alerting and metrics
+        in this process: a worker that died fires none (see webhooks for what must not be lost).
+        """
+        self.hooks.check(event)
+
+        def decorate(fn: H) -> H:
+            self.hooks.add(event, fn)
             return fn
         return decorate
 
@@ -176,8 +223,8 @@ class App:
             # The first tick is computed now, not at declaration time.
             fresh = enq.prepare(job.handler, None, schedule=job.schedule, timezone=job.timezone,
                                 max_attempts=job.max_attempts)
-            params = (*job.params()[:9], fresh.run_at, *job.params()[10:])
-            row = await self.queries.upsert_periodic(self.pool, params, key)
+            declared = dataclasses.replace(job, run_at=fresh.run_at)
+            row = await self.queries.upsert_periodic(guarded(self.pool, self.queries), declared, key)
             outcome[key] = "unchanged" if row is None else ("created" if row["inserted"] else "updated")
             if row is not None:
                 log.info("schedule_declared", key=key, schedule=job.schedule, action=outcome[key])
@@ -218,14 +265,18 @@ class App:
                                        command_timeout=self.command_timeout)
         self._lanes = Lanes(self._pool)
         self._enqueue_lane = self._lanes.lane()
+        self._enqueue_db = guarded(self._enqueue_lane, self.queries)
         if self.auto_migrate:
             await self.migrate()
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pool (and the listener of :meth:`wait`, if one was opened)."""
+        if self._waiters is not None:
+            waiters, self._waiters = self._waiters, None
+            await waiters.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            lanes, self._lanes, self._enqueue_lane = self._lanes, None, None
+            lanes, self._lanes, self._enqueue_lane, self._enqueue_db = self._lanes, None, None, None
             if lanes is not None:
                 await lanes.close()
             await pool.close()
@@ -269,6 +320,11 @@ class App:
         nothing when an argument is invalid, ``data`` over ``max_data_bytes`` included
         (:class:`~aiojobs_pg.errors.DataTooLarge`). With ``dedup_key``, returns the pending or
         running job that already holds the key, if there is one.
+
+        Raises :class:`~aiojobs_pg.errors.DatabaseUnavailable` when the database cannot be
+        reached or the connection is lost; an insert the lost connection never sent is first
+        tried on a fresh one. Its ``may_have_run`` is True when the insert was sent and no
+        answer came: the job may exist (a ``dedup_key`` makes enqueueing it again safe).
         """
         attempts = self.default_max_attempts if max_attempts is None else max_attempts
         if (name is None and timeout is None and delay is None and run_at is None and dedup_key is None
@@ -290,7 +346,8 @@ class App:
         All or nothing: one invalid item rejects the batch before anything is written (the error's
         ``field`` names the item: ``"jobs[3].data"`` for data over ``max_data_bytes``). Returns
         the jobs in input order; without dedup keys, as a :class:`~aiojobs_pg.enqueue.JobBatch`
-        that builds them when first read (its ``ids`` need no building).
+        that builds them when first read (its ``ids`` need no building). An outage raises
+        :class:`~aiojobs_pg.errors.DatabaseUnavailable`, as in :meth:`enqueue`.
         """
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
                                     known_handlers=self._known_handlers(), validated=self._validated,
@@ -299,13 +356,13 @@ class App:
 
     async def _enqueue_on(self, connection: Conn | None,
                           insert: Callable[Concatenate[DB, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        # The caller's connection (its transaction); else the enqueue lane, unless a concurrent call holds it.
+        # The caller's connection (its transaction); else each statement on the enqueue lane, or on a pool
+        # connection of its own while a concurrent call holds the lane. Guarded: a lost connection raises
+        # DatabaseUnavailable, after a retry on a fresh one if the statement was never sent.
         if connection is not None:
-            return await insert(connection, *args, **kwargs)
-        pool, lane = self.pool, self._enqueue_lane
-        if lane is not None and not lane.busy:
-            return await lane.run(insert, *args, **kwargs)
-        return await insert(pool, *args, **kwargs)
+            return await insert(guarded(connection, self.queries), *args, **kwargs)
+        db = self._enqueue_db
+        return await insert(db if db is not None else guarded(self.pool, self.queries), *args, **kwargs)
 
     # --- management ---
     def admin(self, connection: DB | None = None) -> Admin:
@@ -349,6 +406,44 @@ class App:
         """Cancel a pending or running job."""
         return await self.admin().cancel(job_id)
 
+    async def retry_failed(self, *, queue: str | None = None, handler: str | None = None) -> int:
+        """Re-queue every failed job of ``queue`` and/or ``handler`` (all if neither); how many."""
+        return await self.admin().retry_failed(queue=queue, handler=handler)
+
+    async def cancel_pending(self, *, queue: str | None = None, handler: str | None = None) -> int:
+        """Cancel every pending job of ``queue`` and/or ``handler`` (all if neither); how many."""
+        return await self.admin().cancel_pending(queue=queue, handler=handler)
+
+    async def delete_finished(self, older_than: Duration, *, queue: str | None = None,
+                              handler: str | None = None) -> int:
+        """Delete jobs that finished more than ``older_than`` ago (``"7d"``), with their history; how many."""
+        return await self.admin().delete_finished(older_than, queue=queue, handler=handler)
+
+    async def pause_queue(self, queue: str) -> None:
+        """Pause ``queue`` for every worker on every host (persisted); its running jobs finish."""
+        await self.admin().pause_queue(queue)
+
+    async def resume_queue(self, queue: str) -> None:
+        """Resume a paused queue; its idle workers are woken at once."""
+        await self.admin().resume_queue(queue)
+
+    async def wait(self, job_id: int, timeout: float | Duration | None = None) -> Any:
+        """Wait until the job finishes; return its result if it completed.
+
+        Raises :class:`~aiojobs_pg.errors.JobFailed` (its attempts spent; ``.job`` and ``.error``
+        tell more) or :class:`~aiojobs_pg.errors.JobCancelled`, :class:`TimeoutError` when
+        ``timeout`` (seconds, or a duration such as ``"30s"``) passes first, and
+        :class:`~aiojobs_pg.errors.JobStateError` for a recurring job, which never finishes by
+        itself. A retry in between is not an end: it waits on. Woken by a notification from the
+        job's completion (one LISTEN connection per App serves all waits), never by polling.
+        """
+        seconds = None if timeout is None else _seconds(timeout, "timeout")
+        if self._waiters is None:
+            dsn = self.dsn
+            assert dsn is not None
+            self._waiters = Waiters(self.queries, lambda: connect(dsn, timeout=10))
+        return await self._waiters.wait(self.pool, job_id, seconds)
+
     async def retry(self, job_id: int) -> Job:
         """Re-queue a failed or cancelled job."""
         return await self.admin().retry(job_id)
@@ -365,7 +460,8 @@ class App:
             concurrency=concurrency, queues=queue_list, burst=burst, lease=self.lease,
             poll_interval=self.poll_interval, drain_timeout=self.drain_timeout,
             maintenance_interval=self.maintenance_interval, history=self.enable_history,
-            history_retention=self.history_retention, job_retention=self.job_retention)
+            history_retention=self.history_retention, job_retention=self.job_retention,
+            keep_completed=self.keep_completed)
         if overrides:
             settings = dataclasses.replace(settings, **overrides)
         worker_id = new_worker_id()
@@ -376,7 +472,8 @@ class App:
         assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
                       connect=lambda: connect(dsn, timeout=10), lanes=self._lanes,
-                      claim_conditions=self.claim_conditions, completion_steps=self.completion_steps)
+                      claim_conditions=self.claim_conditions, completion_steps=self.completion_steps,
+                      hooks=self.hooks)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
                          burst: bool = False, handle_signals: bool = True,

@@ -8,13 +8,14 @@ is delivered) only if that transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, overload
 
 from .errors import DataTooLarge, UnknownHandler, ValidationError
 from .models import Job, JobStatus, build_job, dump_json, json_array, load_json
+from .models import NewJob as NewJob  # what prepare makes: part of this module's interface
 from .queries import DB, Queries
 from .schedules import parse_duration, parse_schedule
 from .validation import (
@@ -30,39 +31,6 @@ from .validation import (
     check_run_at,
     check_text,
 )
-
-
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs twice as much to build, per job of a batch
-class NewJob:
-    """A validated job, ready to insert."""
-
-    handler: str
-    data_json: str
-    queue: str
-    priority: int
-    max_attempts: int
-    name: str | None = None
-    schedule: str | None = None
-    timezone: str | None = None
-    timeout: float | None = None
-    run_at: datetime | None = None
-    delay: float | None = None
-    dedup_key: str | None = None
-    misfire: str = "skip"
-    overlap: str = "wait"
-
-    @property
-    def plain(self) -> bool:
-        """Nothing but handler, data, queue, priority and max_attempts: every other field is the default."""
-        return (self.name is None and self.schedule is None and self.timezone is None and self.timeout is None
-                and self.run_at is None and self.delay is None and self.dedup_key is None
-                and self.misfire == "skip" and self.overlap == "wait")
-
-    def params(self) -> tuple[Any, ...]:
-        """Positional parameters $1..$14 of the insert statements."""
-        return (self.name, self.handler, self.data_json, self.queue, self.priority, self.schedule,
-                self.timezone, self.max_attempts, self.timeout, self.run_at, self.delay, self.dedup_key,
-                self.misfire, self.overlap)
 
 
 def prepare(
@@ -127,15 +95,13 @@ def prepare(
 
 async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
-    if job.plain:
-        row = await queries.insert_plain(db, job.handler, job.data_json, job.queue, job.priority, job.max_attempts)
-        return _inserted(job, row[0], row[1], row[1], load_json(job.data_json))  # id, created (and due)
     if job.dedup_key is None:
-        row = await queries.insert_job(db, job.params(), dedup=False)
-        return _inserted(job, row[0], row[2] or row[1], row[1], load_json(job.data_json))  # id, created, due
+        insert = queries.insert_plain if job.plain else queries.insert_job
+        job_id, created_at, due = await insert(db, job)
+        return _inserted(job, job_id, due, created_at, load_json(job.data_json))
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
-        row = await queries.insert_job(db, job.params(), dedup=True)
+        row = await queries.insert_dedup(db, job)
         if row is None:
             row = await queries.find_live_dedup(db, job.dedup_key)
         if row is not None:
@@ -147,22 +113,20 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
     """Insert jobs and notify each queue once, in one statement; results follow input order."""
     if isinstance(jobs, Uniform):
         kind, count = jobs.kind, jobs.count
-        row = await queries.insert_uniform(db, kind.handler, kind.queue, kind.priority, kind.max_attempts, jobs.data)
-        return JobBatch([kind] * count, row["ids"], [None] * count, row["now"], jobs.data)
+        created_at, job_ids = await queries.insert_uniform(db, kind, jobs.data)
+        return JobBatch([kind] * count, job_ids, [None] * count, created_at, jobs.data)
     if not jobs:
         return []
     # Every job's data in one JSON array: one parameter to send, and one decode for the returned jobs.
     data_array = json_array([j.data_json for j in jobs])
     dedup = any(j.dedup_key is not None for j in jobs)
-    row = await queries.insert_many(db, [j.params() for j in jobs], data_array, dedup=dedup)
-    now: datetime = row["now"]
-    ids: list[int] = row["ids"] or []
-    due: list[datetime | None] = row["due"] or []
+    row = await queries.insert_many(db, jobs, data_array, dedup=dedup)
+    now, ids, due = row.now, row.ids, row.due
     if not dedup:
         return JobBatch(jobs, ids, due, now, data_array)
     inserted: dict[str, tuple[int, datetime | None]] = {}
     plain_rows: list[tuple[int, datetime | None]] = []
-    for job_id, at, key in zip(ids, due, row["keys"] or [], strict=True):
+    for job_id, at, key in zip(ids, due, row.keys, strict=True):
         if key is None:
             plain_rows.append((job_id, at))
         else:
@@ -252,12 +216,36 @@ class JobBatch(Sequence[Job]):
         return f"JobBatch({self._jobs()!r})"
 
 
-def _inserted(job: NewJob, job_id: int, next_run_at: datetime, created_at: datetime, data: Any) -> Job:
-    # The statement returns only what the database chose; the rest is what we sent (data as stored: decoded).
-    # Positional, in Job's field order (build_job checks the count; the enqueue tests compare every field).
-    return build_job(job_id, job.handler, data, job.queue, job.priority, JobStatus.PENDING, 0, job.max_attempts,
-                     next_run_at, created_at, created_at, job.name, job.schedule, job.timezone, job.timeout,
-                     None, None, None, job.dedup_key, None, None, None, job.misfire, job.overlap, None)
+def _inserted_builder() -> Callable[[NewJob, int, datetime, datetime, Any], Job]:
+    """``_inserted(job, job_id, next_run_at, created_at, data)``: the Job an insert of ``job`` made.
+
+    The statement returns only what the database chose; the rest is what we sent (data as stored:
+    decoded): each field of NewJob that Job has too, by name, and every other field's default. It is
+    generated once as one call of build_job with the values in Job's field order, as fast as that call
+    written out, so that a field added to Job and NewJob needs nothing here.
+    """
+    chosen = {"id": "job_id", "data": "data", "status": "_pending", "attempts": "0", "next_run_at": "next_run_at",
+              "created_at": "created_at", "updated_at": "created_at"}
+    sent = {f.name for f in fields(NewJob)}
+    namespace: dict[str, Any] = {"build_job": build_job, "_pending": JobStatus.PENDING}
+    values = []
+    for f in fields(Job):
+        if f.name in chosen:
+            values.append(chosen[f.name])
+        elif f.name in sent:
+            values.append(f"job.{f.name}")
+        elif f.default is not MISSING:
+            namespace[f"_{f.name}"] = f.default
+            values.append(f"_{f.name}")
+        else:
+            raise TypeError(f"Job.{f.name} has no default, and an insert neither sends nor returns it")
+    exec(f"def _inserted(job, job_id, next_run_at, created_at, data):\n"
+         f"    return build_job({', '.join(values)})", namespace)
+    inserted: Callable[[NewJob, int, datetime, datetime, Any], Job] = namespace["_inserted"]
+    return inserted
+
+
+_inserted = _inserted_builder()
 
 
 #: (handler, queue, priority, max_attempts, checked against the handlers) that passed :func:`prepare`

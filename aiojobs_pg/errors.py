@@ -2,7 +2,7 @@
 
 Everything the library raises on bad input derives from :class:`AiojobsPgError`
 (and from :class:`ValueError` where the problem is a bad value), so callers can
-catch one base class.
+catch one base class. So does :class:`DatabaseUnavailable`, an outage seen by a call.
 """
 
 from __future__ import annotations
@@ -75,6 +75,29 @@ class JobStateError(AiojobsPgError):
         self.job_id = job_id
         self.status = status
         self.operation = operation
+
+
+class DatabaseUnavailable(AiojobsPgError, ConnectionError):
+    """The database could not be reached, or the connection to it was lost during the call.
+
+    Raised by the app's calls (enqueue, the management calls) during an outage: a failover,
+    a restart, ``pg_terminate_backend``, a network failure. The message names the cause;
+    the driver's exception is ``__cause__``. Before raising it, a call on the app's own
+    connections runs its statement again on a fresh connection when that cannot repeat a
+    write (the statement is a read, or the dead connection refused it before sending), so
+    this error means the database is still out of reach, or that a write's outcome is
+    unknown. A :class:`ConnectionError` (an :class:`OSError`) too.
+
+    ``operation`` names the statement. ``may_have_run`` is True when a write was sent and its
+    connection lost before the answer came: it may have taken effect. After an enqueue, the
+    job may then exist; look before enqueueing it again (a ``dedup_key`` makes the retry
+    safe). When False, nothing was written.
+    """
+
+    def __init__(self, message: str, *, operation: str, may_have_run: bool) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.may_have_run = may_have_run
 
 
 class Retry(Exception):

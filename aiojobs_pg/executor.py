@@ -23,6 +23,7 @@ from .errors import Cancel, DataTooLarge, Retry, ValidationError
 from .logs import get_logger
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, dump_json
 from .schedules import Schedule, parse_schedule
+from .validation import MAX_NAME_LENGTH, check_text
 
 Handler = Callable[..., Any]
 
@@ -72,7 +73,42 @@ class JobContext:
     name: str | None
     #: the worker's logger (its worker id bound); the library's executor logger when not given
     base_log: Any = field(default=None, repr=False)
+    #: where :meth:`progress` sends what it is given (the worker's writer); None keeps it on the context only
+    on_progress: Callable[[float, str | None], None] | None = field(default=None, repr=False)
     _log: Any = field(default=None, init=False, repr=False)
+    _cancelled: bool = field(default=False, init=False, repr=False)
+    #: the last progress reported, as (fraction, message)
+    last_progress: tuple[float, str | None] | None = field(default=None, init=False)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the run got, from 0 to 1, and optionally what it is doing.
+
+        Shown as ``Job.progress`` / ``Job.progress_message`` (and in the HTTP API and dashboard)
+        within half a second: the worker writes the latest value of all its runs in one statement
+        at most twice a second, so calling this often costs nothing more. It never waits for the
+        database. A new attempt starts with no progress. From a sync handler (in a thread), call
+        ``anyio.from_thread.run(ctx.progress, 0.5, "half")``.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise ValidationError("progress", f"must be a number from 0 to 1, got {fraction!r}")
+        check_text(message, "progress message", max_length=MAX_NAME_LENGTH, required=False)
+        self.last_progress = (float(fraction), message)
+        if self.on_progress is not None:
+            self.on_progress(float(fraction), message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled while this run goes on.
+
+        An ``async def`` handler needs no check: its task is cancelled at once. A sync
+        handler runs in a thread, which cannot be interrupted: it should look at this
+        between steps and return early; whatever it returns, the job stays cancelled.
+        """
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Mark the run cancelled (the worker does this when the job is cancelled)."""
+        self._cancelled = True
 
     @property
     def log(self) -> Any:
@@ -156,7 +192,8 @@ class Executor:
     """Runs claimed jobs against a handler registry and decides their outcomes."""
 
     def __init__(self, handlers: dict[str, HandlerSpec], *, worker_id: str, backoff: Backoff,
-                 default_timeout: float | None = None, max_result_bytes: int | None = None) -> None:
+                 default_timeout: float | None = None, max_result_bytes: int | None = None,
+                 on_progress: Callable[[int, int, float, str | None], None] | None = None) -> None:
         self.handlers = handlers
         self.worker_id = worker_id
         self.backoff = backoff
@@ -164,6 +201,10 @@ class Executor:
         #: a result whose JSON is longer (UTF-8 bytes) fails its attempt instead of being stored
         self.max_result_bytes = max_result_bytes
         self.log = get_logger("aiojobs_pg.executor").bind(worker_id=worker_id)
+        #: the contexts of the runs going on, by job id (only handlers that take one have one)
+        self.contexts: dict[int, JobContext] = {}
+        #: where a run's progress goes: (job id, claim token, fraction, message)
+        self.on_progress = on_progress
 
     async def execute(self, job: ClaimedJob) -> Outcome:
         """Run the handler of ``job`` under its timeout; never raises for handler errors."""
@@ -174,8 +215,12 @@ class Executor:
             return self.failure(job, started, f"unknown handler {job.handler!r} (this worker knows: {known})")
         timeout = job.timeout or spec.timeout or self.default_timeout
         # Only handlers that take a context get one: building it is a fair part of a short job's cost.
-        ctx = JobContext(job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id,
-                         job.scheduled_at, job.name, self.log) if spec.takes_ctx else None
+        ctx = None
+        if spec.takes_ctx:
+            sink = self.on_progress
+            ctx = self.contexts[job.id] = JobContext(
+                job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id, job.scheduled_at,
+                job.name, self.log, None if sink is None else lambda f, m: sink(job.id, job.token, f, m))
         try:
             if timeout:  # no cancel scope at all without one: entering a scope costs on every job
                 with anyio.fail_after(timeout):
@@ -190,6 +235,9 @@ class Executor:
             return self.failure(job, started, f"TimeoutError: job exceeded its timeout of {timeout} s", spec)
         except Exception:
             return self.failure(job, started, traceback.format_exc(), spec)
+        finally:
+            if ctx is not None:
+                del self.contexts[job.id]
         try:
             # None is stored as SQL NULL: nothing to encode, and nothing for the server to parse.
             result_json = None if result is None else dump_json(result, "result", self.max_result_bytes)
@@ -227,6 +275,11 @@ class Executor:
         """The worker stopped the run (shutdown): back to pending now, the attempt not charged."""
         return self.outcome(job, started, JobStatus.PENDING, RunStatus.RELEASED,
                             error="released: the worker shut down before the job finished", delay=0.0, release=True)
+
+    def cancelled(self, job: ClaimedJob, started: int) -> Outcome:
+        """The worker stopped the run because the job was cancelled meanwhile: its history row."""
+        return self.outcome(job, started, JobStatus.CANCELLED, RunStatus.CANCELLED,
+                            error="cancelled while running", after_cancel=True)
 
     def outcome(self, job: ClaimedJob, started: int, job_status: JobStatus, run_status: RunStatus, *,
                 worker_id: str | None = None, **kwargs: Any) -> Outcome:

@@ -10,6 +10,11 @@ past that limit a lane acquires and releases per call like any other pool user. 
 statement that fails or is cancelled gives its connection back to the pool, which
 rolls back, resets or replaces it; the lane takes a fresh one next time. The
 pool's ``command_timeout`` bounds every statement.
+
+A lane is also a :class:`~aiojobs_pg.queries.ConnectionSource`: the app's enqueue
+calls run each statement on it through a :class:`~aiojobs_pg.queries.GuardedDB`,
+which closes a connection the server dropped and runs a statement again on a fresh
+one when that cannot repeat a write (docs/reliability.md, "Outages").
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .queries import Pool
+from .queries import ConnectionSource, Pool, is_open, on_pool
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,10 +52,11 @@ class Lanes:
             await lane.close()
 
 
-class Lane:
+class Lane(ConnectionSource):
     """One statement at a time on a connection kept from the pool between calls."""
 
     def __init__(self, lanes: Lanes) -> None:
+        super().__init__(lanes.pool)
         self._lanes = lanes
         self._conn: Any = None
         self._closed = False
@@ -86,17 +92,26 @@ class Lane:
                 with contextlib.suppress(Exception):  # the statement's own error is the one to report
                     await self._give_back(conn)
                 raise
-            if self._conn is conn:
-                if self._closed or lanes.closed:
-                    await self._give_back(conn)
-            elif not (self._closed or lanes.closed) and lanes.kept < lanes.limit:
-                self._conn = conn
-                lanes.kept += 1
-            else:
-                await lanes.pool.release(conn)
+            # fn succeeded: a connection that fails its reset on the way back was closed by the pool, and
+            # must not turn a committed write into an error (its caller would make it again).
+            with contextlib.suppress(Exception):
+                if self._conn is conn:
+                    if self._closed or lanes.closed:
+                        await self._give_back(conn)
+                elif not (self._closed or lanes.closed) and lanes.kept < lanes.limit:
+                    self._conn = conn
+                    lanes.kept += 1
+                else:
+                    await lanes.pool.release(conn)
             return result
         finally:
             self.busy = False
+
+    async def use(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``await fn(connection)``: on the lane, or on a pool connection of its own while the lane is busy."""
+        if self.busy:
+            return await on_pool(self._lanes.pool, fn)
+        return await self.run(fn)
 
     async def close(self) -> None:
         """Give the kept connection back and keep none from now on (one in use goes back when done)."""
@@ -109,7 +124,4 @@ class Lane:
 
 def _usable(conn: Any) -> bool:
     """Whether a kept pool connection still serves: one whose backend died was taken back by the pool."""
-    try:
-        return not conn.is_closed()
-    except Exception:  # the driver refuses any call on a connection released to its pool
-        return False
+    return is_open(conn)

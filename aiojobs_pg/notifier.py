@@ -6,7 +6,7 @@ a lost notification (a dead listener, a restart) costs latency, never a job.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -18,19 +18,18 @@ log = get_logger("aiojobs_pg.notifier")
 
 
 class Notifier:
-    """Listens on the jobs channel and calls ``on_notify(queue)`` for each notification.
+    """Listens on some channels and calls ``channels[channel](payload)`` for each notification.
 
     ``on_reconnect`` is called after every (re)connection, because anything sent
     while the listener was away is lost. ``connected`` is set while listening.
     """
 
-    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channel: str, *,
-                 on_notify: Callable[[str], None], on_reconnect: Callable[[], None],
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]],
+                 channels: Mapping[str, Callable[[str], None]], *, on_reconnect: Callable[[], None],
                  health_interval: float = 5.0, health_timeout: float = 5.0,
                  max_backoff: float = 5.0) -> None:
         self.connect = connect
-        self.channel = channel
-        self.on_notify = on_notify
+        self.channels = dict(channels)
         self.on_reconnect = on_reconnect
         self.health_interval = health_interval
         self.health_timeout = health_timeout
@@ -40,8 +39,8 @@ class Notifier:
         #: server process id of the listening connection (for operators and fault tests)
         self.backend_pid: int | None = None
 
-    def _listener(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        self.on_notify(str(payload))
+    def _listener(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        self.channels[channel](str(payload))
 
     async def run(self) -> None:
         """Listen forever (until cancelled), reconnecting with capped exponential backoff."""
@@ -52,11 +51,12 @@ class Notifier:
                 conn = await self.connect()
                 lost = anyio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(self.channel, self._listener)
+                for channel in self.channels:
+                    await conn.add_listener(channel, self._listener)
                 self.connected = True
                 self.backend_pid = conn.get_server_pid()
                 backoff = 0.1
-                log.debug("listener_connected", channel=self.channel)
+                log.debug("listener_connected", channels=list(self.channels))
                 self.on_reconnect()
                 # asyncpg reports a closed socket through the termination listener; a
                 # silently dead network only shows up when a query times out.

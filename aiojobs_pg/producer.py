@@ -24,14 +24,14 @@ class Producer:
     """
 
     def __init__(self, lane: Lane, queries: Queries, *, worker_id: str, queues: Sequence[str],
-                 lease: float, poll_interval: float, free_slots: Callable[[], int],
+                 handlers: Sequence[str], lease: float, poll_interval: float, free_slots: Callable[[], int],
                  spawn: Callable[[ClaimedJob], None], burst: bool = False,
                  idle: Callable[[], bool] = lambda: True, max_claim: int = 1000,
                  conditions: Sequence[ClaimCondition] = (), signals: Signals | None = None) -> None:
         self.lane = lane
         self.queries = queries
-        #: the claim statements, with the conditions a job must meet for this worker bound in
-        self.claim = queries.claim_for(conditions)
+        #: the claim statement: jobs of this worker's handlers, meeting its conditions
+        self.claim = queries.claim_for(handlers, conditions)
         self.signals = signals or Signals()
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -47,8 +47,11 @@ class Producer:
         # made, and these are made again for every claim (asyncpg ties the worker to asyncio anyway).
         self._wake = asyncio.Event()
         self._slots = asyncio.Event()
-        #: earliest time (time.monotonic) a job this worker re-queued becomes due
+        #: earliest time (time.monotonic) a job this worker knows of becomes due (see due_in)
         self._due_hint: float | None = None
+        #: ask the database when the next deferred job is due before sleeping: at the start, after a
+        #: reconnection of the listener (hints may have been missed) and when the last hint came due
+        self._learn_due = True
         #: while the producer sleeps: when its timer sets ``_wake``, and the timer
         self._sleep_until: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -61,8 +64,14 @@ class Producer:
         """Claim now (a notification arrived, or the producer must notice it is stopping)."""
         self._wake.set()
 
+    def reconnected(self) -> None:
+        """The listener (re)connected: what was sent while it was away is lost, so look again."""
+        self._learn_due = True
+        self.wake()
+
     def due_in(self, seconds: float) -> None:
-        """A job becomes due in ``seconds`` (a retry or the next tick): claim then, not at the next poll."""
+        """A job becomes due in ``seconds`` (a deferred job, a retry, the next tick): claim then, not at
+        the next poll. Only the earliest is kept: when it comes due, the database tells the next."""
         at = time.monotonic() + max(0.0, seconds)
         if self._due_hint is None or at < self._due_hint:
             self._due_hint = at
@@ -86,6 +95,13 @@ class Producer:
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
         jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id, self.claim)
+        if len(jobs) < limit and self._learn_due:
+            # Idle from here: learn when to wake. (Asked after the claim, a job that came due in between
+            # is seen neither due by the claim nor ahead by this; the next poll takes it.)
+            due = await self.lane.run(self.queries.next_due, self.queues, self.claim.handlers)
+            self._learn_due = False
+            if due is not None:
+                self.due_in(due)
         self.claims += 1
         self.claimed += len(jobs)
         for job in jobs:
@@ -126,6 +142,7 @@ class Producer:
                 await self._wait_for_wake(self._sleep_budget())
             if self._due_hint is not None and self._due_hint <= time.monotonic():
                 self._due_hint = None
+                self._learn_due = True
             # Reset before claiming: a notification that arrives during the claim wakes the next one.
             self._wake.clear()
             if self.stopping:

@@ -2,7 +2,9 @@
 
 Each component emits a name when it finishes a step: ``claim`` (a claim statement
 returned, with or without jobs), ``flush`` (a completion batch was written),
-``rescue`` (a maintenance round looked for expired leases) and ``prune``.
+``renew`` (a round of lease renewal and heartbeat), ``rescue`` (a maintenance round
+looked for expired leases), ``prune`` (a pruning round ran) or ``prune_skipped`` (another
+worker held the pruning lock).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 import anyio
 
 from .completer import Completer, CompletionStep
+from .events import Hooks
 from .executor import Executor, utcnow
 from .lane import Lanes
 from .logs import get_logger
@@ -29,6 +30,7 @@ from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
 from .producer import Producer
+from .progress import ProgressWriter
 from .queries import DB_ERRORS, ClaimCondition, Connection, Pool, Queries
 from .signals import Signals
 
@@ -49,6 +51,7 @@ class WorkerSettings:
     history: bool = True
     history_retention: float | None = 14 * 86400.0
     job_retention: float | None = 7 * 86400.0
+    keep_completed: int | None = None
     force_exit_timeout: float = 2.0
 
 
@@ -62,6 +65,7 @@ class WorkerOverrides(TypedDict, total=False):
     history: bool
     history_retention: float | None
     job_retention: float | None
+    keep_completed: int | None
     force_exit_timeout: float
 
 
@@ -76,13 +80,15 @@ class Worker:
     def __init__(self, pool: Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
                  connect: Callable[[], Awaitable[Connection]], lanes: Lanes, *,
                  claim_conditions: Sequence[ClaimCondition] = (),
-                 completion_steps: Sequence[CompletionStep] = ()) -> None:
+                 completion_steps: Sequence[CompletionStep] = (), hooks: Hooks | None = None) -> None:
         self.pool = pool
         self.queries = queries
         self.executor = executor
         self.settings = settings
         self.id = executor.worker_id
         self.log = log.bind(worker_id=self.id)
+        #: lifecycle hooks (``@app.on``), fired once an outcome is committed
+        self.hooks = hooks or Hooks()
         #: claimed and not yet completed in the database (running or awaiting a flush)
         self.inflight: dict[int, ClaimedJob] = {}
         #: jobs whose handler is running, with the task that runs it
@@ -101,16 +107,24 @@ class Worker:
         self.signals = Signals()
         self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
                                    owned=self.inflight.__contains__, steps=completion_steps, signals=self.signals)
+        #: jobs whose run is being stopped because the job was cancelled
+        self._cancelling: set[int] = set()
         self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
-                                 lease=settings.lease, poll_interval=settings.poll_interval, free_slots=self.free_slots,
+                                 handlers=list(executor.handlers), lease=settings.lease,
+                                 poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle,
                                  conditions=claim_conditions, signals=self.signals)
-        self.notifier = Notifier(connect, queries.channel, on_notify=self._on_notify,
-                                 on_reconnect=self.producer.wake)
+        #: the progress handlers report, written in batches (see progress.py)
+        self.progress = ProgressWriter(pool, queries)
+        executor.on_progress = self.progress.report
+        self.notifier = Notifier(connect, {queries.channel: self._on_notify,
+                                           queries.control_channel: self._on_control},
+                                 on_reconnect=self.producer.reconnected)
         self.maintenance = Maintenance(pool, queries, history=settings.history,
                                        interval=settings.maintenance_interval,
                                        history_retention=settings.history_retention,
                                        job_retention=settings.job_retention,
+                                       keep_completed=settings.keep_completed,
                                        worker_retention=max(settings.lease * 4, 60.0), signals=self.signals)
 
     # --- capacity ---
@@ -128,6 +142,36 @@ class Worker:
     def _on_notify(self, queue: str) -> None:
         if queue in self.settings.queues:
             self.producer.wake()
+
+    def _on_control(self, payload: str) -> None:
+        # "due <seconds> <queue>": a deferred job was enqueued; "cancel <id>": a job was cancelled.
+        kind, _, rest = payload.partition(" ")
+        try:
+            if kind == "due":
+                seconds, _, queue = rest.partition(" ")
+                if queue in self.settings.queues:
+                    self.producer.due_in(float(seconds))
+            elif kind == "cancel":
+                self.cancel_run(int(rest))
+        except ValueError:
+            self.log.warning("bad_notification", payload=payload[:200])
+
+    def cancel_run(self, job_id: int) -> bool:
+        """Stop the run of a job that was cancelled; False if this worker is not running it.
+
+        An async handler's task is cancelled at once; a sync handler's thread goes on until it
+        returns (it can look at ``ctx.cancelled``). The run is recorded as ``cancelled``.
+        """
+        task = self.tasks.get(job_id)
+        if task is None or job_id in self._cancelling:
+            return False
+        self._cancelling.add(job_id)
+        self._lease_deadlines.pop(job_id, None)  # nothing to renew: the cancel cleared the lease
+        ctx = self.executor.contexts.get(job_id)
+        if ctx is not None:
+            ctx.cancel()
+        task.cancel()
+        return True
 
     def _spawn(self, job: ClaimedJob) -> None:
         # A bare asyncio task per job: asyncpg ties us to asyncio anyway, and an anyio
@@ -147,12 +191,15 @@ class Worker:
                 # Nobody cancelled this task: the handler raised CancelledError itself.
                 outcome = self.executor.failure(job, micros(job.claimed_at), "CancelledError raised by the handler",
                                                 self.executor.handlers.get(job.handler))
-            # Otherwise the worker cancelled it: to release it at shutdown, or because
-            # the lease was lost (then the job is not ours to complete).
+            # Otherwise the worker cancelled it: because the job was cancelled, to release it at
+            # shutdown, or because the lease was lost (then the job is not ours to complete).
+            elif job.id in self._cancelling:
+                outcome = self.executor.cancelled(job, micros(job.claimed_at))
             elif self._releasing:
                 outcome = self.executor.released(job, micros(job.claimed_at))
         finally:
             del self.tasks[job.id]
+            self._cancelling.discard(job.id)
             if outcome is not None and job.id in self.inflight:
                 self.completer.put(outcome)
             else:
@@ -165,12 +212,15 @@ class Worker:
         # Hot path: a plain success costs two dict operations unless debug logging is on.
         debug = _enabled(self.log, logging.DEBUG)
         now: datetime | None = None
+        hooks = self.hooks
         for o in batch:
-            self.inflight.pop(o.job_id, None)
+            job = self.inflight.pop(o.job_id, None)
             if o.job_id not in applied:
                 self.log.warning("completion_fenced", job_id=o.job_id, attempt=o.attempt,
                                  reason="the job is no longer running under this attempt")
                 continue
+            if hooks and job is not None:
+                hooks.fire(job, o)
             if o.job_status is JobStatus.PENDING:
                 now = now or utcnow()
                 due = (o.next_run_at - now).total_seconds() if o.next_run_at else (o.delay or 0.0)
@@ -213,6 +263,7 @@ class Worker:
             try:
                 await self._heartbeat()
                 await self._renew_once()
+                self.signals.emit("renew")
             except DB_ERRORS as exc:
                 self.log.warning("lease_renewal_failed", error=repr(exc))
             await anyio.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -233,7 +284,12 @@ class Worker:
             elif job_id in self.tasks:
                 lost.add(job_id)
             # else the handler is done and its outcome, flushed or not, is fenced like any other
-        self._lose(lost, "lease not renewed: the job was rescued, cancelled or deleted")
+        if lost:
+            # A cancel whose notification this worker missed: stop the run and record it, as on the notification.
+            cancelled = await self.queries.cancelled_runs(self.pool, [(j, self.inflight[j].token) for j in lost])
+            for job_id in cancelled:
+                self.cancel_run(job_id)
+            self._lose(lost - cancelled, "lease not renewed: the job was rescued or deleted")
 
     async def _watch_leases(self) -> None:
         """Stop the jobs whose lease could not be renewed, before it runs out in the database.
@@ -254,7 +310,8 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         await self.queries.worker_heartbeat(self.pool, self.id, socket.gethostname(), os.getpid(),
-                                            self.settings.queues, self.settings.concurrency)
+                                            self.settings.queues, self.settings.concurrency,
+                                            self.producer.claim.handlers, self.settings.lease)
 
     # --- run and stop ---
     async def run(self) -> None:
@@ -268,6 +325,7 @@ class Worker:
                 background.start_soon(self._keep_leases)
                 background.start_soon(self._watch_leases)
                 background.start_soon(self.maintenance.run)
+                background.start_soon(self.progress.run)
                 async with anyio.create_task_group() as completing:
                     self._completing_scope = completing.cancel_scope
                     completing.start_soon(self.completer.run)

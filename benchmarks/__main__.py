@@ -54,6 +54,7 @@ def plan(cfg: Config) -> list[Case]:
         Case("latency", f"{cfg.latency_rate:g}/s",
              lambda m, c: m.stream(c, "latency", c.latency_rate, c.latency_seconds)),
         Case("soak", f"{cfg.soak_rate:g}/s", lambda m, c: m.stream(c, "soak", c.soak_rate, c.soak_seconds)),
+        Case("deferred", "0.2-2s", lambda m, c: m.deferred(c), impls=("ours",)),
         Case("memory", f"{cfg.memory_jobs // 1000}k", lambda m, c: m.memory(c), impls=("ours",), long=True),
     ]
 
@@ -188,6 +189,10 @@ async def _run(cfg: Config, todo: list[tuple[Case, str]]) -> tuple[dict[str, str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["soak"]:  # the long soak, a command of its own (benchmarks/soak.py)
+        from benchmarks import soak
+        return soak.main(argv[1:])
     args = parse(argv)
     quick = args.quick
     n = args.n or (2_000 if quick else 20_000)

@@ -1,4 +1,4 @@
-"""aiojobs_pg ("ours") under the floor's sections, plus the memory run.
+"""aiojobs_pg ("ours") under the floor's sections, plus the memory and deferred-job runs.
 
 Each measurement migrates a schema of its own afresh and drops it after. The App is used as a user
 would: its defaults (pool, logging: structlog is left unconfigured, so the library's events go to
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,8 +22,20 @@ from typing import Any
 
 import asyncpg
 
-from aiojobs_pg import App
-from benchmarks.common import Config, Conn, Result, done, drain_processes, measured, paced, ready, schema_name, warm_up
+from aiojobs_pg import App, JobContext
+from benchmarks.common import (
+    Config,
+    Conn,
+    Result,
+    done,
+    drain_processes,
+    measured,
+    paced,
+    percentile,
+    ready,
+    schema_name,
+    warm_up,
+)
 
 IMPL = "ours"
 SCHEMA = schema_name(IMPL)
@@ -151,6 +164,53 @@ async def stream(cfg: Config, section: str, rate: float, seconds: float) -> Resu
         res.extra["samples"] = samples
         res.check("jobs started", len(started), n)
         res.check("jobs completed", await _count(admin, "SELECT count(*) FROM {s}.job_runs"), n + 1)
+    return res
+
+
+async def deferred(cfg: Config) -> Result:
+    """Jobs deferred by 0.2-2 s, enqueued over ``latency_seconds`` to an idle ``app.worker()`` with the
+    default 1 s poll; how late each starts: handler start minus its due time (``ctx.scheduled_at``).
+
+    Half are enqueued one by one (the enqueue's notification says when they are due), half in batches
+    of ten; a few are enqueued before the worker starts (it asks the database at start).
+    """
+    late: list[float] = []
+    rng = random.Random(7)
+
+    async def stamp(data: Any, ctx: JobContext) -> None:
+        late.append(time.time() - ctx.scheduled_at.timestamp())
+
+    async with _fresh(cfg.dsn) as (app, admin):
+        app.register("stamp", stamp)
+        n = 0
+        for _ in range(5):
+            await app.enqueue("stamp", delay=rng.uniform(0.5, 2.0))
+            n += 1
+        async with app.worker() as worker:
+            for _ in range(500):
+                if worker.notifier.connected:
+                    break
+                await asyncio.sleep(0.01)
+            async with measured(admin) as m:
+                t_end = time.monotonic() + cfg.latency_seconds
+                while time.monotonic() < t_end:
+                    if n % 20 < 10:
+                        await app.enqueue("stamp", delay=rng.uniform(0.2, 2.0))
+                        n += 1
+                    else:
+                        await app.enqueue_many([{"handler": "stamp", "delay": rng.uniform(0.2, 2.0)}
+                                                for _ in range(10)])
+                        n += 10
+                    await asyncio.sleep(rng.uniform(0.05, 0.3))
+                for _ in range(600):
+                    if len(late) >= n:
+                        break
+                    await asyncio.sleep(0.01)
+        res = m.fill(Result(IMPL, "deferred", "0.2-2s", n), None)
+        res.latencies(late)
+        res.check("jobs started", len(late), n)
+        res.notes.append(f"deferred jobs start {percentile([1000 * x for x in late], 99):.1f} ms after their due"
+                         " time at p99 with a 1 s poll (goal: within 50 ms)")
     return res
 
 

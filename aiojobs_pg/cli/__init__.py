@@ -26,7 +26,7 @@ from ..schedules import upcoming_runs
 from ..schema import migrations, pending_migrations, render_sql
 from .apps import CommandError, UsageError, load_app, parse_queues
 from .argtypes import bounded_int
-from .render import format_time, jobs_table, print_json, render_table, runs_table, to_dict
+from .render import format_time, jobs_table, print_json, render_table, runs_table, to_dict, workers_table
 from .serve import add_serve_arguments, serve_command
 
 EXIT_OK = 0
@@ -157,6 +157,44 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the job as JSON")
         p.set_defaults(func=cmd_jobs_change, operation=name)
 
+    for name, help_text, description in [
+        ("retry-failed", "re-queue every failed job (of a queue, a handler)",
+         "Re-queue every failed job, due now, with a fresh attempt count; only those of --queue and/or "
+         "--handler when given. One statement; prints how many."),
+        ("cancel-pending", "cancel every pending job (of a queue, a handler)",
+         "Cancel every pending job (a recurring one is paused); only those of --queue and/or --handler when "
+         "given. Running jobs are left alone. One statement; prints how many."),
+        ("delete-finished", "delete jobs that finished long ago, with their history",
+         "Delete the completed, failed and cancelled one-off jobs that finished more than --older-than ago, "
+         "with their history; only those of --queue and/or --handler when given. One statement; prints how many."),
+    ]:
+        p = sub_parser(actions, name, help_text, description)
+        p.add_argument("--queue", metavar="Q", help="only jobs of this queue")
+        p.add_argument("--handler", metavar="H", help="only jobs of this handler")
+        if name == "delete-finished":
+            p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 3600")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=cmd_jobs_bulk, operation=name)
+
+    queues = sub_parser(commands, "queues", "list, pause and resume queues")
+    queue_actions = queues.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub_parser(queue_actions, "list", "job counts per queue and status, and which queues are paused")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_queues_list)
+    for name, help_text in [("pause", "stop every worker on every host from claiming the queue's jobs "
+                                      "(stored; running jobs finish)"),
+                            ("resume", "let workers claim the queue's jobs again")]:
+        p = sub_parser(queue_actions, name, help_text)
+        p.add_argument("queue", metavar="QUEUE")
+        p.set_defaults(func=cmd_queues_pause, paused=name == "pause")
+
+    p = sub_parser(commands, "workers", "list the workers registered on every host",
+                   "List every registered worker: its host and pid, its queues and handlers, its last heartbeat "
+                   "and whether it is alive (a heartbeat younger than its lease). Then the pending jobs that no "
+                   "live worker can run, because none serves their queue with their handler.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_workers)
+
     scheds = sub_parser(commands, "schedules", "inspect recurring jobs")
     sched_actions = scheds.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub_parser(sched_actions, "list", "list recurring jobs with their next five run times",
@@ -264,20 +302,95 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """``jobs list``."""
-    async def fetch(app: App) -> tuple[list[Job], int | None]:
+    async def fetch(app: App) -> tuple[list[Job], int | None, frozenset[tuple[str, str]]]:
         page = await app.admin().list_jobs(status=args.status, queue=args.queue, handler=args.handler,
                                            limit=args.limit, cursor=args.cursor)
-        return page.jobs, page.next_cursor
+        return page.jobs, page.next_cursor, await app.admin().served()
 
-    jobs, next_cursor = _with_app(args, fetch)
+    jobs, next_cursor, served = _with_app(args, fetch)
     if args.json:
-        print_json([to_dict(j) for j in jobs])
+        print_json([{**to_dict(j), "no_worker": j.waits_for_a_worker(served)} for j in jobs])
     elif not jobs:
         print("no jobs")
     else:
-        print(jobs_table(jobs))
+        print(jobs_table(jobs, served))
+        if any(j.waits_for_a_worker(served) for j in jobs):
+            print("(no worker: no live worker serves this queue with this handler; the job waits, "
+                  f"no attempt spent; see '{_prog()} workers')")
         if next_cursor is not None:
             print(f"(more jobs: add --cursor {next_cursor})")
+    return EXIT_OK
+
+
+def cmd_jobs_bulk(args: argparse.Namespace) -> int:
+    """``jobs retry-failed|cancel-pending|delete-finished``."""
+    async def act(app: App) -> int:
+        admin = app.admin()
+        if args.operation == "retry-failed":
+            return await admin.retry_failed(queue=args.queue, handler=args.handler)
+        if args.operation == "cancel-pending":
+            return await admin.cancel_pending(queue=args.queue, handler=args.handler)
+        return await admin.delete_finished(args.older_than, queue=args.queue, handler=args.handler)
+
+    count = _with_app(args, act)
+    if args.json:
+        print_json({"count": count})
+    else:
+        done = {"retry-failed": "re-queued", "cancel-pending": "cancelled", "delete-finished": "deleted"}
+        print(f"{done[args.operation]} {count} job(s)")
+    return EXIT_OK
+
+
+def cmd_queues_list(args: argparse.Namespace) -> int:
+    """``queues list``."""
+    async def fetch(app: App) -> tuple[list[dict[str, Any]], list[str]]:
+        return await app.admin().queue_stats(), await app.admin().paused_queues()
+
+    rows, paused = _with_app(args, fetch)
+    counts: dict[str, dict[str, int]] = {q: {} for q in paused}
+    for row in rows:
+        counts.setdefault(row["queue"], {})[row["status"]] = row["count"]
+    if args.json:
+        print_json([{"queue": q, "paused": q in paused, "counts": c} for q, c in sorted(counts.items())])
+        return EXIT_OK
+    if not counts:
+        print("no queues")
+        return EXIT_OK
+    statuses = [s.value for s in JobStatus]
+    print(render_table(["QUEUE", "STATE", *(s.upper() for s in statuses)],
+                       [[q, "paused" if q in paused else "active", *(str(c.get(s, 0)) for s in statuses)]
+                        for q, c in sorted(counts.items())], right=tuple(range(2, 2 + len(statuses)))))
+    return EXIT_OK
+
+
+def cmd_queues_pause(args: argparse.Namespace) -> int:
+    """``queues pause|resume QUEUE``."""
+    async def act(app: App) -> None:
+        if args.paused:
+            await app.admin().pause_queue(args.queue)
+        else:
+            await app.admin().resume_queue(args.queue)
+
+    _with_app(args, act)
+    print(f"queue {args.queue!r} {'paused' if args.paused else 'resumed'}")
+    return EXIT_OK
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """``workers``."""
+    async def fetch(app: App) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+        return await app.admin().workers(), await app.admin().unserved()
+
+    workers, unserved = _with_app(args, fetch)
+    if args.json:
+        print_json({"workers": workers,
+                    "unserved": [{"queue": q, "handler": h, "count": n} for (q, h), n in unserved.items()]})
+        return EXIT_OK
+    print(workers_table(workers) if workers else "no workers registered")
+    if unserved:
+        print("\npending jobs no live worker can run:")
+        print(render_table(["QUEUE", "HANDLER", "JOBS"], [[q, h, str(n)] for (q, h), n in unserved.items()],
+                           right=(2,)))
     return EXIT_OK
 
 
@@ -303,6 +416,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
         ("created_at", format_time(job.created_at)), ("updated_at", format_time(job.updated_at)),
         ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"), ("dedup_key", job.dedup_key or "-"),
         ("worker_id", job.worker_id or "-"), ("lease_expires_at", format_time(job.lease_expires_at)),
+        ("progress", "-" if job.progress is None
+         else f"{job.progress:.0%}" + (f": {job.progress_message}" if job.progress_message else "")),
         ("data", json.dumps(job.data, ensure_ascii=False)),
         ("result", "-" if job.result is None else json.dumps(job.result, ensure_ascii=False)),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,13 +48,24 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def jobs_table(jobs: Sequence[Job]) -> str:
-    """The ``jobs list`` table."""
+def jobs_table(jobs: Sequence[Job], served: Collection[tuple[str, str]] | None = None) -> str:
+    """The ``jobs list`` table; given what live workers serve (``Admin.served``), a pending job that
+    none of them can run says so in its status."""
     headers = ["ID", "NAME", "HANDLER", "QUEUE", "STATUS", "ATTEMPTS", "NEXT RUN (UTC)", "LAST ERROR"]
-    rows = [[str(j.id), truncate(j.name or "-", 30), truncate(j.handler, 30), truncate(j.queue, 20), j.status.value,
+    rows = [[str(j.id), truncate(j.name or "-", 30), truncate(j.handler, 30), truncate(j.queue, 20),
+             j.status.value + (" (no worker)" if served is not None and j.waits_for_a_worker(served) else ""),
              f"{j.attempts}/{j.max_attempts}", format_time(j.next_run_at), error_summary(j.last_error)]
             for j in jobs]
     return render_table(headers, rows, right=(0, 5))
+
+
+def workers_table(workers: Sequence[Mapping[str, Any]]) -> str:
+    """The ``workers`` table: one row per registered worker."""
+    headers = ["WORKER", "QUEUES", "HANDLERS", "CONCURRENCY", "HEARTBEAT (UTC)", "ALIVE"]
+    rows = [[w["id"], truncate(",".join(w["queues"] or []), 30), truncate(",".join(w["handlers"] or []), 40),
+             str(w["concurrency"]), format_time(w["heartbeat_at"]), "yes" if w["alive"] else "no"]
+            for w in workers]
+    return render_table(headers, rows, right=(3,))
 
 
 def runs_table(runs: Sequence[Run]) -> str:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from ..app import App
 from ..errors import ConfigurationError, JobNotFound, JobStateError, ValidationError
 from ..logs import get_logger
+from ..models import Job
 from ..queries import DB_ERRORS
 from . import serialize as ser
 from .auth import (
@@ -96,15 +97,20 @@ class Handlers:
                 "lastError": self.runner.last_error}
 
     # --- jobs ---
+    async def _job_json(self, job: Job) -> dict[str, Any]:
+        # Every job the API returns says whether a live worker serves it (the workers table is small).
+        return ser.job_json(job, served=await self.app.admin().served())
+
     async def list_jobs(self, request: Request) -> Response:
         """``GET /jobs``: one page of jobs, newest first."""
         params = ser.query_params(request.scope["query_string"])
         page = await self.app.admin().list_jobs(**ser.list_kwargs(params))
+        served = await self.app.admin().served()
         cursor = None if page.next_cursor is None else str(page.next_cursor)
         now = datetime.now(UTC)
 
         def render() -> list[dict[str, Any]]:
-            return [ser.job_json(j, now) for j in page.jobs]
+            return [ser.job_json(j, now, served) for j in page.jobs]
 
         # A cron schedule's preview costs about 0.7 ms: a page of many recurring jobs renders in a
         # thread, so that it does not hold up the event loop (and a worker's heartbeat in this process).
@@ -116,18 +122,18 @@ class Handlers:
         """``POST /jobs``: enqueue a job."""
         kwargs = ser.enqueue_kwargs(await self._object(request))
         job = await self.app.enqueue(**kwargs)
-        return JSONResponse(ser.job_json(job), status_code=201,
+        return JSONResponse(await self._job_json(job), status_code=201,
                             headers={"Location": f"{base_path(request)}/jobs/{job.id}"})
 
     async def get_job(self, request: Request) -> Response:
         """``GET /jobs/{id}``."""
-        return JSONResponse(ser.job_json(await self.app.admin().get_job(self._job_id(request))))
+        return JSONResponse(await self._job_json(await self.app.admin().get_job(self._job_id(request))))
 
     async def update_job(self, request: Request) -> Response:
         """``PUT /jobs/{id}``: change the fields given."""
         job_id = self._job_id(request)
         kwargs = ser.update_kwargs(await self._object(request))
-        return JSONResponse(ser.job_json(await self.app.admin().update_job(job_id, **kwargs)))
+        return JSONResponse(await self._job_json(await self.app.admin().update_job(job_id, **kwargs)))
 
     async def delete_job(self, request: Request) -> Response:
         """``DELETE /jobs/{id}``: the job and its history."""
@@ -136,15 +142,15 @@ class Handlers:
 
     async def trigger(self, request: Request) -> Response:
         """``POST /jobs/{id}/trigger``: run now (a finished job is re-queued)."""
-        return JSONResponse(ser.job_json(await self.app.admin().trigger(self._job_id(request))))
+        return JSONResponse(await self._job_json(await self.app.admin().trigger(self._job_id(request))))
 
     async def cancel(self, request: Request) -> Response:
         """``POST /jobs/{id}/cancel``: cancel a pending or running job."""
-        return JSONResponse(ser.job_json(await self.app.admin().cancel(self._job_id(request))))
+        return JSONResponse(await self._job_json(await self.app.admin().cancel(self._job_id(request))))
 
     async def retry(self, request: Request) -> Response:
         """``POST /jobs/{id}/retry``: re-queue a failed or cancelled job."""
-        return JSONResponse(ser.job_json(await self.app.admin().retry(self._job_id(request))))
+        return JSONResponse(await self._job_json(await self.app.admin().retry(self._job_id(request))))
 
     async def history(self, request: Request) -> Response:
         """``GET /jobs/{id}/history``: every recorded run, oldest first."""
@@ -169,8 +175,38 @@ class Handlers:
 
     async def queues(self, request: Request) -> Response:
         """``GET /queues``: job counts per queue and status, and the age of the oldest due job."""
-        rows = await self.app.admin().queue_stats()
-        return JSONResponse({"data": ser.queues_json(rows, datetime.now(UTC))})
+        admin = self.app.admin()
+        rows, paused, unserved = await admin.queue_stats(), await admin.paused_queues(), await admin.unserved()
+        return JSONResponse({"data": ser.queues_json(rows, datetime.now(UTC), paused, unserved),
+                             "completedFrom": ser.COMPLETED_FROM})
+
+    async def pause_queue(self, request: Request) -> Response:
+        """``POST /queues/{queue}/pause``: no worker on any host claims the queue's jobs until resumed."""
+        queue: str = request.path_params["queue"]
+        await self.app.admin().pause_queue(queue)
+        return JSONResponse({"queue": queue, "paused": True})
+
+    async def resume_queue(self, request: Request) -> Response:
+        """``POST /queues/{queue}/resume``."""
+        queue: str = request.path_params["queue"]
+        await self.app.admin().resume_queue(queue)
+        return JSONResponse({"queue": queue, "paused": False})
+
+    async def retry_failed(self, request: Request) -> Response:
+        """``POST /bulk/retry-failed``: every failed job (of a queue, a handler) back to pending."""
+        kwargs = ser.bulk_kwargs(await self._object(request, required=False), older_than=False)
+        return JSONResponse({"count": await self.app.admin().retry_failed(**kwargs)})
+
+    async def cancel_pending(self, request: Request) -> Response:
+        """``POST /bulk/cancel-pending``: every pending job (of a queue, a handler) cancelled."""
+        kwargs = ser.bulk_kwargs(await self._object(request, required=False), older_than=False)
+        return JSONResponse({"count": await self.app.admin().cancel_pending(**kwargs)})
+
+    async def delete_finished(self, request: Request) -> Response:
+        """``POST /bulk/delete-finished``: jobs finished more than ``olderThan`` ago, with their history."""
+        kwargs = ser.bulk_kwargs(await self._object(request), older_than=True)
+        older_than = kwargs.pop("older_than")
+        return JSONResponse({"count": await self.app.admin().delete_finished(older_than, **kwargs)})
 
     async def health(self, request: Request) -> Response:
         """``GET /health`` (no credentials): the database answers; the local listener is connected."""
@@ -229,6 +265,11 @@ class Handlers:
             Resource("/health", name="health", get=self.health),
             Resource("/openapi.json", name="openapi", get=self.openapi),
             Resource("/queues", name="queues", get=self.queues),
+            Resource("/queues/{queue:any}/pause", name="queue_pause", post=self.pause_queue),
+            Resource("/queues/{queue:any}/resume", name="queue_resume", post=self.resume_queue),
+            Resource("/bulk/retry-failed", name="bulk_retry_failed", post=self.retry_failed),
+            Resource("/bulk/cancel-pending", name="bulk_cancel_pending", post=self.cancel_pending),
+            Resource("/bulk/delete-finished", name="bulk_delete_finished", post=self.delete_finished),
             Resource("/jobs", name="jobs", get=self.list_jobs, post=self.create_job),
             Resource("/jobs/runner", name="runner", get=self.runner_status),
             Resource("/jobs/runner/start", name="runner_start", post=self.runner_start),

@@ -123,10 +123,19 @@ _JOB_FIELDS: dict[str, Any] = {
                  "description": f"a recurring job's next {ser.NEXT_RUNS} runs: nextRunAt, then the schedule's ticks "
                                 "after it (after now, if it is due); [] for a one-off job and for a failed or "
                                 "cancelled one, which does not run again by itself"},
+    "progress": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "how far the running attempt says it got (ctx.progress); null before "
+                                          "it reports, and once the job completed"}),
+    "progressMessage": _nullable({**_STR, "description": "what the running attempt said with its progress"}),
 }
 
 _SCHEMAS: dict[str, Any] = {
-    "Job": {"type": "object", "required": list(_JOB_FIELDS), "properties": _JOB_FIELDS},
+    "Job": {"type": "object", "required": [*_JOB_FIELDS, "noWorker"], "properties": {
+        **_JOB_FIELDS,
+        "noWorker": {"type": "boolean",
+                     "description": "the job is pending and no live worker serves its queue with its handler, "
+                                    "so it waits (no attempt spent) for one that does"},
+    }},
     "JobCreate": {
         "type": "object", "required": ["handler"], "additionalProperties": False,
         "properties": {
@@ -201,10 +210,14 @@ _SCHEMAS: dict[str, Any] = {
     },
     "LiveWorker": {
         "type": "object",
-        "required": ["id", "hostname", "pid", "queues", "concurrency", "startedAt", "heartbeatAt"],
+        "required": ["id", "hostname", "pid", "queues", "handlers", "concurrency", "startedAt", "heartbeatAt",
+                     "alive"],
         "properties": {
             "id": _STR, "hostname": _STR, "pid": {"type": "integer"}, "queues": {"type": "array", "items": _STR},
+            "handlers": {"type": "array", "items": _STR,
+                         "description": "the handlers it runs: it claims only their jobs"},
             "concurrency": {"type": "integer"}, "startedAt": _TIME, "heartbeatAt": _TIME,
+            "alive": {"type": "boolean", "description": "its last heartbeat is younger than its lease"},
         },
     },
     "Runner": {
@@ -226,20 +239,51 @@ _SCHEMAS: dict[str, Any] = {
             "queues": {"type": "array", "minItems": 1, "maxItems": ser.MAX_RUNNER_QUEUES, "items": _QUEUE},
         },
     },
+    "BulkFilter": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"queue": _QUEUE, "handler": _HANDLER},
+        "description": "only the jobs of this queue and/or handler; all jobs when neither is given",
+    },
+    "BulkDelete": {
+        "type": "object", "additionalProperties": False, "required": ["olderThan"],
+        "properties": {
+            "queue": _QUEUE, "handler": _HANDLER,
+            "olderThan": {"oneOf": [{"type": "number", "minimum": 0, "maximum": ser.MAX_DURATION},
+                                    {"type": "string", "pattern": ser.DELAY_PATTERN}],
+                          "description": "jobs that finished longer ago than this: seconds, or '30d', '12h'"},
+        },
+    },
+    "BulkCount": {"type": "object", "required": ["count"],
+                  "properties": {"count": {"type": "integer", "minimum": 0, "description": "jobs changed"}}},
+    "QueueState": {"type": "object", "required": ["queue", "paused"],
+                   "properties": {"queue": _STR, "paused": {"type": "boolean"}}},
     "Queues": {
-        "type": "object", "required": ["data"],
-        "properties": {"data": {"type": "array", "items": {
-            "type": "object",
-            "required": ["queue", "counts", "total", "oldestPendingAt", "oldestPendingAgeSeconds"],
-            "properties": {
-                "queue": _STR,
-                "counts": {"type": "object", "required": _JOB_STATUSES,
-                           "properties": {s: {"type": "integer"} for s in _JOB_STATUSES}},
-                "total": {"type": "integer"},
-                "oldestPendingAt": _nullable({**_TIME, "description": "the oldest due pending job's due time"}),
-                "oldestPendingAgeSeconds": _nullable({"type": "number"}),
-            },
-        }}},
+        "type": "object", "required": ["data", "completedFrom"],
+        "properties": {
+            "completedFrom": {
+                "type": "string", "enum": [ser.COMPLETED_FROM],
+                "description": "Where counts.completed comes from. 'counters': the completed one-off jobs the "
+                               "history keeps (history_retention, keep_completed), exactly, from counters that "
+                               "completion, pruning and deletion keep in their own transactions; not a time "
+                               "window. The other statuses are counted exactly from the live jobs."},
+            "data": {"type": "array", "items": {
+                "type": "object",
+                "required": ["queue", "counts", "total", "oldestPendingAt", "oldestPendingAgeSeconds", "paused",
+                             "noWorker"],
+                "properties": {
+                    "queue": _STR,
+                    "counts": {"type": "object", "required": _JOB_STATUSES,
+                               "properties": {s: {"type": "integer"} for s in _JOB_STATUSES}},
+                    "total": {"type": "integer"},
+                    "oldestPendingAt": _nullable({**_TIME, "description": "the oldest due pending job's due time"}),
+                    "oldestPendingAgeSeconds": _nullable({"type": "number"}),
+                    "paused": {"type": "boolean", "description": "no worker claims its jobs (POST .../resume)"},
+                    "noWorker": {"type": "object", "additionalProperties": {"type": "integer"},
+                                 "description": "pending jobs no live worker can run (none serves this queue with "
+                                                "their handler), by handler"},
+                },
+            }},
+        },
     },
     "Health": {
         "type": "object", "required": ["status", "database", "listener"],
@@ -290,6 +334,7 @@ def _op(summary: str, ok: dict[int, Any], errors: tuple[int, ...] = (), *, body:
 _JOB_ID = {"name": "id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": _INT64, "format": "int64"}}
 _JOB = _json(_ref("Job"), "the job")
+_QUEUE_PARAM = {"name": "queue", "in": "path", "required": True, "schema": _QUEUE}
 _CHANGE = (404, 409, 503)
 _HTML = {"description": "HTML", "content": {"text/html": {"schema": _STR}}}
 _REDIRECT = {"description": "redirect to the dashboard", "headers": {"Location": {"schema": _STR}}}
@@ -334,6 +379,20 @@ _PATHS: dict[str, Any] = {
     "/jobs/runner/stop": {"post": _op("Drain and stop this process's worker",
                                       {202: _json(_ref("Runner"), "stopping")}, (409, 503))},
     "/queues": {"get": _op("Job counts per queue and status", {200: _json(_ref("Queues"), "")}, (503,))},
+    "/queues/{queue}/pause": {"post": _op(
+        "Pause a queue for every worker on every host (stored; running jobs finish)",
+        {200: _json(_ref("QueueState"), "paused")}, (422, 503), params=[_QUEUE_PARAM])},
+    "/queues/{queue}/resume": {"post": _op("Resume a paused queue", {200: _json(_ref("QueueState"), "resumed")},
+                                           (422, 503), params=[_QUEUE_PARAM])},
+    "/bulk/retry-failed": {"post": _op("Re-queue every failed job (of a queue and/or handler), due now",
+                                       {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503),
+                                       body="BulkFilter", body_required=False)},
+    "/bulk/cancel-pending": {"post": _op("Cancel every pending job (of a queue and/or handler)",
+                                         {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503),
+                                         body="BulkFilter", body_required=False)},
+    "/bulk/delete-finished": {"post": _op(
+        "Delete the jobs (of a queue and/or handler) that finished longer ago than olderThan, with their history",
+        {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503), body="BulkDelete")},
     "/health": {"get": _op("Database reachable and listener connected (no credentials needed)",
                            {200: _json(_ref("Health"), "healthy"), 503: _json(_ref("Health"), "unhealthy")},
                            public=True)},

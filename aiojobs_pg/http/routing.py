@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,22 @@ from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class AnyText(Convertor[str]):
+    """``{name:any}``: any text at all, ``/`` and line breaks included (Starlette's ``path`` stops at a
+    line break), so that every queue name the core accepts has its URL (``/queues/{queue:any}/pause``)."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any", AnyText())
 
 
 class Resource(Route):

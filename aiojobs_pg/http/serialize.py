@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -41,11 +41,13 @@ _UPDATE = {
     "timeout": "timeout",
 }
 _RUNNER = {"concurrency": "concurrency", "queues": "queues"}
+# API field -> keyword of the bulk actions (Admin.retry_failed, cancel_pending, delete_finished)
+_BULK = {"queue": "queue", "handler": "handler", "olderThan": "older_than"}
 # fields that take a value of their own type, never null (elsewhere null means "absent" or "clear")
 _NOT_NULL_CREATE = frozenset({"handler", "queue", "priority", "maxAttempts"})
 _NOT_NULL_UPDATE = frozenset({"queue", "priority", "maxAttempts", "runAt"})
 _NOT_NULL_RUNNER = frozenset({"concurrency", "queues"})
-_PY_TO_API = {py: api for table in (_CREATE, _UPDATE) for api, py in table.items()} | {"job_id": "id"}
+_PY_TO_API = {py: api for table in (_CREATE, _UPDATE, _BULK) for api, py in table.items()} | {"job_id": "id"}
 #: most queues a runner start may name
 MAX_RUNNER_QUEUES = 50
 #: run times a recurring job's ``nextRuns`` shows
@@ -270,6 +272,18 @@ def runner_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def bulk_kwargs(body: Mapping[str, Any], *, older_than: bool) -> dict[str, Any]:
+    """Keywords of a bulk action from its body: ``queue`` and ``handler`` filters, and for a delete
+    ``olderThan`` (required, a duration as ``delay`` takes it)."""
+    table = _BULK if older_than else {k: v for k, v in _BULK.items() if k != "olderThan"}
+    kwargs = _keywords(body, table, frozenset(table))
+    if older_than:
+        if "older_than" not in kwargs:
+            raise ValidationError("olderThan", "is required")
+        kwargs["older_than"] = check_duration(kwargs["older_than"], "olderThan")
+    return kwargs
+
+
 _POSITIVE = re.compile(r"[1-9][0-9]{0,18}")
 
 
@@ -330,9 +344,11 @@ def list_kwargs(params: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job, now: datetime | None = None) -> dict[str, Any]:
-    """A job as the API shows it; ``nextRuns`` from :func:`~aiojobs_pg.schedules.upcoming_runs` (from ``now``)."""
-    return {
+def job_json(job: Job, now: datetime | None = None, served: Collection[tuple[str, str]] | None = None
+             ) -> dict[str, Any]:
+    """A job as the API shows it; ``nextRuns`` from :func:`~aiojobs_pg.schedules.upcoming_runs` (from ``now``);
+    given what live workers serve (``Admin.served``), ``noWorker``."""
+    out = {
         "id": job.id, "name": job.name, "handler": job.handler, "data": job.data, "schedule": job.schedule,
         "timezone": job.timezone, "queue": job.queue, "priority": job.priority, "status": job.status.value,
         "attempts": job.attempts, "maxAttempts": job.max_attempts, "timeout": job.timeout,
@@ -340,7 +356,11 @@ def job_json(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "nextRunAt": iso(job.next_run_at), "lastError": job.last_error, "result": job.result,
         "createdAt": iso(job.created_at), "updatedAt": iso(job.updated_at),
         "nextRuns": [iso(t) for t in upcoming_runs(job, NEXT_RUNS, now)],
+        "progress": job.progress, "progressMessage": job.progress_message,
     }
+    if served is not None:
+        out["noWorker"] = job.waits_for_a_worker(served)
+    return out
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -352,27 +372,43 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def queues_json(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Rows of ``queue_stats`` (queue, status, count, oldest_due) folded into one object per queue."""
+#: where GET /queues' completed counts come from: counters that completion, pruning and deletion keep in
+#: their own transactions (migration 0009), over the completed jobs the history keeps; not a time window
+COMPLETED_FROM = "counters"
+
+
+def queues_json(rows: list[dict[str, Any]], now: datetime, paused: Collection[str] = (),
+                unserved: Mapping[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
+    """Rows of ``queue_stats`` (queue, status, count, oldest_due) folded into one object per queue, with
+    whether it is ``paused`` and its pending jobs no live worker serves (``unserved``, by handler)."""
     queues: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = queues.setdefault(row["queue"], {
-            "queue": row["queue"], "counts": {s.value: 0 for s in JobStatus}, "total": 0,
-            "oldestPendingAt": None, "oldestPendingAgeSeconds": None,
+
+    def entry_of(queue: str) -> dict[str, Any]:
+        return queues.setdefault(queue, {
+            "queue": queue, "counts": {s.value: 0 for s in JobStatus}, "total": 0,
+            "oldestPendingAt": None, "oldestPendingAgeSeconds": None, "paused": queue in paused,
+            "noWorker": {},
         })
+
+    for queue in paused:
+        entry_of(queue)
+    for (queue, handler), count in (unserved or {}).items():
+        entry_of(queue)["noWorker"][handler] = count
+    for row in rows:
+        entry = entry_of(row["queue"])
         entry["counts"][row["status"]] = row["count"]
         entry["total"] += row["count"]
         oldest = row.get("oldest_due")
         if oldest is not None:
             entry["oldestPendingAt"] = iso(oldest)
             entry["oldestPendingAgeSeconds"] = round(max((now - oldest).total_seconds(), 0.0), 3)
-    return list(queues.values())
+    return sorted(queues.values(), key=lambda q: q["queue"])
 
 
 def live_worker_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row of the workers table (any host)."""
     return {
         "id": row["id"], "hostname": row["hostname"], "pid": row["pid"], "queues": list(row["queues"] or []),
-        "concurrency": row["concurrency"], "startedAt": iso(row["started_at"]),
-        "heartbeatAt": iso(row["heartbeat_at"]),
+        "handlers": list(row["handlers"]), "concurrency": row["concurrency"], "startedAt": iso(row["started_at"]),
+        "heartbeatAt": iso(row["heartbeat_at"]), "alive": row["alive"],
     }

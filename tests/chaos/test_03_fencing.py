@@ -55,7 +55,7 @@ async def test_03_late_completions_race_the_rescue_and_change_nothing(shared_env
     app, q = shared_env.app, shared_env.app.queries
     rng = random.Random(3)
     await app.enqueue_many([{"handler": "record", "data": {"i": i}} for i in range(RACES)])
-    rows = await q.claim(app.pool, ["default"], RACES, 30, "A")
+    rows = await q.claim(app.pool, ["default"], RACES, 30, "A", q.claim_for(["record"]))
     assert len(rows) == RACES
     a_jobs = {job.id: job for job in rows}
     ex_a, ex_b = executor("A"), executor("B")
@@ -87,7 +87,7 @@ async def test_03_late_completions_race_the_rescue_and_change_nothing(shared_env
                 rescued_at.setdefault(r["job_id"], before)
         running: list[ClaimedJob] = []
         while True:
-            got = await q.claim(app.pool, ["default"], 100, 30, "B")
+            got = await q.claim(app.pool, ["default"], 100, 30, "B", q.claim_for(["record"]))
             now = time.monotonic()
             for job in got:
                 b_claimed_at[job.id] = now
@@ -148,14 +148,14 @@ async def test_03_late_completion_from_an_earlier_tick_is_fenced(shared_env: Env
     app, q = shared_env.app, shared_env.app.queries
     job = await app.enqueue("record", schedule="1h")
     await app.pool.execute(f"UPDATE {app.schema}.jobs SET next_run_at = now() WHERE id = $1", job.id)
-    a = (await q.claim(app.pool, ["default"], 1, 30, "A"))[0]
+    a = (await q.claim(app.pool, ["default"], 1, 30, "A", q.claim_for(["record"])))[0]
     await expire_leases(app, "A")
     assert await maintenance(app).rescue() == 1
-    b = (await q.claim(app.pool, ["default"], 1, 30, "B"))[0]
+    b = (await q.claim(app.pool, ["default"], 1, 30, "B", q.claim_for(["record"])))[0]
     assert await q.complete(app.pool, [success(executor("B"), b, "B")], history=True) == {job.id}
     # The next tick comes (brought forward instead of waited for): C runs it, as attempt 1 again.
     await app.pool.execute(f"UPDATE {app.schema}.jobs SET next_run_at = now() WHERE id = $1", job.id)
-    c = (await q.claim(app.pool, ["default"], 1, 30, "C"))[0]
+    c = (await q.claim(app.pool, ["default"], 1, 30, "C", q.claim_for(["record"])))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt, c_attempt=c.attempt)
 
     renewed = await q.renew_leases(app.pool, [(a.id, a.token)], 30)
@@ -172,12 +172,12 @@ async def test_03_late_completion_after_a_manual_retry_is_fenced(shared_env: Env
     """max_attempts=1: A's run is rescued (failed), an operator retries, B claims; A's late write must not count."""
     app, q = shared_env.app, shared_env.app.queries
     job = await app.enqueue("record", max_attempts=1)
-    a = (await q.claim(app.pool, ["default"], 1, 30, "A"))[0]
+    a = (await q.claim(app.pool, ["default"], 1, 30, "A", q.claim_for(["record"])))[0]
     await expire_leases(app, "A")
     assert await maintenance(app).rescue() == 1
     assert (await app.get_job(job.id)).status is JobStatus.FAILED
     await app.retry(job.id)
-    b = (await q.claim(app.pool, ["default"], 1, 30, "B"))[0]
+    b = (await q.claim(app.pool, ["default"], 1, 30, "B", q.claim_for(["record"])))[0]
     figures.update(a_attempt=a.attempt, b_attempt=b.attempt)
 
     renewed = await q.renew_leases(app.pool, [(a.id, a.token)], 30)

@@ -117,6 +117,10 @@ def calls(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return draw(st.sampled_from(["enqueue", "enqueue", "enqueue", "update", "list"])), kwargs
 
 
+#: the handlers of the fault suite's worker app (tests/chaos/apps/worker.py)
+WORKER_HANDLERS = frozenset({"record", "poison", "echo"})
+
+
 def canonical(value: Any) -> Any:
     """JSON as PostgreSQL's jsonb keeps it: numbers compared as decimals (1e16 comes back as an integer)."""
     return json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
@@ -133,7 +137,8 @@ async def test_11_fuzzed_input_typed_errors_only_worker_survives(shared_env: Env
     await listener.add_listener(f"{env.schema}_jobs", lambda _c, _p, _ch, payload: payloads_seen.append(payload))
     outcomes: Counter[str] = Counter()
     due_queues: set[str] = set()
-    ran_here: list[int] = []  # one-off jobs due within seconds in the worker's queue
+    ran_here: list[int] = []  # one-off jobs due within seconds in the worker's queue, of a handler it has
+    nobody_runs: list[int] = []  # the same, of a handler no worker has: they must wait, untouched
     t0 = time.monotonic()
 
     async def call(kind: str, kwargs: dict[str, Any]) -> None:
@@ -151,7 +156,7 @@ async def test_11_fuzzed_input_typed_errors_only_worker_survives(shared_env: Env
                 # A valid odd delay (109 s, say) defers the job past the wait below: it is not due here.
                 due_soon = stored.next_run_at <= stored.created_at + timedelta(seconds=5)
                 if stored.schedule is None and stored.queue == "default" and due_soon:
-                    ran_here.append(stored.id)
+                    (ran_here if stored.handler in WORKER_HANDLERS else nobody_runs).append(stored.id)
             elif kind == "update":
                 job = await env.app.enqueue("echo", {"v": 1}, delay=3600)
                 changed = await env.app.update_job(job.id, name=kwargs["name"], data=kwargs["data"],
@@ -197,6 +202,11 @@ async def test_11_fuzzed_input_typed_errors_only_worker_survives(shared_env: Env
                    longest_notification_payload=max((len(p) for p in payloads_seen), default=0))
     assert worker.alive
     assert echo_mismatch == []
+    # A job whose handler no worker has is never claimed: it waits, pending, with no attempt spent.
+    untouched = await env.pool.fetch(f"SELECT status, attempts FROM {env.schema}.jobs WHERE id = ANY($1)",
+                                     nobody_runs)
+    assert len(untouched) == len(nobody_runs) and {(r["status"], r["attempts"]) for r in untouched} <= {("pending", 0)}
+    figures.update(jobs_no_worker_has=len(nobody_runs))
     # NOTIFY carries the queue name of a due job, nothing else: never a payload, a name or a key.
     assert set(payloads_seen) <= due_queues
     assert max((len(p) for p in payloads_seen), default=0) <= 100

@@ -24,7 +24,7 @@ def every_route(api: JobsApi) -> list[tuple[str, str]]:
     result = []
     for route in api.routes:
         assert isinstance(route, Route)
-        path = route.path.replace("{job_id}", "1").replace("{name}", "app.js")
+        path = route.path.replace("{job_id}", "1").replace("{name}", "app.js").replace("{queue:any}", "default")
         result += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
     return result
 
@@ -44,7 +44,7 @@ def client_of(api: JobsApi, **headers: str) -> httpx.AsyncClient:
 
 async def test_auth_matrix_no_route_but_health_answers_without_credentials(guarded: JobsApi, app: App) -> None:
     routes = every_route(guarded)
-    assert len(routes) == 20
+    assert len(routes) == 25
     bad_credentials: list[dict[str, str]] = [
         {}, bearer("wrong-token-0123456789abcdef"), bearer(""), {"Authorization": f"Basic {ADMIN_TOKEN}"},
         {"Authorization": ADMIN_TOKEN}, {"Cookie": f"{SESSION_COOKIE}=forged.1.sig"},

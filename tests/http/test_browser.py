@@ -142,11 +142,17 @@ def test_dashboard_in_a_real_browser(browser: WebDriver, live_server: LiveServer
             "return [...document.querySelectorAll('#detail-next-runs li')].map((li) => li.title)")
         assert titles == weekly["nextRuns"] and titles[0] == weekly["nextRunAt"]
 
-        # queues and live workers are shown
+        # queues and live workers are shown; a queue is paused and resumed from its row (the detail closed)
         assert browser.find_elements(By.CSS_SELECTOR, '#queues tr[data-queue="default"]')
         assert len(browser.find_elements(By.CSS_SELECTOR, "#workers tbody tr")) == 1
         assert "running" in (text_of(browser, "#runner-state") or "")
         click(browser, "#detail-close")
+        click(browser, '#queues tr[data-queue="default"] .queue-toggle')
+        row = '#queues tr[data-queue="default"][data-paused="{}"]'
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row.format("true")), what="the queue paused")
+        assert api.get("/queues").json()["data"][0]["paused"] is True
+        click(browser, '#queues tr[data-queue="default"] .queue-toggle')
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row.format("false")), what="the queue resumed")
         overview = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(overview))
         click(browser, f'#jobs tr[data-job-id="{failing["id"]}"]')

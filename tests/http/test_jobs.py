@@ -16,7 +16,8 @@ from tests.helpers import eventually
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"
 JOB_FIELDS = {"id", "name", "handler", "data", "schedule", "queue", "priority", "status", "attempts", "maxAttempts",
-              "lastRunAt", "nextRunAt", "lastError", "result", "createdAt", "updatedAt", "nextRuns"}
+              "lastRunAt", "nextRunAt", "lastError", "result", "createdAt", "updatedAt", "nextRuns", "noWorker",
+              "progress", "progressMessage"}
 
 
 def parse_time(text: str) -> datetime:
@@ -438,3 +439,43 @@ async def test_cancel_a_running_job(client: httpx.AsyncClient) -> None:
     assert (await client.post(f"/jobs/{job['id']}/trigger")).status_code == 409  # running: cannot trigger
     response = await client.post(f"/jobs/{job['id']}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
+
+
+async def test_a_pending_job_no_live_worker_serves_is_flagged(client: httpx.AsyncClient, app: App) -> None:
+    app.validate_handlers = False
+
+    @app.handler()
+    async def served(data: None) -> None:
+        return None
+
+    orphan = await create(client, handler="orphan")
+    assert (await client.get(f"/jobs/{orphan['id']}")).json()["noWorker"] is True  # no worker at all yet
+    async with app.worker() as worker:
+        await eventually(lambda: worker.signals.counts["renew"] > 0)
+        listed = {j["id"]: j for j in (await client.get("/jobs")).json()["data"]}
+        assert listed[orphan["id"]]["noWorker"] is True
+        runner = (await client.get("/jobs/runner")).json()
+        [me] = [w for w in runner["liveWorkers"] if w["id"] == worker.id]
+        assert "served" in me["handlers"] and "orphan" not in me["handlers"] and me["alive"] is True
+        done = await wait_status(client, (await create(client, handler="served"))["id"], "completed")
+        assert done["noWorker"] is False  # only a pending job waits for a worker
+
+
+async def test_queues_pause_and_resume_and_bulk_actions(client: httpx.AsyncClient, app: App) -> None:
+    paused = await client.post("/queues/mail%2Fout/pause")
+    assert paused.status_code == 200 and paused.json() == {"queue": "mail/out", "paused": True}
+    assert await app.admin().paused_queues() == ["mail/out"]
+    assert (await client.post("/queues/mail%2Fout/resume")).json() == {"queue": "mail/out", "paused": False}
+    assert await app.admin().paused_queues() == []
+
+    for _ in range(3):
+        await create(client, queue="bulk")
+    cancelled = await client.post("/bulk/cancel-pending", json={"queue": "bulk", "handler": "echo"})
+    assert cancelled.status_code == 200 and cancelled.json() == {"count": 3}
+    assert (await client.post("/bulk/retry-failed")).json() == {"count": 0}
+    deleted = await client.post("/bulk/delete-finished", json={"olderThan": "0s", "queue": "bulk"})
+    assert deleted.json() == {"count": 3}
+    missing = await client.post("/bulk/delete-finished", json={"queue": "bulk"})
+    assert missing.status_code == 422 and missing.json()["field"] == "olderThan"
+    unknown = await client.post("/bulk/cancel-pending", json={"status": "failed"})
+    assert unknown.status_code == 422 and unknown.json()["field"] == "status"

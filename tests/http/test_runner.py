@@ -86,7 +86,7 @@ async def test_runner_needs_the_lifespan(app: App) -> None:
 
 
 async def test_queues_counts_and_oldest_due(client: httpx.AsyncClient, app: App) -> None:
-    assert (await client.get("/queues")).json() == {"data": []}
+    assert (await client.get("/queues")).json() == {"data": [], "completedFrom": "counters"}
     for queue in ("mail", "mail", "sms"):
         await app.enqueue("echo", queue=queue)
     await app.enqueue("echo", queue="sms", delay="1h")
@@ -103,6 +103,11 @@ async def test_queues_counts_and_oldest_due(client: httpx.AsyncClient, app: App)
         assert q["oldestPendingAt"] is not None
         assert 0 <= q["oldestPendingAgeSeconds"] < 30
         assert datetime.fromisoformat(q["oldestPendingAt"]) <= before
+    # No worker runs here: every pending job waits for one. A paused queue shows, even without jobs.
+    assert data["mail"]["noWorker"] == {"echo": 2} and data["sms"]["noWorker"] == {"echo": 2}
+    await client.post("/queues/idle/pause")
+    data = {q["queue"]: q for q in (await client.get("/queues")).json()["data"]}
+    assert [(q, d["paused"]) for q, d in data.items()] == [("idle", True), ("mail", False), ("sms", False)]
 
 
 async def test_health_database_and_listener(client: httpx.AsyncClient, anon: httpx.AsyncClient, app: App) -> None:
@@ -170,7 +175,7 @@ async def test_openapi_document_lists_every_route(client: httpx.AsyncClient, api
     served = set()
     for route in api.routes:
         assert isinstance(route, Route)
-        path = route.path.replace("{job_id}", "{id}")
+        path = route.path.replace("{job_id}", "{id}").replace("{queue:any}", "{queue}")
         served |= {(path, m) for m in route.methods or () if m != "HEAD"}
     assert documented == served - {("/static/{name}", "GET")}
     assert doc["paths"]["/health"]["get"]["security"] == []

@@ -29,7 +29,8 @@ UNREACHABLE_DSN = "postgresql://nobody@127.0.0.1:1/nowhere"
 HELP_COMMANDS = [
     [], ["worker"], ["migrate"], ["demo"], ["jobs"], ["jobs", "list"], ["jobs", "show"], ["jobs", "enqueue"],
     ["jobs", "retry"], ["jobs", "cancel"], ["jobs", "trigger"], ["jobs", "delete"],
-    ["schedules"], ["schedules", "list"],
+    ["schedules"], ["schedules", "list"], ["workers"], ["queues"], ["queues", "list"], ["queues", "pause"],
+    ["queues", "resume"], ["jobs", "retry-failed"], ["jobs", "cancel-pending"], ["jobs", "delete-finished"],
 ]
 
 
@@ -178,11 +179,62 @@ async def test_enqueue_then_list(app: App, cli_env: dict[str, str]) -> None:
 
     result = await run_cli(cli_env, "jobs", "list", "--limit", "2")
     assert result.returncode == 0, result.stderr
-    header, _rule, *rows, more = result.stdout.splitlines()
+    header, _rule, *rows, no_worker, more = result.stdout.splitlines()
     assert header.split()[:5] == ["ID", "NAME", "HANDLER", "QUEUE", "STATUS"]
-    assert len(rows) == 2
+    assert len(rows) == 2 and all("pending (no worker)" in row for row in rows)  # no worker runs here
+    assert no_worker.startswith("(no worker: ")
     assert "--cursor" in more
     assert "0/4" not in result.stdout  # the third job is on the next page
+
+
+async def test_jobs_no_live_worker_can_run_are_flagged(app: App, cli_env: dict[str, str]) -> None:
+    app.validate_handlers = False
+
+    @app.handler()
+    async def served(data: None) -> None:
+        await asyncio.sleep(30)
+
+    orphan = await app.enqueue("orphan")
+    waiting = await app.enqueue("served", queue="other")  # a handler some worker has, on a queue it does not serve
+    async with app.worker(queues=["default"]) as worker:
+        await asyncio.wait_for(worker.signals.wait("renew", 1), 10)  # registered, with its handlers
+        listed = await run_cli(cli_env, "jobs", "list")
+        assert listed.returncode == 0, listed.stderr
+        lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.split()[:1] != []}
+        assert "pending (no worker)" in lines[str(orphan.id)] and "pending (no worker)" in lines[str(waiting.id)]
+        as_json = json.loads((await run_cli(cli_env, "jobs", "list", "--json")).stdout)
+        assert {j["id"]: j["no_worker"] for j in as_json} == {orphan.id: True, waiting.id: True}
+        shown = await run_cli(cli_env, "workers", "--json")
+        report = json.loads(shown.stdout)
+        [me] = report["workers"]
+        assert me["id"] == worker.id and me["handlers"] == ["served"] and me["alive"] is True
+        assert report["unserved"] == [{"queue": "default", "handler": "orphan", "count": 1},
+                                      {"queue": "other", "handler": "served", "count": 1}]
+        text = (await run_cli(cli_env, "workers")).stdout
+        assert worker.id in text and "pending jobs no live worker can run" in text
+    # The worker deregistered as it stopped: with none alive, every pending job is unserved.
+    assert await app.admin().unserved() == {("default", "orphan"): 1, ("other", "served"): 1}
+
+
+async def test_queues_pause_resume_and_bulk_actions(app: App, cli_env: dict[str, str]) -> None:
+    app.validate_handlers = False
+    for _ in range(2):
+        await app.enqueue("send", queue="mail")
+    paused = await run_cli(cli_env, "queues", "pause", "mail")
+    assert paused.returncode == 0 and "paused" in paused.stdout
+    assert await app.admin().paused_queues() == ["mail"]
+    listed = json.loads((await run_cli(cli_env, "queues", "list", "--json")).stdout)
+    assert listed == [{"queue": "mail", "paused": True, "counts": {"pending": 2}}]
+    assert "paused" in (await run_cli(cli_env, "queues", "list")).stdout
+    assert (await run_cli(cli_env, "queues", "resume", "mail")).returncode == 0
+    assert await app.admin().paused_queues() == []
+
+    cancelled = await run_cli(cli_env, "jobs", "cancel-pending", "--queue", "mail", "--json")
+    assert json.loads(cancelled.stdout) == {"count": 2}
+    deleted = await run_cli(cli_env, "jobs", "delete-finished", "--older-than", "0s")
+    assert deleted.returncode == 0 and "deleted 2 job(s)" in deleted.stdout
+    bad = await run_cli(cli_env, "jobs", "delete-finished", "--older-than", "soon")
+    assert bad.returncode != 0 and "older_than" in bad.stderr
 
 
 async def test_enqueue_rejects_bad_input_and_writes_nothing(app: App, cli_env: dict[str, str]) -> None:

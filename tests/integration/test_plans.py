@@ -98,7 +98,7 @@ async def running(app: App) -> list[Any]:
                            f" SELECT 'noop', jsonb_build_object('i', g) FROM generate_series(1, {TABLE_ROWS}) g")
     # What a queue's statistics look like most of the time: taken when nothing was running.
     await app.pool.execute(f"ANALYZE {app.schema}.jobs")
-    return await app.queries.claim(app.pool, ["default"], BATCH, 30.0, "w1")
+    return await app.queries.claim(app.pool, ["default"], BATCH, 30.0, "w1", app.queries.claim_for(["noop"]))
 
 
 @pytest.mark.parametrize("mode", ["force_generic_plan", "force_custom_plan"])

@@ -175,24 +175,6 @@ async def test_sync_handler_runs_in_a_thread_and_data_only_signature(app: App) -
     assert threads and threads[0] != threading.main_thread().name
 
 
-async def test_unknown_handler_fails_clearly_and_worker_keeps_going(app: App) -> None:
-    app.validate_handlers = False
-    app.backoff = FAST
-
-    @app.handler()
-    async def known(data: None) -> str:
-        return "fine"
-
-    ghost = await app.enqueue("ghost", max_attempts=1)
-    good = await app.enqueue("known")
-    await app.run_worker(burst=True, handle_signals=False)
-    failed = await app.get_job(ghost.id)
-    assert failed.status is JobStatus.FAILED
-    assert "unknown handler 'ghost'" in (failed.last_error or "")
-    assert (await app.job_history(ghost.id))[0].status is RunStatus.FAILED
-    assert await status_of(app, good.id) is JobStatus.COMPLETED
-
-
 async def test_unstorable_result_fails_the_attempt(app: App) -> None:
     @app.handler()
     async def returns_a_set(data: None) -> object:
@@ -374,7 +356,7 @@ async def test_a_flush_of_successes_writes_what_the_general_statement_writes(app
     # other outcome in the flush sends all of it through "complete". Both must write the same rows.
     for i in range(4):
         await app.enqueue("h", {"i": i})
-    claimed = await app.queries.claim(app.pool, ["default"], 4, 30.0, "w1")
+    claimed = await app.queries.claim(app.pool, ["default"], 4, 30.0, "w1", app.queries.claim_for(["h"]))
     started = now_us()
     finished = started + 7000
 

@@ -7,7 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiojobs_pg import Backoff, Cancel, JobContext, JobStatus, Retry, RunStatus
+import pytest
+
+from aiojobs_pg import Backoff, Cancel, JobContext, JobStatus, Retry, RunStatus, ValidationError
 from aiojobs_pg.executor import Executor, HandlerSpec
 from aiojobs_pg.models import ClaimedJob
 
@@ -93,3 +95,13 @@ async def test_a_timeout_an_unknown_handler_and_a_result_over_the_limit_fail_the
 async def test_a_release_gives_the_attempt_back() -> None:
     o = executor().released(claimed(attempt=2), 0)
     assert (o.job_status, o.run_status, o.release, o.delay) == (JobStatus.PENDING, RunStatus.RELEASED, True, 0.0)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), True, "half"])
+async def test_progress_out_of_range_is_refused(fraction: object) -> None:
+    ctx = JobContext(job_id=1, handler="h", queue="q", attempt=1, max_attempts=1, worker_id="w",
+                     scheduled_at=None, name=None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as err:
+        await ctx.progress(fraction)  # type: ignore[arg-type]
+    assert err.value.field == "progress"
+    assert ctx.last_progress is None

@@ -28,6 +28,9 @@ class FakeQueries(Queries):
         super().__init__("fake")
         self.pending = list(range(1, pending + 1))
         self.limits: list[int] = []
+        #: what next_due answers, and how often it was asked
+        self.due: float | None = None
+        self.due_asked = 0
 
     async def claim(self, db: Any, queues: Sequence[str], limit: int, lease: float, worker_id: str,
                     claim: Any = None) -> list[ClaimedJob]:
@@ -37,12 +40,16 @@ class FakeQueries(Queries):
         return [ClaimedJob(id=i, handler="h", data=None, queue="q", attempt=1, max_attempts=3, timeout=None,
                            schedule=None, timezone=None, scheduled_at=now, claimed_at=now) for i in taken]
 
+    async def next_due(self, db: Any, queues: Sequence[str], handlers: Sequence[str]) -> float | None:
+        self.due_asked += 1
+        return self.due
+
 
 def producer(queries: FakeQueries, *, slots: int, running: list[int], burst: bool = False,
              poll_interval: float = 30.0) -> Producer:
-    return Producer(FakeLane(), queries, worker_id="w1", queues=["q"], lease=30, poll_interval=poll_interval,  # type: ignore[arg-type]
-                    free_slots=lambda: slots - len(running), spawn=lambda job: running.append(job.id), burst=burst,
-                    idle=lambda: not running)
+    return Producer(FakeLane(), queries, worker_id="w1", queues=["q"], handlers=["h"],  # type: ignore[arg-type]
+                    lease=30, poll_interval=poll_interval, free_slots=lambda: slots - len(running),
+                    spawn=lambda job: running.append(job.id), burst=burst, idle=lambda: not running)
 
 
 def stop(p: Producer) -> None:
@@ -89,3 +96,35 @@ async def test_burst_mode_returns_once_nothing_is_due_and_nothing_runs() -> None
     p.slot_freed()
     await asyncio.wait_for(task, 5)  # the next claim (at the poll) finds nothing, and nothing runs: done
     assert p.claimed == 3
+
+
+async def test_an_idle_producer_asks_when_the_next_deferred_job_is_due_and_wakes_then() -> None:
+    queries, running = FakeQueries(pending=0), []
+    queries.due = 0.05  # the database knows of a job due in 50 ms
+    p = producer(queries, slots=10, running=running, poll_interval=30)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)
+    assert queries.due_asked == 1  # asked once, on going idle at the start
+    queries.due = None
+    await asyncio.wait_for(p.signals.wait("claim", 2), 2)  # woke for it, 29 s before the poll
+    assert queries.due_asked == 2  # that hint came due: asked again for the next one (none)
+    p.wake()  # a notification: claims, but has nothing new to ask
+    await asyncio.wait_for(p.signals.wait("claim", 3), 5)
+    assert queries.due_asked == 2
+    p.reconnected()  # the listener came back: notifications may have been missed, so ask again
+    await asyncio.wait_for(p.signals.wait("claim", 4), 5)
+    assert queries.due_asked == 3
+    stop(p)
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_later_hint_does_not_delay_an_earlier_one() -> None:
+    queries, running = FakeQueries(pending=0), []
+    p = producer(queries, slots=10, running=running, poll_interval=30)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)
+    p.due_in(0.05)
+    p.due_in(20)  # a job due later (another notification) keeps the earlier wake-up
+    await asyncio.wait_for(p.signals.wait("claim", 2), 2)
+    stop(p)
+    await asyncio.wait_for(task, 5)

@@ -83,6 +83,29 @@
     return el("span", { class: `badge ${status}`, text: status });
   }
 
+  // a running job's progress (ctx.progress) as a bar, with its message on hover
+  function progressBar(job) {
+    const percent = Math.round(job.progress * 100);
+    const bar = el("progress", { class: "job-progress", max: 100, value: percent,
+      title: `${percent}%${job.progressMessage ? `: ${job.progressMessage}` : ""}` });
+    bar.setAttribute("aria-label", `progress ${percent}%`);
+    return bar;
+  }
+
+  // the status, whether a pending job waits for a worker that serves its queue and handler,
+  // and a running job's progress
+  function statusBadges(job) {
+    const badges = [badge(job.status)];
+    if (job.status === "running" && job.progress !== null && job.progress !== undefined) {
+      badges.push(progressBar(job));
+    }
+    if (job.noWorker) {
+      badges.push(el("span", { class: "badge no-worker", text: "no worker",
+        title: "No live worker serves this queue with this handler: the job waits, with no attempt spent." }));
+    }
+    return badges;
+  }
+
   function pretty(value) {
     return value === null || value === undefined ? "null" : JSON.stringify(value, null, 2);
   }
@@ -120,13 +143,37 @@
 
   async function loadQueues() {
     const { data } = await api("GET", "queues");
-    const rows = data.map((q) => el("tr", { "data-queue": q.queue }, [
-      el("td", { text: q.queue }),
-      ...STATUSES.map((s) => el("td", { class: `num ${q.counts[s] ? s : ""}`, text: q.counts[s] })),
-      el("td", { text: q.oldestPendingAgeSeconds === null ? "–" : `${Math.round(q.oldestPendingAgeSeconds)}s`,
-                 title: q.oldestPendingAt || "" }),
-    ]));
+    const rows = data.map((q) => {
+      const waiting = Object.entries(q.noWorker || {});
+      const name = el("td", {}, [el("span", { text: q.queue })]);
+      if (q.paused) name.append(el("span", { class: "badge paused", text: "paused" }));
+      if (waiting.length) {
+        name.append(el("span", { class: "badge no-worker", text: "no worker",
+          title: `pending jobs no live worker can run: ${waiting.map(([h, n]) => `${h} (${n})`).join(", ")}` }));
+      }
+      const toggle = el("button", { class: "queue-toggle", type: "button", text: q.paused ? "resume" : "pause",
+        title: q.paused ? "let workers claim this queue's jobs again"
+                        : "stop every worker from claiming this queue's jobs (running ones finish)" });
+      toggle.addEventListener("click", () => pauseQueue(q.queue, !q.paused));
+      return el("tr", { "data-queue": q.queue, "data-paused": String(q.paused) }, [
+        name,
+        ...STATUSES.map((s) => el("td", { class: `num ${q.counts[s] ? s : ""}`, text: q.counts[s] })),
+        el("td", { text: q.oldestPendingAgeSeconds === null ? "–" : `${Math.round(q.oldestPendingAgeSeconds)}s`,
+                   title: q.oldestPendingAt || "" }),
+        el("td", {}, [toggle]),
+      ]);
+    });
     fillBody($("#queues"), rows, $("#queues-empty"));
+  }
+
+  async function pauseQueue(queue, pause) {
+    try {
+      await api("POST", `queues/${encodeURIComponent(queue)}/${pause ? "pause" : "resume"}`);
+      toast(`Queue ${queue} ${pause ? "paused" : "resumed"}`);
+      await loadQueues();
+    } catch (err) {
+      toast(err.message, true);
+    }
   }
 
   async function loadWorkers() {
@@ -172,7 +219,7 @@
       el("td", { class: "num", text: job.id }),
       el("td", { class: "label", text: label }),
       el("td", { text: job.queue }),
-      el("td", { "data-col": "status" }, [badge(job.status)]),
+      el("td", { "data-col": "status" }, statusBadges(job)),
       el("td", { class: "num", text: `${job.attempts}/${job.maxAttempts}` }),
       nextRunCell(job),
       el("td", { class: "error-summary", text: errorSummary(job.lastError), title: job.lastError || "" }),
@@ -210,13 +257,17 @@
   function renderDetail(job, runs) {
     $("#detail-title").textContent = `Job ${job.id}: ${job.name || job.handler}`;
     const fields = [
-      ["status", badge(job.status)], ["handler", job.handler], ["queue", job.queue],
+      ["status", el("span", {}, statusBadges(job))], ["handler", job.handler], ["queue", job.queue],
       ["priority", job.priority], ["attempts", `${job.attempts} of ${job.maxAttempts}`],
       ["schedule", job.schedule ? `${job.schedule}${job.timezone ? ` (${job.timezone})` : ""}` : "–"],
       ["next run", `${shortTime(job.nextRunAt)} (${relative(job.nextRunAt)})`],
       ["last run", shortTime(job.lastRunAt)], ["created", shortTime(job.createdAt)],
       ["updated", shortTime(job.updatedAt)], ["worker", job.workerId || "–"], ["dedup key", job.dedupKey || "–"],
     ];
+    if (job.status === "running" && job.progress !== null && job.progress !== undefined) {
+      fields.splice(1, 0, ["progress", `${Math.round(job.progress * 100)}%${
+        job.progressMessage ? `: ${job.progressMessage}` : ""}`]);
+    }
     $("#detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [
       el("dt", { text: name }),
       value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value }),

@@ -442,7 +442,7 @@ class App:
             dsn = self.dsn
             assert dsn is not None
             self._waiters = Waiters(self.queries, lambda: connect(dsn, timeout=10))
-        return await self._waiters.wait(self.pool, job_id, seconds)
+        return await self._waiters.wait(self.admin().db, job_id, seconds)
 
     async def retry(self, job_id: int) -> Job:
         """Re-queue a failed or cancelled job."""

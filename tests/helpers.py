@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import subprocess
@@ -9,11 +10,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import anyio
 
-__all__ = ["REPO", "eventually", "spawn_python"]
+if TYPE_CHECKING:
+    from aiojobs_pg import App
+
+__all__ = ["REPO", "eventually", "register_slow", "spawn_python"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +61,19 @@ async def eventually(
         if remaining <= 0:
             raise AssertionError(message or f"condition not met within {timeout} s")
         await anyio.sleep(min(interval, remaining))
+
+
+def register_slow(app: App) -> tuple[asyncio.Event, asyncio.Event]:
+    """A handler ``slow`` that runs for a minute; set when it started, and when it was cancelled."""
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @app.handler()
+    async def slow(data: None) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    return started, stopped

@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from aiojobs_pg import App, JobContext, JobStatus, Retry, RunStatus
-from tests.helpers import eventually
+from tests.helpers import eventually, register_slow
 
 
 @asynccontextmanager
@@ -27,22 +27,6 @@ async def service(app: App, **settings: object) -> AsyncIterator[App]:
                 **settings)  # type: ignore[arg-type]
     async with other:
         yield other
-
-
-def register_slow(app: App) -> tuple[asyncio.Event, asyncio.Event]:
-    """A handler ``slow`` that runs for a minute; set when it started, and when it was cancelled."""
-    started, stopped = asyncio.Event(), asyncio.Event()
-
-    @app.handler()
-    async def slow(data: None) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-
-    return started, stopped
 
 
 async def test_a_worker_claims_only_the_jobs_it_has_a_handler_for(app: App) -> None:

@@ -16,7 +16,7 @@ from aiojobs_pg.executor import now_us
 from aiojobs_pg.models import ClaimedJob, Outcome
 from aiojobs_pg.models import JobStatus as Status
 from aiojobs_pg.models import RunStatus as RStatus
-from tests.helpers import eventually
+from tests.helpers import eventually, register_slow
 
 FAST = Backoff(base=0.05, factor=2, cap=0.2, jitter=0)
 
@@ -439,23 +439,12 @@ async def test_leases_are_renewed_for_long_jobs(app: App) -> None:
 
 
 async def test_cancelling_a_running_job_stops_its_handler(app: App) -> None:
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    @app.handler()
-    async def endless(data: None) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-
-    job = await app.enqueue("endless")
+    started, stopped = register_slow(app)
+    job = await app.enqueue("slow")
     async with app.worker() as worker:
         await asyncio.wait_for(started.wait(), 5)
         await app.cancel(job.id)
-        # The next lease renewal (every lease/3 = 1 s) notices and stops the handler.
+        # The cancel's notification (or, missed, the next lease renewal) stops the handler.
         await asyncio.wait_for(stopped.wait(), 5)
         await eventually(lambda: not worker.inflight)
     assert await status_of(app, job.id) is JobStatus.CANCELLED

@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the job as JSON")
         p.set_defaults(func=cmd_jobs_change, operation=name)
 
+    p = sub_parser(actions, "wait", "wait until a job finishes and print its result",
+                   "Wait until the job finishes (woken by its completion's notification) and print its result as "
+                   "JSON. Exits 1 if the job failed or was cancelled, or if --timeout passes first.")
+    p.add_argument("job_id", type=_job_id, metavar="ID")
+    p.add_argument("--timeout", metavar="DURATION", help="give up after this long: 30, 10s, 5m (default: never)")
+    p.set_defaults(func=cmd_jobs_wait)
+
     for name, help_text, description in [
         ("retry-failed", "re-queue every failed job (of a queue, a handler)",
          "Re-queue every failed job, due now, with a fresh attempt count; only those of --queue and/or "
@@ -319,6 +326,18 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
                   f"no attempt spent; see '{_prog()} workers')")
         if next_cursor is not None:
             print(f"(more jobs: add --cursor {next_cursor})")
+    return EXIT_OK
+
+
+def cmd_jobs_wait(args: argparse.Namespace) -> int:
+    """``jobs wait ID``: the result once the job completed (JobFailed / JobCancelled exit 1)."""
+    async def wait(app: App) -> Any:
+        try:
+            return await app.wait(args.job_id, timeout=args.timeout)
+        except TimeoutError:
+            raise CommandError(f"job {args.job_id} did not finish within {args.timeout}") from None
+
+    print_json(_with_app(args, wait))
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ HELP_COMMANDS = [
     ["jobs", "retry"], ["jobs", "cancel"], ["jobs", "trigger"], ["jobs", "delete"],
     ["schedules"], ["schedules", "list"], ["workers"], ["queues"], ["queues", "list"], ["queues", "pause"],
     ["queues", "resume"], ["jobs", "retry-failed"], ["jobs", "cancel-pending"], ["jobs", "delete-finished"],
+    ["jobs", "wait"],
 ]
 
 
@@ -214,6 +215,29 @@ async def test_jobs_no_live_worker_can_run_are_flagged(app: App, cli_env: dict[s
         assert worker.id in text and "pending jobs no live worker can run" in text
     # The worker deregistered as it stopped: with none alive, every pending job is unserved.
     assert await app.admin().unserved() == {("default", "orphan"): 1, ("other", "served"): 1}
+
+
+async def test_jobs_wait_prints_the_result_or_fails(app: App, cli_env: dict[str, str]) -> None:
+    @app.handler()
+    async def double(data: int) -> int:
+        return data * 2
+
+    @app.handler()
+    async def broken(data: None) -> None:
+        raise RuntimeError("no luck")
+
+    done, failed = await app.enqueue("double", 21), await app.enqueue("broken", max_attempts=1)
+    later = await app.enqueue("double", 1, delay=3600)
+    waiting = asyncio.create_task(run_cli(cli_env, "jobs", "wait", str(done.id), "--timeout", "30"))
+    await asyncio.sleep(0.5)  # the CLI waits before any worker ran the job
+    await app.run_worker(burst=True, handle_signals=False)
+    result = await waiting
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == 42
+    refused = await run_cli(cli_env, "jobs", "wait", str(failed.id))
+    assert refused.returncode == 1 and "failed after 1 attempt(s): RuntimeError: no luck" in refused.stderr
+    late = await run_cli(cli_env, "jobs", "wait", str(later.id), "--timeout", "0.5")
+    assert late.returncode == 1 and "did not finish within 0.5" in late.stderr
 
 
 async def test_queues_pause_resume_and_bulk_actions(app: App, cli_env: dict[str, str]) -> None:

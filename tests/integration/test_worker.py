@@ -532,19 +532,8 @@ async def test_burst_returns_when_nothing_is_due(app: App, concurrency: int) -> 
 
 
 async def test_worker_that_cannot_renew_stops_its_own_jobs(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    @app.handler()
-    async def held(data: None) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-
-    job = await app.enqueue("held")
+    started, stopped = register_slow(app)
+    job = await app.enqueue("slow")
     async with app.worker() as worker:
         await asyncio.wait_for(started.wait(), 5)
 

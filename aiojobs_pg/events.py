@@ -64,8 +64,10 @@ class Hooks:
     def fire(self, job: ClaimedJob, outcome: Outcome) -> None:
         """Start the hooks of the event ``outcome`` is, each in a task of its own."""
         event = event_of(outcome)
-        for hook in self.by_event.get(event or "", ()):
-            task = asyncio.get_running_loop().create_task(self._call(hook, event or "", job, outcome.error))
+        if event is None:
+            return
+        for hook in self.by_event.get(event, ()):
+            task = asyncio.get_running_loop().create_task(self._call(hook, event, job, outcome.error))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from .lane import Lane
 from .logs import get_logger
 from .models import ClaimedJob
-from .queries import ClaimCondition, Queries
+from .queries import DB_ERRORS, ClaimCondition, Queries
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.producer")
@@ -95,19 +95,27 @@ class Producer:
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
         jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id, self.claim)
-        if len(jobs) < limit and self._learn_due:
-            # Idle from here: learn when to wake. (Asked after the claim, a job that came due in between
-            # is seen neither due by the claim nor ahead by this; the next poll takes it.)
-            due = await self.lane.run(self.queries.next_due, self.queues, self.claim.handlers)
-            self._learn_due = False
-            if due is not None:
-                self.due_in(due)
         self.claims += 1
         self.claimed += len(jobs)
         for job in jobs:
             self.spawn(job)
+        if len(jobs) < limit and self._learn_due:
+            await self._ask_next_due()
         self.signals.emit("claim")
         return len(jobs)
+
+    async def _ask_next_due(self) -> None:
+        # Idle from here: learn when to wake. Asked after the claimed jobs started, so they never wait
+        # on it. (A job that came due between the two statements is seen neither due by the claim
+        # nor ahead by this; the next poll takes it.) A failure is logged and asked again next time.
+        try:
+            due = await self.lane.run(self.queries.next_due, self.queues, self.claim.handlers)
+        except DB_ERRORS as exc:  # the poll still covers every job
+            log.warning("next_due_failed", error=repr(exc), worker_id=self.worker_id)
+            return
+        self._learn_due = False
+        if due is not None:
+            self.due_in(due)
 
     async def _wait_for_slot(self) -> None:
         await self._slots.wait()

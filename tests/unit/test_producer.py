@@ -128,3 +128,21 @@ async def test_a_later_hint_does_not_delay_an_earlier_one() -> None:
     await asyncio.wait_for(p.signals.wait("claim", 2), 2)
     stop(p)
     await asyncio.wait_for(task, 5)
+
+
+async def test_claimed_jobs_start_whatever_the_next_due_question_does() -> None:
+    class DueFails(FakeQueries):
+        async def next_due(self, db: Any, queues: Sequence[str], handlers: Sequence[str]) -> float | None:
+            self.due_asked += 1
+            raise OSError("connection lost")
+
+    queries, running = DueFails(pending=3), []
+    p = producer(queries, slots=10, running=running, poll_interval=30)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.signals.wait("claim", 1), 5)
+    assert running == [1, 2, 3] and queries.due_asked == 1  # started, though the question failed
+    p.wake()
+    await asyncio.wait_for(p.signals.wait("claim", 2), 5)
+    assert queries.due_asked == 2  # not answered: asked again
+    stop(p)
+    await asyncio.wait_for(task, 5)

@@ -3,7 +3,7 @@
 Public names only; see ``docs/architecture.md`` for how the pieces fit.
 """
 
-from .admin import UNSET, Admin, Page, Unset
+from .admin import UNSET, Admin, Page, QueueSettings, Unset
 from .app import App
 from .enqueue import JobBatch
 from .errors import (
@@ -12,17 +12,21 @@ from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
     DataTooLarge,
+    Fail,
     InvalidSchedule,
     JobNotFound,
     JobStateError,
     Retry,
     UnknownHandler,
     ValidationError,
+    WebhookNotFound,
 )
 from .executor import Backoff, JobContext
 from .models import ClaimedJob, Job, JobStatus, Run, RunStatus
 from .schedules import next_run_times
+from .validation import RateLimit
 from .waiting import JobCancelled, JobFailed
+from .webhooks import Webhook, WebhookOptions
 from .worker import Worker, WorkerOverrides, WorkerSettings
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "ConfigurationError",
     "DataTooLarge",
     "DatabaseUnavailable",
+    "Fail",
     "InvalidSchedule",
     "Job",
     "JobBatch",
@@ -46,12 +51,17 @@ __all__ = [
     "JobStateError",
     "JobStatus",
     "Page",
+    "QueueSettings",
+    "RateLimit",
     "Retry",
     "Run",
     "RunStatus",
     "UnknownHandler",
     "Unset",
     "ValidationError",
+    "Webhook",
+    "WebhookNotFound",
+    "WebhookOptions",
     "Worker",
     "WorkerOverrides",
     "WorkerSettings",

@@ -7,15 +7,29 @@ it matches nothing, a read tells "no such job" from "wrong status".
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import JobNotFound, JobStateError, ValidationError
+from . import webhooks
+from .errors import JobNotFound, JobStateError, ValidationError, WebhookNotFound
 from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, dump_json
 from .queries import DB, Queries, UniqueViolation, guarded
 from .schedules import parse_duration, parse_schedule
-from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_run_at, check_text
+from .validation import (
+    MAX_ATTEMPTS,
+    MAX_NAME_LENGTH,
+    MAX_QUEUE_LENGTH,
+    Duration,
+    RateLimit,
+    check_concurrency_limit,
+    check_int,
+    check_run_at,
+    check_text,
+    parse_rate_limit,
+)
+from .webhooks import Webhook
 
 MAX_PAGE = 1000
 
@@ -36,6 +50,25 @@ class Page:
 
     jobs: list[Job]
     next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """What every worker obeys for one queue (``App.set_queue``, ``App.pause_queue``): kept in the database."""
+
+    queue: str
+    paused: bool = False
+    #: at most this many of its jobs run at once, fleet-wide (None: no limit)
+    concurrency_limit: int | None = None
+    #: at most so many of its jobs start in any window of the period (None: no limit)
+    rate_limit: RateLimit | None = None
+
+    @classmethod
+    def from_record(cls, row: Any) -> QueueSettings:
+        """From a row of ``Queries.queue_settings``."""
+        rate = row["rate_limit"]
+        return cls(row["name"], bool(row["paused"]), row["concurrency_limit"],
+                   None if rate is None else RateLimit(rate, row["rate_period"]))
 
 
 def _status(value: str | JobStatus | None) -> str | None:
@@ -151,9 +184,13 @@ class Admin:
     async def delete_job(self, job_id: int) -> None:
         """Delete a job and its history. A running handler is stopped at its next lease renewal."""
         job_id = _job_id(job_id)
-        # A second try sees a history row written while the first ran (the job completing meanwhile).
-        if not await self.q.delete_job(self.db, job_id) and not await self.q.delete_job(self.db, job_id):
-            raise JobNotFound(job_id)
+        # A live job that others wait for is cancelled first, so they follow it (-1); a second try also sees
+        # a history row written while the first ran (the job completing meanwhile).
+        for _ in range(3):
+            deleted = await self.q.delete_job(self.db, job_id)
+            if deleted > 0:
+                return
+        raise JobNotFound(job_id)
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a pending or running job (a recurring job is paused; ``retry`` resumes it)."""
@@ -178,7 +215,9 @@ class Admin:
         A completed one-off job comes back from the history under its own id, with a fresh
         attempt count; the history of its earlier runs stays.
         """
-        return await self._requeue(job_id, [s for s in JobStatus if s is not JobStatus.RUNNING], None, "trigger")
+        # A waiting job runs when its parents completed: cancel it, or wait.
+        return await self._requeue(job_id, [s for s in JobStatus if s not in (JobStatus.RUNNING, JobStatus.WAITING)],
+                                   None, "trigger")
 
     async def history(self, job_id: int, *, limit: int = 1000) -> list[Run]:
         """The job's runs, oldest first (empty when history is off)."""
@@ -232,6 +271,25 @@ class Admin:
         check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
         await self.q.set_queue_paused(self.db, queue, False)
 
+    async def set_queue(self, queue: str, *, concurrency_limit: int | Unset | None = UNSET,
+                        rate_limit: str | RateLimit | Unset | None = UNSET) -> QueueSettings:
+        """Set (or with None, remove) ``queue``'s concurrency and rate limits; an argument left out is kept.
+
+        Every worker of the queue is told at once (docs/limits.md). Returns the queue's settings.
+        """
+        check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
+        concurrency = None if isinstance(concurrency_limit, Unset) or concurrency_limit is None else \
+            check_concurrency_limit(concurrency_limit)
+        rate = None if isinstance(rate_limit, Unset) or rate_limit is None else parse_rate_limit(rate_limit)
+        row = await self.q.set_queue_limits(
+            self.db, queue, concurrency=concurrency, set_concurrency=not isinstance(concurrency_limit, Unset),
+            rate=None if rate is None else (rate.count, rate.period), set_rate=not isinstance(rate_limit, Unset))
+        return QueueSettings.from_record(row)
+
+    async def queue_settings(self) -> dict[str, QueueSettings]:
+        """Every queue with settings of its own (paused, or with limits), by name."""
+        return {r["name"]: QueueSettings.from_record(r) for r in await self.q.queue_settings(self.db)}
+
     async def paused_queues(self) -> list[str]:
         """The queues paused now, by name."""
         return [r["name"] for r in await self.q.queue_settings(self.db) if r["paused"]]
@@ -246,6 +304,29 @@ class Admin:
         that queue with that handler (another service's, or one not deployed yet). They wait, with
         no attempt spent, until such a worker starts."""
         return {(r["queue"], r["handler"]): r["count"] for r in await self.q.unserved(self.db)}
+
+    # --- webhooks (webhooks.py, docs/webhooks.md) ---
+    async def add_webhook(self, url: str, events: Sequence[str], *, secret: str | None = None,
+                          handlers: Sequence[str] | None = None, queues: Sequence[str] | None = None,
+                          max_attempts: int = 8, description: str | None = None) -> Webhook:
+        """Register ``url`` for these ``events`` (of these ``handlers`` and ``queues`` only, when given),
+        for every worker of the schema. Returns the webhook with its ``secret`` (one is made when none is
+        given: keep it, no read returns it again). Each delivery gets ``max_attempts`` attempts."""
+        new = webhooks.prepare(url, events, secret=secret, handlers=handlers, queues=queues,
+                               max_attempts=max_attempts, description=description)
+        row = await self.q.add_webhook(self.db, new.url, new.events, new.handlers, new.queues, new.secret,
+                                       new.max_attempts, new.description)
+        return Webhook.from_record(row, secret=new.secret)
+
+    async def webhooks(self) -> list[Webhook]:
+        """Every webhook, oldest first (without secrets)."""
+        return [Webhook.from_record(r) for r in await self.q.list_webhooks(self.db)]
+
+    async def remove_webhook(self, webhook_id: int) -> None:
+        """Stop reporting to a webhook (:class:`WebhookNotFound` if none has this id). Its deliveries not
+        yet sent are cancelled when their turn comes."""
+        if not await self.q.remove_webhook(self.db, webhooks.webhook_id(webhook_id)):
+            raise WebhookNotFound(webhook_id)
 
     async def _requeue(self, job_id: int, allowed: list[JobStatus], run_at: datetime | None,
                        operation: str) -> Job:

@@ -7,6 +7,7 @@ go through it; ``run_worker`` / ``worker()`` run workers on the same pool.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 import anyio
 
 from . import enqueue as enq
-from .admin import UNSET, Admin, Page, Unset
+from . import webhooks
+from .admin import UNSET, Admin, Page, QueueSettings, Unset
 from .completer import CompletionStep
 from .embedded import resolve_dsn
 from .errors import ConfigurationError, ValidationError
@@ -27,11 +29,14 @@ from .events import Hook, Hooks
 from .executor import Backoff, Executor, Handler, HandlerSpec
 from .lane import Lane, Lanes
 from .logs import get_logger
-from .models import DEFAULT_MAX_DATA_BYTES, Job, Run
+from .models import DEFAULT_MAX_DATA_BYTES, Job, NewJob, Run
+from .observers import EnqueueTracer, Observer
 from .queries import (
     DB,
+    WEBHOOK_HANDLER,
     ClaimCondition,
     Conn,
+    Connection,
     GuardedDB,
     Pool,
     Queries,
@@ -42,8 +47,20 @@ from .queries import (
 )
 from .schedules import parse_duration
 from .schema import migrate
-from .validation import MAX_ATTEMPTS, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH, Duration, check_int, check_text
+from .validation import (
+    MAX_ATTEMPTS,
+    MAX_NAME_LENGTH,
+    MAX_PARENTS,
+    MAX_QUEUE_LENGTH,
+    Duration,
+    RateLimit,
+    check_concurrency_limit,
+    check_int,
+    check_text,
+    parse_rate_limit,
+)
 from .waiting import Waiters
+from .webhooks import Webhook, WebhookOptions
 from .worker import Worker, WorkerOverrides, WorkerSettings, new_worker_id
 
 log = get_logger("aiojobs_pg.app")
@@ -80,6 +97,13 @@ class App:
     completed jobs of each queue, each with its runs. A failed job (a dead letter) is never
     deleted by pruning: it stays until retried or deleted (its runs older than
     ``history_retention`` go like any others). See docs/architecture.md, "Retention".
+
+    PgBouncer in transaction mode (docs/pgbouncer.md): ``pgbouncer=True`` (default: ``$AIOJOBS_PG_PGBOUNCER``
+    is ``1``/``true``) when ``dsn`` goes through it. The pool then prepares no named statements, and the
+    pruning and migration locks last one transaction. ``listen_dsn`` (default: ``$AIOJOBS_PG_LISTEN_DSN``)
+    is a direct connection to the same database for LISTEN (workers' wake-ups, :meth:`wait`); without
+    it such an App listens to nothing: its workers poll every ``poll_interval``, and so does :meth:`wait`.
+    Without ``pgbouncer``, LISTEN uses ``listen_dsn`` when given, else ``dsn``.
     """
 
     def __init__(
@@ -104,8 +128,12 @@ class App:
         pool_max_size: int = 10,
         command_timeout: Duration = 60.0,
         max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
+        listen_dsn: str | None = None,
+        pgbouncer: bool | None = None,
     ) -> None:
         self._dsn = dsn
+        self.listen_dsn = _listen_dsn(listen_dsn)
+        self.pgbouncer = _pgbouncer(pgbouncer)
         self.queries = Queries(schema_or_default(schema))
         self.schema = self.queries.schema
         self.auto_migrate = auto_migrate
@@ -136,6 +164,14 @@ class App:
         self.completion_steps: list[CompletionStep] = []
         #: lifecycle hooks (:meth:`on`)
         self.hooks = Hooks()
+        #: told of enqueues, runs and workers (metrics: :func:`aiojobs_pg.metrics.instrument` sets it); read when
+        #: a worker is created; None (the default) costs nothing
+        self.observer: Observer | None = None
+        #: wraps each enqueue in a span and stores its context with the jobs (:func:`aiojobs_pg.tracing.instrument`
+        #: sets it); None (the default) costs one ``if`` per enqueue
+        self.tracing: EnqueueTracer | None = None
+        #: how this App's workers deliver webhooks (timeout, backoff); read when a worker is created
+        self.webhook_options = WebhookOptions()
         #: schedules declared with :meth:`periodic`, by key
         self.periodic_jobs: dict[str, enq.NewJob] = {}
         self._pool: Pool | None = None
@@ -151,13 +187,20 @@ class App:
 
     # --- handlers ---
     def handler(self, name: str | None = None, *, backoff: Backoff | None = None,
-                timeout: Duration | None = None) -> Callable[[F], F]:
+                timeout: Duration | None = None, concurrency_limit: int | None = None,
+                rate_limit: str | RateLimit | None = None) -> Callable[[F], F]:
         """Decorator registering an ``async def handler(data[, ctx])`` (or a sync one, run in a thread).
 
         The name defaults to the function's name; keep it stable, since queued jobs refer to it.
+
+        ``concurrency_limit=N``: at most N of its jobs run at once across every worker and host;
+        ``rate_limit="N/period"`` (``"100/1m"``): at most N start in any window of the period. Both
+        count per ``concurrency_key`` for a job enqueued with one, else per handler (docs/limits.md).
+        Every worker that runs the handler must declare the same limits.
         """
         def decorate(fn: F) -> F:
-            self.register(name or fn.__name__, fn, backoff=backoff, timeout=timeout)
+            self.register(name or fn.__name__, fn, backoff=backoff, timeout=timeout,
+                          concurrency_limit=concurrency_limit, rate_limit=rate_limit)
             return fn
         return decorate
 
@@ -179,13 +222,21 @@ class App:
         return decorate
 
     def register(self, name: str, fn: Handler, *, backoff: Backoff | None = None,
-                 timeout: Duration | None = None) -> None:
-        """Register ``fn`` under ``name`` (at run time too; workers started later see it)."""
+                 timeout: Duration | None = None, concurrency_limit: int | None = None,
+                 rate_limit: str | RateLimit | None = None) -> None:
+        """Register ``fn`` under ``name`` (at run time too; workers started later see it).
+
+        ``concurrency_limit`` and ``rate_limit``: as in :meth:`handler`.
+        """
         check_text(name, "handler", max_length=MAX_NAME_LENGTH)
+        if name == WEBHOOK_HANDLER:
+            raise ValidationError("handler", f"{name!r} is the built-in webhook delivery handler's name")
         if name in self.handlers and self.handlers[name].fn is not fn:
             raise ValidationError("handler", f"{name!r} is already registered to another function")
         self.handlers[name] = HandlerSpec.build(
-            name, fn, backoff=backoff, timeout=None if timeout is None else _seconds(timeout, "timeout"))
+            name, fn, backoff=backoff, timeout=None if timeout is None else _seconds(timeout, "timeout"),
+            concurrency_limit=None if concurrency_limit is None else check_concurrency_limit(concurrency_limit),
+            rate_limit=None if rate_limit is None else parse_rate_limit(rate_limit))
 
     def periodic(self, schedule: str, *, name: str | None = None, data: Any = None, timezone: str | None = None,
                  queue: str = "default", priority: int = 0, max_attempts: int | None = None,
@@ -262,7 +313,7 @@ class App:
             return
         self.dsn = await anyio.to_thread.run_sync(resolve_dsn, self._dsn)
         self._pool = await create_pool(self.dsn, min_size=self.pool_min_size, max_size=self.pool_max_size,
-                                       command_timeout=self.command_timeout)
+                                       command_timeout=self.command_timeout, statement_cache=not self.pgbouncer)
         self._lanes = Lanes(self._pool)
         self._enqueue_lane = self._lanes.lane()
         self._enqueue_db = guarded(self._enqueue_lane, self.queries)
@@ -292,7 +343,7 @@ class App:
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied."""
         async with self.pool.acquire() as conn:
-            return await migrate(conn, self.schema)
+            return await migrate(conn, self.schema, xact_lock=self.pgbouncer)
 
     # --- enqueue ---
     async def enqueue(
@@ -312,14 +363,34 @@ class App:
         timezone: str | None = None,
         misfire: str = "skip",
         overlap: str = "wait",
+        after: Collection[int | Job] | None = None,
+        on_parent_failure: str | None = None,
+        dedup_window: Duration | None = None,
+        backoff: Backoff | None = None,
+        concurrency_key: str | None = None,
         connection: Conn | None = None,
     ) -> Job:
         """Add a job. With ``connection``, the insert joins that connection's transaction.
 
+        With ``after`` (job ids, or jobs), the job waits in status ``waiting`` until all of them
+        completed, then runs with their results in ``ctx.parent_results``. When one fails or is
+        cancelled, it fails or is cancelled too (the reason in ``last_error``), unless
+        ``on_parent_failure`` is ``"cancel"`` (always cancelled) or ``"run"`` (runs anyway). A
+        parent that does not exist (or was pruned from the history) or is recurring is refused.
+
         Raises :class:`~aiojobs_pg.errors.ValidationError` (naming the field) and writes
         nothing when an argument is invalid, ``data`` over ``max_data_bytes`` included
         (:class:`~aiojobs_pg.errors.DataTooLarge`). With ``dedup_key``, returns the pending or
-        running job that already holds the key, if there is one.
+        running job that already holds the key, if there is one; with ``dedup_window`` too (a
+        duration, ``"1h"``), the newest job with the key created within that window whatever its
+        status (Oban's unique period). A returned job that existed already has ``existing`` set
+        (docs/flow-control.md, "Uniqueness over a window").
+
+        ``backoff`` (a :class:`Backoff`; ``Backoff.fixed(5)``) is how long its failed attempts wait
+        before the next, in preference to its handler's and the app's.
+
+        ``concurrency_key`` (a customer id, say): the limits its handler declares count per key, so
+        that at most ``concurrency_limit`` jobs with this key run at once (docs/limits.md).
 
         Raises :class:`~aiojobs_pg.errors.DatabaseUnavailable` when the database cannot be
         reached or the connection is lost; an insert the lost connection never sent is first
@@ -328,16 +399,27 @@ class App:
         """
         attempts = self.default_max_attempts if max_attempts is None else max_attempts
         if (name is None and timeout is None and delay is None and run_at is None and dedup_key is None
-                and schedule is None and timezone is None and misfire == "skip" and overlap == "wait"):
+                and schedule is None and timezone is None and misfire == "skip" and overlap == "wait"
+                and after is None and on_parent_failure is None and dedup_window is None and backoff is None
+                and concurrency_key is None):
             job = enq.prepare_plain(handler, data, queue, priority, attempts, self._known_handlers(), self._validated,
                                     max_data_bytes=self.max_data_bytes)
         else:
             job = enq.prepare(
                 handler, data, name=name, queue=queue, priority=priority, max_attempts=attempts,
                 timeout=timeout, delay=delay, run_at=run_at, dedup_key=dedup_key, schedule=schedule,
-                timezone=timezone, misfire=misfire, overlap=overlap, known_handlers=self._known_handlers(),
+                timezone=timezone, misfire=misfire, overlap=overlap, after=after,
+                on_parent_failure=on_parent_failure, dedup_window=dedup_window, backoff=backoff,
+                concurrency_key=concurrency_key, known_handlers=self._known_handlers(),
                 max_data_bytes=self.max_data_bytes)
-        return await self._enqueue_on(connection, enq.insert_one, self.queries, job)
+        if self.tracing is None:
+            inserted = await self._enqueue_on(connection, enq.insert_one, self.queries, job)
+        else:  # a traced job carries its context, so it is not plain: the general insert (docs/tracing.md)
+            inserted = await self.tracing.enqueue(
+                (job,), lambda stamped: self._enqueue_on(connection, enq.insert_one, self.queries, stamped[0]))
+        if self.observer is not None:
+            self.observer.enqueued((job,))
+        return inserted
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]], *,
                            connection: Conn | None = None) -> Sequence[Job]:
@@ -349,10 +431,82 @@ class App:
         that builds them when first read (its ``ids`` need no building). An outage raises
         :class:`~aiojobs_pg.errors.DatabaseUnavailable`, as in :meth:`enqueue`.
         """
+        tracing = self.tracing
+        # Traced jobs carry their context: a batch of them is not one Uniform kind (docs/tracing.md)
         prepared = enq.prepare_many(jobs, max_attempts=self.default_max_attempts,
                                     known_handlers=self._known_handlers(), validated=self._validated,
-                                    max_data_bytes=self.max_data_bytes)
-        return await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
+                                    max_data_bytes=self.max_data_bytes, uniform=tracing is None)
+        if tracing is None or isinstance(prepared, enq.Uniform):
+            batch = await self._enqueue_on(connection, enq.insert_many, self.queries, prepared)
+        else:
+            batch = await tracing.enqueue(
+                prepared, lambda stamped: self._enqueue_on(connection, enq.insert_many, self.queries, stamped))
+        if self.observer is not None:
+            self.observer.enqueued(prepared)
+        return batch
+
+    async def chain(self, steps: Sequence[Mapping[str, Any]], *, connection: Conn | None = None) -> list[Job]:
+        """Enqueue jobs that run one after another: each step waits for the one before it (``after=``).
+
+        Each step takes :meth:`enqueue_many`'s items (``{"handler": ..., "data": ..., ...}``); a step
+        that fails or is cancelled ends the steps after it the same way (see ``on_parent_failure``).
+        All or nothing: the steps are validated first, then inserted in one transaction (the caller's,
+        with ``connection``). Returns the jobs in order: the first is pending, the others waiting.
+        """
+        prepared = self._prepare_steps(steps, "steps")
+        if not prepared:
+            raise ValidationError("steps", "a chain needs at least one step")
+        if self.tracing is not None:
+            return await self.tracing.enqueue(
+                prepared, lambda stamped: self._atomically(connection, enq.insert_chain, self.queries, stamped))
+        return await self._atomically(connection, enq.insert_chain, self.queries, prepared)
+
+    async def group(self, members: Sequence[Mapping[str, Any]], *, then: Mapping[str, Any],
+                    connection: Conn | None = None) -> tuple[list[Job], Job]:
+        """Enqueue jobs that run side by side, and ``then``, a callback that runs once all of them completed.
+
+        The callback reads their results in ``ctx.parent_results``; if one fails or is cancelled, so is
+        the callback (unless its ``on_parent_failure`` says otherwise). Items as in :meth:`enqueue_many`;
+        validated first, then inserted in one transaction. Returns the members and the callback.
+        """
+        prepared = self._prepare_steps(members, "members")
+        if not 1 <= len(prepared) <= MAX_PARENTS:
+            raise ValidationError("members", f"a group needs 1 to {MAX_PARENTS} members, got {len(prepared)}")
+        callback = self._prepare_steps([then], "then")[0]
+        if self.tracing is not None:
+            return await self.tracing.enqueue(
+                [*prepared, callback],
+                lambda stamped: self._atomically(connection, enq.insert_group, self.queries, stamped[:-1], stamped[-1]))
+        return await self._atomically(connection, enq.insert_group, self.queries, prepared, callback)
+
+    def _prepare_steps(self, items: Sequence[Mapping[str, Any]], field: str) -> list[NewJob]:
+        if isinstance(items, Mapping | str) or not isinstance(items, Sequence):
+            raise ValidationError(field, f"must be a list of jobs, got {type(items).__name__}")
+        return enq.prepare_many(items, max_attempts=self.default_max_attempts, known_handlers=self._known_handlers(),
+                                validated=self._validated, max_data_bytes=self.max_data_bytes, uniform=False,
+                                field=field)
+
+    async def _atomically(self, connection: Conn | None, insert: Callable[Concatenate[DB, P], Awaitable[T]],
+                          *args: P.args, **kwargs: P.kwargs) -> T:
+        # Several statements, one transaction: on the caller's connection (a savepoint inside its own
+        # transaction), else on a connection of the pool.
+        if connection is not None:
+            async with connection.transaction():
+                return await insert(guarded(connection, self.queries), *args, **kwargs)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await insert(guarded(conn, self.queries), *args, **kwargs)
+
+    def _prepare_follow_up(self, handler: str, data: Any = None, *, max_attempts: int | None = None,
+                           **fields: Any) -> NewJob:
+        """Validate a job a handler enqueues with ``ctx.enqueue``, as :meth:`enqueue` would."""
+        attempts = self.default_max_attempts if max_attempts is None else max_attempts
+        job = enq.prepare(handler, data, max_attempts=attempts, known_handlers=self._known_handlers(),
+                          max_data_bytes=self.max_data_bytes, **fields)
+        # Traced: the follow-up's creation context is the run's span (the handler's current context).
+        return job if self.tracing is None else self.tracing.stamp(job)
+
+    async def _parent_results(self, job_ids: Sequence[int]) -> dict[int, Any]:
+        return await self.queries.parent_results(guarded(self.pool, self.queries), job_ids)
 
     async def _enqueue_on(self, connection: Conn | None,
                           insert: Callable[Concatenate[DB, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -427,6 +581,42 @@ class App:
         """Resume a paused queue; its idle workers are woken at once."""
         await self.admin().resume_queue(queue)
 
+    async def set_queue(self, queue: str, *, concurrency_limit: int | Unset | None = UNSET,
+                        rate_limit: str | RateLimit | Unset | None = UNSET) -> QueueSettings:
+        """Set ``queue``'s limits for every worker on every host (persisted); an argument left out is kept,
+        None removes that limit.
+
+        ``concurrency_limit=N``: at most N of its jobs run at once, whatever their handler;
+        ``rate_limit="N/period"`` (``"50/1s"``): at most N start in any window of the period.
+        Workers apply them at once (a notification; docs/limits.md). Returns the queue's settings.
+        """
+        return await self.admin().set_queue(queue, concurrency_limit=concurrency_limit, rate_limit=rate_limit)
+
+    # --- webhooks (docs/webhooks.md) ---
+    async def add_webhook(self, url: str, events: Sequence[str], *, secret: str | None = None,
+                          handlers: Sequence[str] | None = None, queues: Sequence[str] | None = None,
+                          max_attempts: int = 8, description: str | None = None) -> Webhook:
+        """POST each of these ``events`` (``"completed"``, ``"failed"``, ``"cancelled"``, ``"retrying"``) to
+        ``url``, signed with ``secret``, for jobs of every worker of the schema; of these ``handlers`` and
+        ``queues`` only, when given. Stored in the database: it outlasts restarts until :meth:`remove_webhook`.
+
+        Each delivery is a job of its own, created in the transaction of the outcome it reports, retried
+        with backoff (``max_attempts`` attempts; ``webhook_options``) and kept in the history. Without a
+        ``secret`` (at least 16 characters) one is made: the returned :class:`Webhook` holds it, and no
+        read returns it again. Raises :class:`~aiojobs_pg.errors.ValidationError` naming the field.
+        """
+        return await self.admin().add_webhook(url, events, secret=secret, handlers=handlers, queues=queues,
+                                              max_attempts=max_attempts, description=description)
+
+    async def webhooks(self) -> list[Webhook]:
+        """Every webhook registered in the schema, oldest first (without their secrets)."""
+        return await self.admin().webhooks()
+
+    async def remove_webhook(self, webhook_id: int) -> None:
+        """Stop reporting to a webhook (:class:`~aiojobs_pg.errors.WebhookNotFound` if unknown); its
+        deliveries not sent yet are cancelled when they come up."""
+        await self.admin().remove_webhook(webhook_id)
+
     async def wait(self, job_id: int, timeout: float | Duration | None = None) -> Any:
         """Wait until the job finishes; return its result if it completed.
 
@@ -439,9 +629,7 @@ class App:
         """
         seconds = None if timeout is None else _seconds(timeout, "timeout")
         if self._waiters is None:
-            dsn = self.dsn
-            assert dsn is not None
-            self._waiters = Waiters(self.queries, lambda: connect(dsn, timeout=10))
+            self._waiters = Waiters(self.queries, self._listen_connect(), poll_interval=self.poll_interval)
         return await self._waiters.wait(self.admin().db, job_id, seconds)
 
     async def retry(self, job_id: int) -> Job:
@@ -465,15 +653,29 @@ class App:
         if overrides:
             settings = dataclasses.replace(settings, **overrides)
         worker_id = new_worker_id()
-        executor = Executor(self.handlers, worker_id=worker_id, backoff=self.backoff,
-                            default_timeout=self.job_timeout, max_result_bytes=self.max_data_bytes)
-        dsn = self.dsn
-        assert dsn is not None
+        # Webhook deliveries: by a worker whose queues were not given, while there are any; by one whose
+        # queues name the deliveries' queue, always (webhooks.serving).
+        delivering = webhooks.serving(queues)
+        handlers = self.handlers
+        if delivering != "off":
+            handlers = {**self.handlers, WEBHOOK_HANDLER: webhooks.delivery_spec(
+                lambda: guarded(self.pool, self.queries), self.queries, self.webhook_options)}
+        executor = Executor(handlers, worker_id=worker_id, backoff=self.backoff,
+                            default_timeout=self.job_timeout, max_result_bytes=self.max_data_bytes,
+                            load_parents=self._parent_results, prepare_job=self._prepare_follow_up)
         assert self._lanes is not None
         return Worker(self.pool, self.queries, executor, settings,
-                      connect=lambda: connect(dsn, timeout=10), lanes=self._lanes,
+                      connect=self._listen_connect(), lanes=self._lanes,
                       claim_conditions=self.claim_conditions, completion_steps=self.completion_steps,
-                      hooks=self.hooks)
+                      hooks=self.hooks, observer=self.observer, webhooks=delivering == "auto",
+                      xact_locks=self.pgbouncer)
+
+    def _listen_connect(self) -> Callable[[], Awaitable[Connection]] | None:
+        """How a listener connects: to ``listen_dsn``, else to ``dsn`` unless it goes through PgBouncer (None)."""
+        dsn = self.listen_dsn or (None if self.pgbouncer else self.dsn)
+        if dsn is None:
+            return None
+        return lambda: connect(dsn, timeout=10)
 
     async def run_worker(self, *, concurrency: int = 10, queues: Sequence[str] | None = None,
                          burst: bool = False, handle_signals: bool = True,
@@ -506,6 +708,28 @@ class App:
                 yield w
             finally:
                 w.stop()
+
+
+def _listen_dsn(value: str | None) -> str | None:
+    if value is None:
+        return os.environ.get("AIOJOBS_PG_LISTEN_DSN") or None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("listen_dsn", f"must be a non-empty connection string, got {value!r}")
+    return value
+
+
+def _pgbouncer(value: bool | None) -> bool:
+    if value is None:
+        env = os.environ.get("AIOJOBS_PG_PGBOUNCER", "").strip().lower()
+        if env not in _FLAGS:
+            raise ValidationError("AIOJOBS_PG_PGBOUNCER", f"must be one of 1, true, yes, 0, false, no, got {env!r}")
+        return _FLAGS[env]
+    if not isinstance(value, bool):
+        raise ValidationError("pgbouncer", f"must be True or False, got {value!r}")
+    return value
+
+
+_FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 
 
 async def _stop_on_signals(worker: Worker) -> None:

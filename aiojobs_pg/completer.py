@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
+from .enqueue import insert_many
+from .errors import DatabaseUnavailable, ValidationError
 from .lane import Lane
 from .logs import get_logger
 from .models import Outcome
@@ -92,11 +94,26 @@ class Completer:
             self.signals.emit("flush")
 
     async def _complete(self, conn: Conn, batch: Sequence[Outcome]) -> set[int]:
+        steps = self.steps
+        if any(o.follow_ups for o in batch):
+            steps += (self._insert_follow_ups,)
         # With no steps the completion is one statement, which needs no transaction of its own.
-        if not self.steps:
+        if not steps:
             return await self.queries.complete(conn, batch, history=self.history)
         async with conn.transaction():
             applied = await self.queries.complete(conn, batch, history=self.history)
-            for step in self.steps:
+            for step in steps:
                 await step(conn, batch, applied)
         return applied
+
+    async def _insert_follow_ups(self, conn: Conn, batch: Sequence[Outcome], applied: set[int]) -> None:
+        """The completion step of ``ctx.enqueue``: the follow-ups of the runs whose completion went through."""
+        jobs = [job for o in batch if o.follow_ups and o.job_id in applied for job in o.follow_ups]
+        if not jobs:
+            return
+        try:
+            await insert_many(conn, self.queries, jobs)
+        except ValidationError as exc:
+            # a dedup key whose holder ended between the insert and its lookup: the flush is tried again
+            raise DatabaseUnavailable(f"a follow-up job could not be enqueued: {exc}", operation="ctx.enqueue",
+                                      may_have_run=False) from exc

@@ -9,14 +9,14 @@ is delivered) only if that transaction commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from .errors import DataTooLarge, UnknownHandler, ValidationError
-from .models import Job, JobStatus, build_job, dump_json, json_array, load_json
+from .models import Backoff, Job, JobStatus, build_job, dump_json, json_array, load_json
 from .models import NewJob as NewJob  # what prepare makes: part of this module's interface
-from .queries import DB, Queries
+from .queries import DB, Inserted, Queries
 from .schedules import parse_duration, parse_schedule
 from .validation import (
     INT32_MAX,
@@ -24,9 +24,11 @@ from .validation import (
     MAX_DELAY,
     MAX_KEY_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_PARENTS,
     MAX_QUEUE_LENGTH,
     Duration,
     check_int,
+    check_parents,
     check_policy,
     check_run_at,
     check_text,
@@ -49,12 +51,18 @@ def prepare(
     timezone: str | None = None,
     misfire: str = "skip",
     overlap: str = "wait",
+    after: Collection[int | Job] | None = None,
+    on_parent_failure: str | None = None,
+    dedup_window: Duration | None = None,
+    backoff: Backoff | Mapping[str, float] | float | None = None,
+    concurrency_key: str | None = None,
     known_handlers: Collection[str] | None = None,
     max_data_bytes: int | None = None,
 ) -> NewJob:
     """Validate everything about one new job; raise :class:`ValidationError` naming the field.
 
-    ``max_data_bytes`` bounds the JSON encoding of ``data`` (``None``: no limit).
+    ``max_data_bytes`` bounds the JSON encoding of ``data`` (``None``: no limit). ``backoff`` is
+    read by :meth:`Backoff.parse` (a Backoff, a mapping of its fields, or seconds for a fixed one).
     """
     check_text(handler, "handler", max_length=MAX_NAME_LENGTH)
     if known_handlers is not None and handler not in known_handlers:
@@ -62,6 +70,8 @@ def prepare(
     check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH)
     check_text(name, "name", max_length=MAX_NAME_LENGTH, required=False)
     check_text(dedup_key, "dedup_key", max_length=MAX_KEY_LENGTH, required=False)
+    if concurrency_key is not None:  # never empty: the limits count the jobs without one under ''
+        check_text(concurrency_key, "concurrency_key", max_length=MAX_KEY_LENGTH)
     check_int(priority, "priority", minimum=-INT32_MAX - 1)
     check_int(max_attempts, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS)
     timeout_s = None
@@ -86,26 +96,61 @@ def prepare(
     elif timezone is not None:
         raise ValidationError("timezone", "only applies to a job with a schedule")
     check_policy(misfire, overlap, recurring=schedule is not None)
+    parents = check_parents(after, on_parent_failure, recurring=schedule is not None)
+    window_s = None
+    if dedup_window is not None:
+        if dedup_key is None:
+            raise ValidationError("dedup_window", "needs a dedup_key: the window is the key's")
+        window = parse_duration(dedup_window, field="dedup_window", allow_zero=False)
+        if window > MAX_DELAY:
+            raise ValidationError("dedup_window", f"must be at most {MAX_DELAY.days} days")
+        window_s = window.total_seconds()
+    job_backoff = None if backoff is None else Backoff.parse(backoff)
     return NewJob(
         handler=handler, data_json=dump_json(data, "data", max_data_bytes), queue=queue, priority=priority,
         max_attempts=max_attempts, name=name, schedule=schedule, timezone=timezone, timeout=timeout_s,
         run_at=when, delay=delay_s, dedup_key=dedup_key, misfire=misfire, overlap=overlap,
+        parents=parents, on_parent_failure=on_parent_failure, backoff=job_backoff,
+        backoff_json=None if job_backoff is None else dump_json(job_backoff.to_dict(), "backoff"),
+        dedup_window=window_s, concurrency_key=concurrency_key,
     )
 
 
 async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
-    """Insert one job in one round trip; with a dedup key, return the live job holding it instead."""
+    """Insert one job in one round trip; with a dedup key, return the live job holding it instead (or, with a
+    ``dedup_window``, any job with the key created within it), marked :attr:`Job.existing`."""
     if job.dedup_key is None:
+        if job.parents is not None:  # the trigger of migration 0012 decides its status
+            return Job.from_record(await queries.insert_after(db, job))
         insert = queries.insert_plain if job.plain else queries.insert_job
         job_id, created_at, due = await insert(db, job)
         return _inserted(job, job_id, due, created_at, load_json(job.data_json))
+    if job.dedup_window is not None:
+        return await _insert_windowed(db, queries, job)
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
         row = await queries.insert_dedup(db, job)
-        if row is None:
-            row = await queries.find_live_dedup(db, job.dedup_key)
         if row is not None:
             return Job.from_record(row)
+        row = await queries.find_live_dedup(db, job.dedup_key)
+        if row is not None:
+            return replace(Job.from_record(row), existing=True)
+    raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
+
+
+async def _insert_windowed(db: DB, queries: Queries, job: NewJob) -> Job:
+    """A job with a ``dedup_window``: the job holding its key (live, or created within the window, whatever
+    its status), else the new one. Exact under concurrency: see migration 0015's dedup_holders."""
+    for _ in range(10):
+        row = await queries.insert_window(db, job)
+        if row["id"] is not None:
+            return Job.from_record(row)
+        if row["holder"] is not None:
+            held = await queries.get_job(db, row["holder"])
+            if held is not None:
+                return replace(Job.from_record(held), existing=True)
+        # A live job took the key after the lookup (an enqueue without a window takes no lock), or the
+        # holder was deleted since: look again.
     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
 
 
@@ -121,12 +166,26 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
     data_array = json_array([j.data_json for j in jobs])
     dedup = any(j.dedup_key is not None for j in jobs)
     row = await queries.insert_many(db, jobs, data_array, dedup=dedup)
-    now, ids, due = row.now, row.ids, row.due
-    if not dedup:
-        return JobBatch(jobs, ids, due, now, data_array)
+    result: Sequence[Job] = (JobBatch(jobs, row.ids, row.due, row.now, data_array) if not dedup
+                             else await _deduplicated(db, queries, jobs, row))
+    if any(j.parents is not None for j in jobs):
+        # the status of a job with parents is migration 0012's trigger's: read what was written
+        found = {j.id: j for j in map(Job.from_record, await queries.get_jobs(db, [j.id for j in result]))}
+        return [replace(found[j.id], existing=j.existing) for j in result]  # existing is not stored
+    return result
+
+
+async def _deduplicated(db: DB, queries: Queries, jobs: Sequence[NewJob], row: Inserted) -> list[Job]:
+    """The jobs of a batch with dedup keys, in input order: each key's new job, or the one holding it (live,
+    or within the item's ``dedup_window``), marked :attr:`Job.existing`."""
+    now = row.now
+    holders: Sequence[int | None] = row.holders or [None] * len(jobs)
+    held_ids = [h for h in holders if h is not None]
+    held = {} if not held_ids else {j.id: replace(j, existing=True)
+                                    for j in map(Job.from_record, await queries.get_jobs(db, held_ids))}
     inserted: dict[str, tuple[int, datetime | None]] = {}
     plain_rows: list[tuple[int, datetime | None]] = []
-    for job_id, at, key in zip(ids, due, row.keys, strict=True):
+    for job_id, at, key in zip(row.ids, row.due, row.keys, strict=True):
         if key is None:
             plain_rows.append((job_id, at))
         else:
@@ -134,10 +193,13 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
     plain = iter(plain_rows)
     by_key: dict[str, Job] = {}
     result = []
-    for job in jobs:
+    for job, holder in zip(jobs, holders, strict=True):
         if job.dedup_key is None:
             job_id, at = next(plain)
             result.append(_inserted(job, job_id, at or now, now, load_json(job.data_json)))
+            continue
+        if holder is not None and holder in held:  # the job its window found (not inserted)
+            result.append(held[holder])
             continue
         if job.dedup_key not in by_key:
             hit = inserted.pop(job.dedup_key, None)
@@ -147,9 +209,28 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
                 live = await queries.find_live_dedup(db, job.dedup_key)
                 if live is None:
                     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
-                by_key[job.dedup_key] = Job.from_record(live)
+                by_key[job.dedup_key] = replace(Job.from_record(live), existing=True)
         result.append(by_key[job.dedup_key])
     return result
+
+
+async def insert_chain(db: DB, queries: Queries, steps: Sequence[NewJob]) -> list[Job]:
+    """Insert each step after the one before it (on one connection, in the caller's transaction)."""
+    chain: list[Job] = []
+    for step in steps:
+        if chain:
+            step = replace(step, parents=tuple(dict.fromkeys((*(step.parents or ()), chain[-1].id))))
+        chain.append(await insert_one(db, queries, step))
+    return chain
+
+
+async def insert_group(db: DB, queries: Queries, members: Sequence[NewJob], then: NewJob) -> tuple[list[Job], Job]:
+    """Insert the members in one statement, then ``then`` after all of them (in the caller's transaction)."""
+    jobs = list(await insert_many(db, queries, members))
+    parents = tuple(dict.fromkeys((*(then.parents or ()), *(j.id for j in jobs))))
+    if len(parents) > MAX_PARENTS:
+        raise ValidationError("members", f"a group's callback can wait for at most {MAX_PARENTS} jobs")
+    return jobs, await insert_one(db, queries, replace(then, parents=parents))
 
 
 @dataclass(slots=True)
@@ -276,8 +357,21 @@ def prepare_plain(handler: str, data: Any, queue: str, priority: int, max_attemp
 _PLAIN_KEYS = frozenset({"handler", "data", "queue", "priority"})
 
 
+@overload
 def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known_handlers: Collection[str] | None,
-                 validated: Validated | None = None, max_data_bytes: int | None = None) -> list[NewJob] | Uniform:
+                 validated: Validated | None = None, max_data_bytes: int | None = None,
+                 uniform: Literal[False], field: str = "jobs") -> list[NewJob]: ...
+
+
+@overload
+def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known_handlers: Collection[str] | None,
+                 validated: Validated | None = None, max_data_bytes: int | None = None,
+                 uniform: bool = True, field: str = "jobs") -> list[NewJob] | Uniform: ...
+
+
+def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known_handlers: Collection[str] | None,
+                 validated: Validated | None = None, max_data_bytes: int | None = None,
+                 uniform: bool = True, field: str = "jobs") -> list[NewJob] | Uniform:
     """Validate a batch; the error names the item's index.
 
     A plain item (a dict of handler, data and maybe queue and priority) goes through
@@ -287,9 +381,9 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
     validated = set() if validated is None else validated
     if not isinstance(items, list | tuple):  # read twice below: a generator would be empty the second time
         items = list(items)
-    uniform = _uniform(items, max_attempts, known_handlers, validated, max_data_bytes)
-    if uniform is not None:
-        return uniform
+    same = _uniform(items, max_attempts, known_handlers, validated, max_data_bytes) if uniform else None
+    if same is not None:
+        return same
     prepared = []
     for index, item in enumerate(items):
         try:
@@ -299,19 +393,19 @@ def prepare_many(items: Sequence[Mapping[str, Any]], *, max_attempts: int, known
                                               max_data_bytes=max_data_bytes))
                 continue
             if not isinstance(item, Mapping) or "handler" not in item:
-                raise ValidationError(f"jobs[{index}]", "must be a mapping with at least a 'handler' key")
+                raise ValidationError(f"{field}[{index}]", "must be a mapping with at least a 'handler' key")
             kwargs = dict(item)
             if kwargs.get("max_attempts") is None:
                 kwargs["max_attempts"] = max_attempts
             prepared.append(prepare(**kwargs, known_handlers=known_handlers, max_data_bytes=max_data_bytes))
         except DataTooLarge as exc:
-            raise DataTooLarge(f"jobs[{index}].{exc.field}", exc.size, exc.limit) from None
+            raise DataTooLarge(f"{field}[{index}].{exc.field}", exc.size, exc.limit) from None
         except ValidationError as exc:
-            if exc.field.startswith("jobs["):
+            if exc.field.startswith(f"{field}["):
                 raise
-            raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
+            raise ValidationError(f"{field}[{index}].{exc.field}", exc.message) from None
         except TypeError as exc:
-            raise ValidationError(f"jobs[{index}]", str(exc)) from None
+            raise ValidationError(f"{field}[{index}]", str(exc)) from None
     return prepared
 
 

@@ -67,6 +67,14 @@ class JobNotFound(AiojobsPgError, LookupError):
         self.job_id = job_id
 
 
+class WebhookNotFound(AiojobsPgError, LookupError):
+    """No webhook has this id."""
+
+    def __init__(self, webhook_id: int) -> None:
+        super().__init__(f"webhook {webhook_id} not found")
+        self.webhook_id = webhook_id
+
+
 class JobStateError(AiojobsPgError):
     """The operation does not apply to the job in its current status."""
 
@@ -117,5 +125,17 @@ class Cancel(Exception):
     """Raise from a handler to stop the job for good: it becomes ``cancelled``."""
 
     def __init__(self, reason: str = "cancelled by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Fail(Exception):
+    """Raise from a handler to fail the job now, whatever attempts are left: it becomes ``failed`` (the
+    dead letter; a recurring job moves on to its next tick), with ``Fail: <reason>`` as its error.
+
+    For an error that trying again cannot fix (the webhook deliveries fail so on a 4xx answer).
+    """
+
+    def __init__(self, reason: str = "failed by handler") -> None:
         super().__init__(reason)
         self.reason = reason

@@ -7,10 +7,9 @@ and the completer alone writes outcomes.
 from __future__ import annotations
 
 import inspect
-import random
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,39 +18,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .errors import Cancel, DataTooLarge, Retry, ValidationError
+from .errors import Cancel, DataTooLarge, Fail, Retry, ValidationError
 from .logs import get_logger
-from .models import ClaimedJob, JobStatus, Outcome, RunStatus, dump_json
+from .models import Backoff as Backoff  # defined with the job row; imported from here too
+from .models import ClaimedJob, JobStatus, NewJob, Outcome, RunStatus, dump_json
 from .schedules import Schedule, parse_schedule
-from .validation import MAX_NAME_LENGTH, check_text
+from .validation import MAX_NAME_LENGTH, Duration, RateLimit, check_text
 
 Handler = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with jitter: ``base * factor ** (attempt - 1)``, capped.
-
-    The delay is then spread uniformly over ``±jitter`` of itself (``jitter`` is a
-    fraction in [0, 1]) so that jobs failing together do not retry together.
-    """
-
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 3600.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not (self.base >= 0 and self.factor >= 1 and self.cap >= 0 and 0 <= self.jitter <= 1):
-            raise ValidationError("backoff", "need base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1")
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before the attempt after ``attempt`` (1-based)."""
-        exponent = max(0, attempt - 1)
-        # Avoid float overflow for large attempt counts: the cap wins long before.
-        raw = self.cap if exponent > 1000 else min(self.cap, self.base * self.factor**exponent)
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, min(self.cap, raw * (1 + spread)))
 
 
 @dataclass
@@ -79,6 +53,33 @@ class JobContext:
     _cancelled: bool = field(default=False, init=False, repr=False)
     #: the last progress reported, as (fraction, message)
     last_progress: tuple[float, str | None] | None = field(default=None, init=False)
+    #: the results of the jobs this one was enqueued ``after=``, by id (those completed and still kept; a
+    #: parent that failed or was cancelled, for a job that runs anyway, has none)
+    parent_results: dict[int, Any] = field(default_factory=dict)
+    #: validates what :meth:`enqueue` is given (the worker's App); None: ``enqueue`` is refused
+    prepare_job: Callable[..., NewJob] | None = field(default=None, repr=False)
+    #: the jobs :meth:`enqueue` was given, in order
+    follow_ups: list[NewJob] = field(default_factory=list, init=False)
+
+    async def enqueue(self, handler: str, data: Any = None, *, name: str | None = None, queue: str = "default",
+                      priority: int = 0, max_attempts: int | None = None, timeout: Duration | None = None,
+                      delay: Duration | None = None, run_at: datetime | None = None, dedup_key: str | None = None,
+                      after: Collection[int] | None = None, on_parent_failure: str | None = None,
+                      dedup_window: Duration | None = None, backoff: Backoff | None = None,
+                      concurrency_key: str | None = None) -> None:
+        """Enqueue a follow-up job that commits with this run's completion: it exists if and only if the
+        run completes, so a crash in between can neither lose it nor, after a retry, add it twice.
+
+        Takes :meth:`App.enqueue <aiojobs_pg.App.enqueue>`'s keywords (and is validated the same way,
+        at once); the job is inserted, and its worker woken, when the completion is written. A run
+        that fails, is retried or is cancelled enqueues nothing. The new job's id is not known here.
+        """
+        if self.prepare_job is None:
+            raise RuntimeError("this context has no app to enqueue with (JobContext(prepare_job=...))")
+        self.follow_ups.append(self.prepare_job(
+            handler, data, name=name, queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout,
+            delay=delay, run_at=run_at, dedup_key=dedup_key, after=after, on_parent_failure=on_parent_failure,
+            dedup_window=dedup_window, backoff=backoff, concurrency_key=concurrency_key))
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the run got, from 0 to 1, and optionally what it is doing.
@@ -134,10 +135,15 @@ class HandlerSpec:
     is_async: bool
     backoff: Backoff | None = None
     timeout: float | None = None
+    #: fleet-wide limits of its jobs, per concurrency key (docs/limits.md): at most this many run at once
+    concurrency_limit: int | None = None
+    #: and at most so many start in any window of the period
+    rate_limit: RateLimit | None = None
 
     @classmethod
     def build(cls, name: str, fn: Handler, *, backoff: Backoff | None = None,
-              timeout: float | None = None) -> HandlerSpec:
+              timeout: float | None = None, concurrency_limit: int | None = None,
+              rate_limit: RateLimit | None = None) -> HandlerSpec:
         """Inspect ``fn`` once: does it take ``ctx``, is it a coroutine function?"""
         if not callable(fn):
             raise ValidationError("handler", f"{fn!r} is not callable")
@@ -147,7 +153,8 @@ class HandlerSpec:
         ]
         if not 1 <= len(params) <= 2:
             raise ValidationError("handler", f"{name!r} must take (data) or (data, ctx), got {len(params)} arguments")
-        return cls(name, fn, len(params) == 2, inspect.iscoroutinefunction(fn), backoff, timeout)
+        return cls(name, fn, len(params) == 2, inspect.iscoroutinefunction(fn), backoff, timeout,
+                   concurrency_limit, rate_limit)
 
     async def call(self, data: Any, ctx: JobContext | None) -> Any:
         """Call the handler (with ``ctx`` if it takes one); sync handlers run in a worker thread."""
@@ -157,6 +164,20 @@ class HandlerSpec:
             return await result
         # abandon_on_cancel: a timed-out thread cannot be stopped, but the job moves on.
         return await anyio.to_thread.run_sync(lambda: self.fn(*args), abandon_on_cancel=True)
+
+
+@lru_cache(maxsize=1024)
+def _job_backoff(stored: str) -> Backoff | None:
+    """A job's own backoff from its stored JSON (a claimed job's ``backoff``), parsed once per distinct value.
+
+    None for a value the enqueue would have refused (written by SQL of one's own): the job then retries
+    with its handler's or the app's, and the value is logged once.
+    """
+    try:
+        return Backoff.parse(stored)
+    except ValidationError as exc:
+        get_logger("aiojobs_pg.executor").warning("invalid_job_backoff", backoff=stored[:200], error=exc.message)
+        return None
 
 
 @lru_cache(maxsize=1024)
@@ -193,7 +214,9 @@ class Executor:
 
     def __init__(self, handlers: dict[str, HandlerSpec], *, worker_id: str, backoff: Backoff,
                  default_timeout: float | None = None, max_result_bytes: int | None = None,
-                 on_progress: Callable[[int, int, float, str | None], None] | None = None) -> None:
+                 on_progress: Callable[[int, int, float, str | None], None] | None = None,
+                 load_parents: Callable[[Sequence[int]], Awaitable[dict[int, Any]]] | None = None,
+                 prepare_job: Callable[..., NewJob] | None = None) -> None:
         self.handlers = handlers
         self.worker_id = worker_id
         self.backoff = backoff
@@ -205,6 +228,10 @@ class Executor:
         self.contexts: dict[int, JobContext] = {}
         #: where a run's progress goes: (job id, claim token, fraction, message)
         self.on_progress = on_progress
+        #: reads the results of a job's parents (``ctx.parent_results``)
+        self.load_parents = load_parents
+        #: validates a follow-up job (``ctx.enqueue``)
+        self.prepare_job = prepare_job
 
     async def execute(self, job: ClaimedJob) -> Outcome:
         """Run the handler of ``job`` under its timeout; never raises for handler errors."""
@@ -220,8 +247,11 @@ class Executor:
             sink = self.on_progress
             ctx = self.contexts[job.id] = JobContext(
                 job.id, job.handler, job.queue, job.attempt, job.max_attempts, self.worker_id, job.scheduled_at,
-                job.name, self.log, None if sink is None else lambda f, m: sink(job.id, job.token, f, m))
+                job.name, self.log, None if sink is None else lambda f, m: sink(job.id, job.token, f, m),
+                prepare_job=self.prepare_job)
         try:
+            if job.parents and ctx is not None and self.load_parents is not None:
+                ctx.parent_results = await self.load_parents(job.parents)
             if timeout:  # no cancel scope at all without one: entering a scope costs on every job
                 with anyio.fail_after(timeout):
                     result = await spec.call(job.data, ctx)
@@ -231,6 +261,8 @@ class Executor:
             return self.failure(job, started, f"Retry: {exc.reason}", spec, delay=exc.after)
         except Cancel as exc:
             return self.outcome(job, started, JobStatus.CANCELLED, RunStatus.CANCELLED, error=f"Cancel: {exc.reason}")
+        except Fail as exc:
+            return self.failure(job, started, f"Fail: {exc.reason}", spec, final=True)
         except TimeoutError:
             return self.failure(job, started, f"TimeoutError: job exceeded its timeout of {timeout} s", spec)
         except Exception:
@@ -249,21 +281,30 @@ class Executor:
         except ValidationError as exc:
             return self.failure(job, started, f"handler returned a result that cannot be stored: {exc.message}", spec)
         if job.schedule is not None:
-            return self.outcome(job, started, JobStatus.PENDING, RunStatus.COMPLETED, result_json=result_json,
-                                next_run_at=next_tick(job), reset_attempts=True)
-        # The usual outcome, built positionally: keywords cost a fair part of a short job's time.
-        return Outcome(job.id, job.attempt, job.token, JobStatus.COMPLETED, RunStatus.COMPLETED, started, now_us(),
-                       self.worker_id, job.scheduled_at, None, result_json)
+            outcome = self.outcome(job, started, JobStatus.PENDING, RunStatus.COMPLETED, result_json=result_json,
+                                   next_run_at=next_tick(job), reset_attempts=True)
+        else:
+            # The usual outcome, built positionally: keywords cost a fair part of a short job's time.
+            outcome = Outcome(job.id, job.attempt, job.token, JobStatus.COMPLETED, RunStatus.COMPLETED, started,
+                              now_us(), self.worker_id, job.scheduled_at, None, result_json)
+        if ctx is not None and ctx.follow_ups:
+            outcome.follow_ups = ctx.follow_ups
+        return outcome
 
     def failure(self, job: ClaimedJob, started: int, error: str, spec: HandlerSpec | None = None,
-                *, delay: float | None = None, worker_id: str | None = None) -> Outcome:
+                *, delay: float | None = None, worker_id: str | None = None, final: bool = False) -> Outcome:
         """A failed attempt: retry after backoff, or the dead letter (or the next tick if recurring).
 
         ``started`` is when the run started, in microseconds since the epoch (see :func:`now_us`).
+        ``final`` (the handler raised Fail): no retry, whatever attempts are left.
         """
-        if job.attempt < job.max_attempts:
-            backoff = (spec.backoff if spec and spec.backoff else None) or self.backoff
-            wait = backoff.delay(job.attempt) if delay is None else max(0.0, delay)
+        if job.attempt < job.max_attempts and not final:
+            if delay is None:
+                # the job's own backoff, then its handler's, then the app's
+                backoff = ((_job_backoff(job.backoff) if job.backoff is not None else None)
+                           or (spec.backoff if spec and spec.backoff else None) or self.backoff)
+                delay = backoff.delay(job.attempt)
+            wait = max(0.0, delay)
             return self.outcome(job, started, JobStatus.PENDING, RunStatus.FAILED, error=error, delay=wait,
                                 worker_id=worker_id)
         if job.schedule is not None:

@@ -3,7 +3,8 @@
 Rescue is safe on every worker at once: rows are taken with SKIP LOCKED. Pruning is done by one
 worker at a time per schema, whichever holds a session advisory lock; the others skip their turn.
 A round deletes batch after batch until nothing is left or its time budget is spent, so retention
-keeps pace with the drain (docs/architecture.md, "Retention").
+keeps pace with the drain (docs/architecture.md, "Retention"). Through a pooler in transaction mode
+(``xact_locks``), each batch takes the same lock for its own transaction instead (docs/pgbouncer.md).
 """
 
 from __future__ import annotations
@@ -34,14 +35,19 @@ class Maintenance:
     ``jobs_prune_every`` rounds, cancelled jobs older than ``job_retention``. A round deletes
     ``prune_batch`` rows per statement until nothing is left or ``prune_budget`` seconds (the
     interval by default) are spent; a round that is cut short goes on at the next.
+
+    ``xact_locks``: the pool's sessions are not this worker's to keep (PgBouncer in transaction
+    mode), so each batch runs in a transaction of its own that first takes the pruning lock for
+    that transaction; a round stops when another session holds it.
     """
 
     def __init__(self, pool: Pool, queries: Queries, *, history: bool,
                  interval: float, history_retention: float | None, job_retention: float | None,
                  worker_retention: float, keep_completed: int | None = None, jobs_prune_every: int = 60,
                  batch: int = 500, prune_batch: int = 5000, prune_budget: float | None = None,
-                 sweep_every: float = 3600.0, signals: Signals | None = None) -> None:
+                 sweep_every: float = 3600.0, signals: Signals | None = None, xact_locks: bool = False) -> None:
         self.pool = pool
+        self.xact_locks = xact_locks
         self.queries = queries
         self.history = history
         self.interval = interval
@@ -92,6 +98,8 @@ class Maintenance:
         session) gives it back whatever happens.
         """
         async with self.pool.acquire() as conn:
+            if self.xact_locks:
+                return await self._prune_round(conn)
             if not await self.queries.prune_lock(conn):
                 return None
             try:
@@ -100,7 +108,7 @@ class Maintenance:
                 with contextlib.suppress(*DB_ERRORS):
                     await self.queries.prune_unlock(conn)
 
-    async def _prune_round(self, conn: Conn) -> Pruned:
+    async def _prune_round(self, conn: Conn) -> Pruned | None:
         started = time.monotonic()
         # A sweep starts from the oldest row instead of where the last batch left off, once an hour
         # (and at a process's first round): it finds a row whose transaction committed after the
@@ -114,9 +122,20 @@ class Maintenance:
         self._prune_rounds += 1
         total = Pruned()
         while True:
-            done = await self.queries.prune(conn, runs_older_than=runs, jobs_older_than=jobs,
-                                            workers_older_than=workers, keep_completed=keep,
-                                            batch=self.prune_batch, sweep=sweep)
+            if self.xact_locks:
+                async with conn.transaction():
+                    if not await self.queries.prune_xact_lock(conn):
+                        # another session prunes: skip the turn (or leave the rest of the round to it)
+                        if not (total.runs or total.completed or total.jobs):
+                            return None
+                        break
+                    done = await self.queries.prune(conn, runs_older_than=runs, jobs_older_than=jobs,
+                                                    workers_older_than=workers, keep_completed=keep,
+                                                    batch=self.prune_batch, sweep=sweep)
+            else:
+                done = await self.queries.prune(conn, runs_older_than=runs, jobs_older_than=jobs,
+                                                workers_older_than=workers, keep_completed=keep,
+                                                batch=self.prune_batch, sweep=sweep)
             total.runs += done.runs
             total.completed += done.completed
             total.jobs += done.jobs
@@ -128,7 +147,12 @@ class Maintenance:
             jobs = jobs if done.jobs == self.prune_batch else None
             if not done.more or time.monotonic() - started >= self.prune_budget:
                 break
-        await self.queries.fold_counts(conn)
+        if self.xact_locks:
+            async with conn.transaction():
+                if await self.queries.prune_xact_lock(conn):
+                    await self.queries.fold_counts(conn)
+        else:
+            await self.queries.fold_counts(conn)
         self.pruned.runs += total.runs
         self.pruned.completed += total.completed
         self.pruned.jobs += total.jobs

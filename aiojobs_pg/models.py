@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import json
 import keyword
+import math
+import random
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
@@ -15,8 +17,10 @@ from .errors import DataTooLarge, ValidationError
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life. Only these five values exist."""
+    """Where a job is in its life. Only these six values exist."""
 
+    #: enqueued with ``after=``: some of its parents have not completed yet (never claimed)
+    WAITING = "waiting"
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -38,6 +42,110 @@ class RunStatus(enum.StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+
+#: A field's metadata that says it is not a column: a value that travels with the object but is never
+#: stored (``Job.existing``, ``NewJob.dedup_window``); queries.py leaves it out of the row's declarations.
+NOT_STORED: Mapping[str, Any] = {"stored": False}
+
+
+def stored_fields(cls: type) -> list[str]:
+    """The fields of the dataclass ``cls`` that are columns of the job row (all but those marked NOT_STORED)."""
+    return [f.name for f in fields(cls) if f.metadata.get("stored", True)]
+
+
+#: the longest a backoff waits, in seconds (validation.MAX_DELAY, as a job's delay)
+MAX_BACKOFF = 36_600 * 86_400
+#: the largest growth factor of a backoff
+MAX_BACKOFF_FACTOR = 1_000_000
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+_BACKOFF_FIELDS = ("base", "factor", "cap", "jitter")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failed attempt waits before the next: ``base * factor ** (attempt - 1)`` seconds, capped.
+
+    Exponential by default; ``factor=1`` (:meth:`fixed`) waits ``base`` every time (BullMQ's
+    ``fixed``). The delay is then spread uniformly over ``±jitter`` of itself (``jitter`` is a
+    fraction in [0, 1]) so that jobs failing together do not retry together. Set per app
+    (``App(backoff=)``), per handler (``@app.handler(backoff=)``) or per job
+    (``app.enqueue(..., backoff=)``): a job's own wins, then its handler's, then the app's.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in _BACKOFF_FIELDS:
+            value = getattr(self, name)
+            # a bool is an int to Python, and NaN or infinity would reach the database as a due time
+            if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+                raise ValidationError("backoff", f"{name} must be a finite number, got {str(value)[:40]}")
+        if not (self.base >= 0 and self.factor >= 1 and self.cap >= 0 and 0 <= self.jitter <= 1):
+            raise ValidationError("backoff", "need base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1")
+        if self.base > MAX_BACKOFF or self.cap > MAX_BACKOFF:
+            raise ValidationError("backoff", f"base and cap must be at most {MAX_BACKOFF} seconds (36600 days)")
+        if self.factor > MAX_BACKOFF_FACTOR:
+            # any cap is reached at the second retry long before: a limit that keeps the arithmetic in floats
+            raise ValidationError("backoff", f"factor must be at most {MAX_BACKOFF_FACTOR}")
+        for name in _BACKOFF_FIELDS:  # floats, as read back from the database: the same repr either way
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @classmethod
+    def fixed(cls, delay: float, *, jitter: float = 0.0) -> Backoff:
+        """``delay`` seconds before every retry, without jitter unless asked (BullMQ's ``fixed``)."""
+        return cls(base=delay, factor=1.0, cap=delay, jitter=jitter)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (1-based)."""
+        exponent = max(0, attempt - 1)
+        try:
+            raw = min(self.cap, self.base * self.factor**exponent)
+        except OverflowError:  # a large factor over many attempts: the cap won long before
+            raw = self.cap
+        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, min(self.cap, raw * (1 + spread)))
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"base", "factor", "cap", "jitter"}``: as stored, and as the HTTP API shows it."""
+        return {name: float(getattr(self, name)) for name in _BACKOFF_FIELDS}
+
+    @classmethod
+    def parse(cls, value: object, field: str = "backoff") -> Backoff:
+        """A Backoff from what the edges accept: a Backoff; a mapping of some of ``base``, ``factor``, ``cap``
+        and ``jitter`` (the rest default, as in the constructor); a number of seconds (:meth:`fixed`); or the
+        JSON text of one of those. Raises :class:`ValidationError` naming ``field``."""
+        if isinstance(value, str):
+            text = value
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValidationError(field, f"is not JSON: {text[:60]!r}") from None
+        if isinstance(value, Backoff):
+            return value
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return cls.fixed(value)
+            if isinstance(value, Mapping):
+                unknown = sorted(str(k) for k in value if k not in _BACKOFF_FIELDS)
+                if unknown:
+                    raise ValidationError(field, f"unknown key {unknown[0]!r}; expected some of "
+                                                 f"{', '.join(_BACKOFF_FIELDS)}")
+                return cls(**value)
+        except ValidationError as exc:
+            raise ValidationError(field, exc.message) from None
+        raise ValidationError(field, "must be a Backoff (e.g. Backoff(base=2, factor=3) or Backoff.fixed(5)), a "
+                                     "mapping of base, factor, cap and jitter, or a number of seconds (fixed); "
+                                     f"got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +181,23 @@ class Job:
     #: how far the running handler says it got, from 0 to 1, and what it said (None once completed)
     progress: float | None = None
     progress_message: str | None = None
+    #: the jobs it was enqueued ``after=`` (None once completed: the history does not keep them)
+    parents: list[int] | None = None
+    #: those of its parents that have not completed yet (status ``waiting``)
+    waiting_for: list[int] | None = None
+    #: what it does when a parent fails or is cancelled: None follows the parent, ``"cancel"``, ``"run"``
+    on_parent_failure: str | None = None
+    #: the key its handler's limits count it under (``enqueue(concurrency_key=)``): docs/limits.md
+    concurrency_key: str | None = None
+    #: its own retry backoff (``enqueue(backoff=)``); None: its handler's, else the app's
+    backoff: Backoff | None = None
+    #: the creation context it was enqueued with when tracing was on (aiojobs_pg.tracing: the propagator's
+    #: carrier as JSON text); None otherwise, and for a completed job (the history does not keep it)
+    trace_context: str | None = None
+    #: only on the Job an enqueue returns: True when it returned a job that existed already (its
+    #: ``dedup_key`` held by a live job, or by one created within ``dedup_window``) instead of creating one.
+    #: Not stored (False on every job read back), and not compared: the same job either way.
+    existing: bool = field(default=False, compare=False, metadata=NOT_STORED)
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> Job:
@@ -82,6 +207,8 @@ class Job:
         """
         values = {name: value for name in _JOB_FIELDS if (value := row.get(name, MISSING)) is not MISSING}
         values["status"] = JobStatus(values["status"])
+        if values.get("backoff") is not None:
+            values["backoff"] = Backoff.parse(values["backoff"])
         return cls(**values)
 
     def waits_for_a_worker(self, served: Collection[tuple[str, str]]) -> bool:
@@ -155,6 +282,21 @@ class NewJob:
     dedup_key: str | None = None
     misfire: str = "skip"
     overlap: str = "wait"
+    #: the jobs it waits for (``after=``): a tuple of ids, at least one
+    parents: tuple[int, ...] | None = None
+    on_parent_failure: str | None = None
+    #: the key its handler's concurrency and rate limits count it under (None: the handler's own)
+    concurrency_key: str | None = None
+    #: its own retry backoff (``backoff=``): the object, for the Job an insert returns; what is stored is
+    #: ``backoff_json``, its JSON (:meth:`Backoff.to_dict`)
+    backoff: Backoff | None = field(default=None, metadata=NOT_STORED)
+    backoff_json: str | None = None
+    #: ``dedup_window`` in seconds: the insert looks for a job with the key created this recently, whatever
+    #: its status (not stored: it belongs to this enqueue, not to the job)
+    dedup_window: float | None = field(default=None, metadata=NOT_STORED)
+    #: the creation context for tracing (aiojobs_pg.tracing stamps it; None when tracing is off): a job with
+    #: one is not plain, so a traced enqueue takes the general insert
+    trace_context: str | None = None
 
     @property
     def plain(self) -> bool:
@@ -237,6 +379,13 @@ class ClaimedJob:
     overlap: str = "wait"
     #: the fencing token: the job's claim counter as this claim set it (never reset, unlike attempt)
     token: int = 0
+    #: the jobs it was enqueued ``after=`` (their results are the handler's ``ctx.parent_results``)
+    parents: list[int] | None = None
+    #: its own retry backoff as stored, JSON text (``Backoff.parse`` reads it); None: the handler's, else the
+    #: app's. Text, decoded only when an attempt fails: the claim of a job without one pays nothing for it.
+    backoff: str | None = None
+    #: the creation context it was enqueued with (JSON text), for tracing; None when it was enqueued without
+    trace_context: str | None = None
 
 
 build_claimed_job = _builder(ClaimedJob)
@@ -284,6 +433,9 @@ class Outcome:
     #: the run was stopped because the job was cancelled meanwhile: written under the job's ``cancelled``
     #: status (with the same claim token) instead of ``running``
     after_cancel: bool = False
+    #: jobs the handler enqueued with ``ctx.enqueue``: inserted in the completion's transaction, only if the
+    #: run completed and the fence let the outcome through
+    follow_ups: list[NewJob] | None = None
 
 
 #: Default of ``App(max_data_bytes=...)``: 1 MiB, the HTTP API's request-body limit, so that no way in

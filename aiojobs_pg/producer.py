@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .lane import Lane
+from .limits import ClaimPlan
 from .logs import get_logger
 from .models import ClaimedJob
 from .queries import DB_ERRORS, ClaimCondition, Queries
@@ -32,6 +33,10 @@ class Producer:
         self.queries = queries
         #: the claim statement: jobs of this worker's handlers, meeting its conditions
         self.claim = queries.claim_for(handlers, conditions)
+        self._conditions = tuple(conditions)
+        #: how to claim when some of the worker's pairs are under limits; None: the plain claim above (the worker
+        #: sets it, see limits.py)
+        self.plan: ClaimPlan | None = None
         self.signals = signals or Signals()
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -59,6 +64,14 @@ class Producer:
         self.claimed = 0
         #: monotonic time the last claim was sent (its leases run out lease seconds after, at the latest)
         self.claim_sent_at = 0.0
+
+    def serve(self, queues: Sequence[str], handlers: Sequence[str]) -> None:
+        """Claim from ``queues`` with ``handlers`` from the next claim on (the worker adds and removes the
+        webhook deliveries' queue this way: webhooks.py), and ask again when their next job is due."""
+        self.queues = list(queues)
+        self.claim = self.queries.claim_for(handlers, self._conditions)
+        self._learn_due = True
+        self.wake()
 
     def wake(self) -> None:
         """Claim now (a notification arrived, or the producer must notice it is stopping)."""
@@ -94,7 +107,11 @@ class Producer:
             return 0
         # The leases are set by the database during the claim: no earlier than now.
         self.claim_sent_at = time.monotonic()
-        jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id, self.claim)
+        plan = self.plan
+        if plan is None:
+            jobs = await self.lane.run(self.queries.claim, self.queues, limit, self.lease, self.worker_id, self.claim)
+        else:  # some pairs are under limits (limits.py)
+            jobs = await self.lane.run(plan.claim, limit, self.lease, self.worker_id)
         self.claims += 1
         self.claimed += len(jobs)
         for job in jobs:
@@ -169,4 +186,6 @@ class Producer:
                 await self._wait_for_slot()
                 backlog = True
                 continue
-            backlog = got > 0 and got >= free
+            # Under limits, a claim that took some but not all may have been cut short by one group's limit
+            # (the jobs ahead of the others': passed over from the next claim on): claim again at once.
+            backlog = got > 0 and (got >= free or self.plan is not None)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import asyncpg
 import asyncpg.pool
 
-from .errors import ConfigurationError, DatabaseUnavailable
+from .errors import ConfigurationError, DatabaseUnavailable, ValidationError
 from .models import (
     ClaimedJob,
     Job,
@@ -31,6 +31,7 @@ from .models import (
     json_array,
     load_json,
     micros,
+    stored_fields,
 )
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
@@ -72,6 +73,9 @@ class Inserted(NamedTuple):
     due: list[datetime | None]
     #: their dedup keys
     keys: list[str | None]
+    #: when some jobs have a ``dedup_window``, each job's holder of its key (migration 0015's dedup_holders),
+    #: in input order: None where it had no window, or no job held the key (None: no job had a window)
+    holders: list[int | None] | None = None
 
 
 #: The schema holding the tables when neither the caller nor ``$AIOJOBS_PG_SCHEMA`` names one.
@@ -118,8 +122,12 @@ JOB_COLUMNS: dict[str, str] = {
     "created_at": "created_at", "updated_at": "COALESCE(completed_at, created_at)", "periodic_key": "NULL::text",
     "misfire": "'skip'::text", "overlap": "'wait'::text", "tick_at": "NULL::timestamptz",
     "progress": "NULL::real", "progress_message": "NULL::text",
+    "parents": "NULL::bigint[]", "waiting_for": "NULL::bigint[]", "on_parent_failure": "NULL::text",
+    "concurrency_key": "concurrency_key",
+    "backoff": "backoff",
+    "trace_context": "NULL::text",
 }
-assert JOB_COLUMNS.keys() == {f.name for f in fields(Job)}, "JOB_COLUMNS must name every field of Job"
+assert JOB_COLUMNS.keys() == set(stored_fields(Job)), "JOB_COLUMNS must name every stored field of Job"
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 
 # What a new job writes, declared once: each field of NewJob, in the order of the inserts' parameters, with
@@ -133,8 +141,12 @@ NEW_JOB_COLUMNS: dict[str, tuple[str, str]] = {
     "timezone": ("timezone", "text"), "max_attempts": ("max_attempts", "int"), "timeout": ("timeout", "float8"),
     "run_at": ("next_run_at", "timestamptz"), "delay": ("next_run_at", "float8"),
     "dedup_key": ("dedup_key", "text"), "misfire": ("misfire", "text"), "overlap": ("overlap", "text"),
+    "parents": ("parents", "bigint[]"), "on_parent_failure": ("on_parent_failure", "text"),
+    "concurrency_key": ("concurrency_key", "text"),
+    "backoff_json": ("backoff", "jsonb"),
+    "trace_context": ("trace_context", "text"),
 }
-assert NEW_JOB_COLUMNS.keys() == {f.name for f in fields(NewJob)}, "NEW_JOB_COLUMNS must name every field of NewJob"
+assert NEW_JOB_COLUMNS.keys() == set(stored_fields(NewJob)), "NEW_JOB_COLUMNS must name every stored field of NewJob"
 #: each column a new job fills, in the declaration's order, with its type: its first field's (next_run_at: run_at's)
 _NEW_COLUMNS = {column: next(k for c, k in NEW_JOB_COLUMNS.values() if c == column)
                 for column, _ in NEW_JOB_COLUMNS.values()}
@@ -168,8 +180,9 @@ def _parameter(position: Mapping[str, int]) -> Callable[[str, str], str]:
 _INSERT_PARAMS = {name: i for i, name in enumerate(NEW_JOB_COLUMNS, 1)}
 _AFTER_PARAMS = len(NEW_JOB_COLUMNS) + 1
 
-_ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
-    DO NOTHING"""
+# The dedup index (migration 0015) holds every job with a key; its expressions make it unique among live ones.
+_ON_DEDUP_CONFLICT = """ON CONFLICT (dedup_key, (CASE WHEN status IN ('pending', 'running') THEN 0 ELSE id END))
+    WHERE dedup_key IS NOT NULL DO NOTHING"""
 
 # What a plain job (NewJob.plain) sends, the fields without a default: every other column takes its default.
 _PLAIN_FIELDS = [f.name for f in fields(NewJob) if f.default is MISSING]
@@ -209,7 +222,8 @@ _CLAIMED = {
     "id": "j.id", "handler": "j.handler", "data": "j.data::text", "queue": "j.queue", "attempt": "j.attempts",
     "max_attempts": "j.max_attempts", "timeout": "j.timeout", "schedule": "j.schedule", "timezone": "j.timezone",
     "scheduled_at": "COALESCE(j.tick_at, j.next_run_at)", "name": "j.name",
-    "misfire": "j.misfire", "overlap": "j.overlap", "token": "j.claims",
+    "misfire": "j.misfire", "overlap": "j.overlap", "token": "j.claims", "parents": "j.parents",
+    "backoff": "j.backoff::text", "trace_context": "j.trace_context",
 }
 _CLAIMED_AT = [f.name for f in fields(ClaimedJob)].index("claimed_at")
 assert tuple(_CLAIMED) == tuple(f.name for f in fields(ClaimedJob) if f.name != "claimed_at"), \
@@ -225,44 +239,136 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM c))
 RETURNING {", ".join(_CLAIMED.values())}"""
 
 
+def _claim_limited() -> str:
+    """The claim of a worker's (queue, handler) pairs under limits (docs/limits.md): ``$1`` and ``$5`` the pairs'
+    queues and handlers (zipped), ``$2`` to ``$4`` as in "claim", ``$6`` to ``$9`` the limits of the worker's
+    handlers (name, concurrency, rate, period: arrays), the queues' limits read from ``queues``; the
+    worker's ClaimConditions from ``$10`` on. What each pair may take comes from limit_plan (migration
+    0013), which also takes the limits' locks; the rest is the plain claim's, with ``last_run_at`` the time
+    limit_plan read after its locks, which is also the start recorded."""
+    head, returning = _CLAIM_UPDATE.split("\nRETURNING ")
+    assert "last_run_at = now()" in head and returning == ", ".join(_CLAIMED.values()), "see _CLAIM_UPDATE"
+    head = head.replace("last_run_at = now()", "last_run_at = (SELECT at FROM pl LIMIT 1)")
+    named = ", ".join(f'{expr} AS "{name}"' for name, expr in _CLAIMED.items())
+    return f"""
+WITH pl AS MATERIALIZED (
+    SELECT * FROM {{schema}}.limit_plan($1::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::float8[],
+                                        $2::bigint)
+), cand AS (
+    SELECT x.id, x.priority, x.next_run_at, x.ckey, pl.queue, pl.handler, pl.q_room,
+           -- how many of the job's group of its handler may start (NULL: the handler has no limit)
+           CASE WHEN pl.h_limited THEN coalesce(pl.g_rooms[array_position(pl.g_keys, x.ckey)], pl.h_all) END AS h_room
+    FROM pl CROSS JOIN LATERAL (
+        -- at most q_room of the best $2, locked as they are read: $2 as the inner limit, so that PostgreSQL
+        -- plans for that many (a limit it cannot know, q_room, it guesses at a tenth of the queue's jobs,
+        -- which on a large table makes the plan look costly enough to be compiled with JIT at every claim)
+        SELECT * FROM (
+            SELECT j.id, j.priority, j.next_run_at, coalesce(j.concurrency_key, '') AS ckey FROM {{schema}}.jobs j
+            WHERE j.status = 'pending' AND j.queue = pl.queue AND j.handler = pl.handler
+              -- the jobs of a group at its limit are passed over, so they hold up no other group
+              AND j.next_run_at <= now() AND NOT coalesce(j.concurrency_key, '') = ANY(pl.full_keys){{conditions}}
+            ORDER BY j.priority DESC, j.next_run_at, j.id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) y
+        LIMIT pl.q_room
+    ) x
+    WHERE pl.q_room > 0
+), c AS (
+    -- in claim order, as many of each handler's group as it may start, then of those as many of each queue,
+    -- then the best $2 overall
+    SELECT q.id FROM (
+        SELECT g.id, g.priority, g.next_run_at, g.q_room,
+               row_number() OVER (PARTITION BY g.queue ORDER BY g.priority DESC, g.next_run_at, g.id) AS qrank
+        FROM (SELECT cd.*, row_number() OVER (PARTITION BY cd.handler, cd.ckey
+                                              ORDER BY cd.priority DESC, cd.next_run_at, cd.id) AS hrank
+              FROM cand cd) g
+        WHERE g.h_room IS NULL OR g.hrank <= g.h_room) q
+    WHERE q.qrank <= q.q_room
+    ORDER BY q.priority DESC, q.next_run_at, q.id
+    LIMIT $2
+), claimed AS (
+    {head.replace(chr(10), chr(10) + "    ")}
+    RETURNING {named}, j.concurrency_key AS claimed_ckey
+), under AS (
+    -- each claimed job under each limit it is under: its queue's, its handler's (in the group of its key)
+    SELECT u.kind, u.name, u.ckey, u.conc, u.period, k.id, k.token
+    FROM claimed k
+    JOIN pl ON pl.queue = k.queue AND pl.handler = k.handler
+    CROSS JOIN LATERAL (VALUES ('q', k.queue, '', pl.q_conc, pl.q_period),
+                               ('h', k.handler, coalesce(k.claimed_ckey, ''), pl.h_conc, pl.h_period))
+         AS u(kind, name, ckey, conc, period)
+    WHERE u.conc OR u.period IS NOT NULL
+), held AS (
+    -- a place under each concurrency limit, until the job's completion deletes it (migration 0013)...
+    INSERT INTO {{schema}}.limit_holders (job_id, token, kind, name, ckey)
+    SELECT id, token, kind, name, ckey FROM under WHERE conc
+    RETURNING kind, name, ckey
+), {_counted_holders("held", "+")}, started AS (
+    -- the starts under each rate limit, in the row of this twentieth of its period
+    INSERT INTO {{schema}}.limit_starts AS r (kind, name, bucket, ckey, last_at, starts)
+    SELECT kind, name, floor(extract(epoch FROM (SELECT at FROM pl LIMIT 1)) * 20 / min(period))::bigint, ckey,
+           (SELECT at FROM pl LIMIT 1), count(*)
+    FROM under WHERE period IS NOT NULL
+    GROUP BY kind, name, ckey
+    ON CONFLICT (kind, name, bucket, ckey) DO UPDATE
+    SET starts = r.starts + EXCLUDED.starts, last_at = greatest(r.last_at, EXCLUDED.last_at)
+)
+SELECT {", ".join(f'"{name}"' for name in _CLAIMED)} FROM claimed"""
+
+
 # insert_many sends the data apart, every job's data in one JSON array; each other field of NewJob as a
 # column of values. Numbers go as array literals ('{1,2}'), which asyncpg sends faster than int[] or float8[].
 _MANY_DATA = "data_json"
 _MANY_FIELDS = [name for name in NEW_JOB_COLUMNS if name != _MANY_DATA]
 _many_params = attributes(_MANY_FIELDS)
 _MANY_LITERALS = [NEW_JOB_COLUMNS[name][1] in ("int", "float8") for name in _MANY_FIELDS]
+# An array column (parents) goes as one array literal per job in a text[]: unnest would flatten an array of
+# arrays into one.
+_MANY_ARRAYS = [NEW_JOB_COLUMNS[name][1].endswith("[]") for name in _MANY_FIELDS]
 
 
-def _insert_many(on_conflict: str) -> str:
+def _insert_many(on_conflict: str, *, window: bool = False) -> str:
     # $1 is the data array; then each other field has two parameters: an array with one value per
     # job, or NULL and the one value every job has (sent once). unnest pads a NULL array with NULLs.
+    # With window, two more after the channels: each job's dedup key and window (NULL where it has none);
+    # a job whose key a job holds (dedup_holders, migration 0015: it locks the keys first) is not inserted.
     sources, value = ["jsonb_array_elements($1::jsonb)"], {_MANY_DATA: f"u.{_MANY_DATA}"}
-    for name, literal in zip(_MANY_FIELDS, _MANY_LITERALS, strict=True):
+    for name, literal, nested in zip(_MANY_FIELDS, _MANY_LITERALS, _MANY_ARRAYS, strict=True):
         kind = NEW_JOB_COLUMNS[name][1]
         array, single = 2 * len(sources), 2 * len(sources) + 1
+        if nested:
+            sources.append(f"unnest(${array}::text[])")
+            value[name] = f"COALESCE(u.{name}::{kind}, ${single}::{kind})"
+            continue
         sources.append(f"unnest(${array}::text::{kind}[])" if literal else f"unnest(${array}::{kind}[])")
         value[name] = f"COALESCE(u.{name}, ${single}::{kind})"
     sep = ",\n        "
     # run_at wins over delay, job by job, as for one job (_due).
     select = _new_values(list(NEW_JOB_COLUMNS), lambda name, _: value[name], sep)
     channel = 2 * len(sources)
+    held = (f"h AS MATERIALIZED (SELECT {{schema}}.dedup_holders(${channel + 2}::text[], ${channel + 3}::float8[]) "
+            f"AS ids),\n" if window else "")
     return f"""
-WITH ins AS (
+WITH {held}ins AS (
     INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
     SELECT {select}
     FROM ROWS FROM ({sep.join(sources)})
          WITH ORDINALITY AS u({_MANY_DATA}, {", ".join(_MANY_FIELDS)}, ord)
+    {"WHERE (SELECT ids FROM h)[u.ord::int] IS NULL" if window else ""}
     ORDER BY ord
     {on_conflict}
-    RETURNING id, queue, next_run_at, dedup_key
+    RETURNING id, queue, next_run_at, dedup_key, status
 ), woken AS (
-    SELECT pg_notify(${channel}, queue) FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now()) due
+    SELECT pg_notify(${channel}, queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE next_run_at <= now() AND status = 'pending') due
 ), hinted AS (
     SELECT pg_notify(${channel + 1}, {_due_hint("min(next_run_at)")})
-    FROM ins WHERE next_run_at > now() GROUP BY queue
+    FROM ins WHERE next_run_at > now() AND status = 'pending' GROUP BY queue
 )
 SELECT now() AS now, array_agg(id) AS ids, array_agg(NULLIF(next_run_at, now())) AS due,
        array_agg(dedup_key) AS keys, (SELECT count(*) FROM woken) + (SELECT count(*) FROM hinted) AS notified
+       {", (SELECT ids FROM h) AS holders" if window else ""}
 FROM ins"""
 
 
@@ -275,14 +381,39 @@ def _due_hint(due: str) -> str:
 def _insert_one(on_conflict: str, returning: str) -> str:
     # One round trip: insert and, when the job is due now, wake the workers of its queue (the channel
     # follows the fields' parameters); a deferred job tells them when it is due instead (the control
-    # channel, next). The notify sits in RETURNING, not in a CTE around the insert, which costs the server
-    # more per call.
+    # channel, next); a job that waits for its parents (status waiting, set by migration 0012's trigger), or
+    # that ended with one of them, tells nobody. The notify sits in RETURNING, not in a CTE around the
+    # insert, which costs the server more per call.
     return f"""
 INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
 VALUES ({_new_values(list(NEW_JOB_COLUMNS), _parameter(_INSERT_PARAMS))})
 {on_conflict}
-RETURNING {returning}, CASE WHEN next_run_at <= now() THEN pg_notify(${_AFTER_PARAMS}, queue)
+RETURNING {returning}, {_NOTIFIED}"""
+
+
+#: what an insert of one job returns besides its columns: whom it told (see _insert_one)
+_NOTIFIED = f"""CASE WHEN status <> 'pending' THEN NULL
+                            WHEN next_run_at <= now() THEN pg_notify(${_AFTER_PARAMS}, queue)
                             ELSE pg_notify(${_AFTER_PARAMS + 1}, {_due_hint("next_run_at")}) END AS notified"""
+
+
+def _insert_window() -> str:
+    """One job with a dedup key and a window (``$_AFTER_PARAMS + 2``, seconds), in one round trip: the key's
+    holder (dedup_holders, migration 0015: the key is locked first, then looked up), else the new job. Returns
+    one row: ``holder`` and the new job's columns, NULL but for the one that applies; both NULL when a live job
+    took the key after the lookup (an enqueue without a window takes no lock): the caller tries again."""
+    key = f"${_INSERT_PARAMS['dedup_key']}::text"
+    return f"""
+WITH h AS MATERIALIZED (
+    SELECT ({{schema}}.dedup_holders(ARRAY[{key}], ARRAY[${_AFTER_PARAMS + 2}::float8]))[1] AS id
+), ins AS (
+    INSERT INTO {{schema}}.jobs ({_INSERT_COLUMNS})
+    SELECT {_new_values(list(NEW_JOB_COLUMNS), _parameter(_INSERT_PARAMS))}
+    FROM h WHERE h.id IS NULL
+    {_ON_DEDUP_CONFLICT}
+    RETURNING {_JOB_COLUMNS}, {_NOTIFIED}
+)
+SELECT h.id AS holder, ins.* FROM h LEFT JOIN ins ON true"""
 
 
 def _from_micros(column: str) -> str:
@@ -309,7 +440,7 @@ def _fence(o: str) -> str:
 _RUN_COLUMNS = ("job_id, claim, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, "
                 "scheduled_at")
 _DONE_JOB = ("handler", "name", "data", "queue", "priority", "max_attempts", "timeout", "dedup_key", "last_error",
-             "created_at", "last_run_at")
+             "created_at", "last_run_at", "backoff", "concurrency_key")
 _DONE_JOB_COLUMNS = ", ".join(_DONE_JOB)
 _DONE = "handler IS NOT NULL"
 
@@ -331,6 +462,36 @@ def _counted(gate: int) -> str:
     SELECT queue, pg_backend_pid(), count(*) FROM done WHERE ${gate} GROUP BY queue
     ON CONFLICT (queue, backend) DO UPDATE SET completed = c.completed + EXCLUDED.completed
 )"""
+
+
+def _counted_holders(rows: str, sign: str) -> str:
+    """The CTE that adds (``sign`` "+") or subtracts ("-") the rows of limit_holders that the CTE ``rows``
+    inserted or deleted (its RETURNING: kind, name, ckey) to their groups' counts (limit_counts, migration
+    0013), in the order of the key so that no two statements wait for each other in a circle."""
+    return f"""{rows}_counted AS (
+    INSERT INTO {{schema}}.limit_counts AS c (kind, name, ckey, running)
+    SELECT kind, name, ckey, {sign}count(*) FROM {rows} GROUP BY kind, name, ckey ORDER BY kind, name, ckey
+    ON CONFLICT (kind, name, ckey) DO UPDATE SET running = c.running + EXCLUDED.running
+)"""
+
+
+# Whether any job holds a place under a concurrency limit (migration 0013): evaluated once per statement, as
+# _WEBHOOKS_EXIST, so that while none does, completion pays one look at the few rows of limit_counts (updated
+# in place, so they leave nothing behind for it to read through) and reads nothing more.
+_LIMITS_HELD = "(SELECT EXISTS (SELECT FROM {schema}.limit_counts WHERE running > 0))"
+
+
+def _freed(*rows: str) -> str:
+    """The CTEs, for the completion, that free the places under concurrency limits of the jobs the CTEs
+    ``rows`` (the fenced delete and update) took out of running, in the same transaction, with their groups'
+    counts (migration 0013). Read by primary key, whatever the planner guesses of limit_holders."""
+    ids = " UNION ALL ".join(f"SELECT id FROM {r}" for r in rows)
+    claims = " UNION ALL ".join(f"SELECT id, claims FROM {r}" for r in rows)
+    return f"""limit_freed AS (
+    DELETE FROM {{schema}}.limit_holders h
+    WHERE {_LIMITS_HELD} AND h.job_id = ANY(ARRAY({ids})) AND (h.job_id, h.token) IN ({claims})
+    RETURNING h.kind, h.name, h.ckey
+), {_counted_holders("limit_freed", "-")}"""
 
 
 def _completed(*, ids: int, worker_id: int, gate: int, control: int) -> str:
@@ -364,7 +525,26 @@ def _completed(*, ids: int, worker_id: int, gate: int, control: int) -> str:
     WHERE ${gate}
 ), {_counted(gate)}, done_woken AS (
     SELECT count(pg_notify(${control}, 'done ' || id)) AS n FROM done WHERE awaited
+), done_hooked AS (
+    -- their deliveries to webhooks (migration 0014), gated: with no webhook, done is not even read
+    SELECT {{schema}}.webhook_deliveries(
+               array_agg('completed'::text), array_agg(id), array_agg(handler), array_agg(queue),
+               array_agg('completed'::text), array_agg(attempt), array_agg(max_attempts), NULL::text[],
+               array_agg(result::jsonb)) AS n
+    FROM done WHERE {_WEBHOOKS_EXIST}
+    HAVING count(*) > 0
 )"""
+
+
+#: the built-in webhook delivery handler and its queue (webhooks.py; migration 0014 names them too)
+WEBHOOK_HANDLER = "aiojobs_pg.webhook"
+WEBHOOK_QUEUE = "aiojobs_pg.webhooks"
+# Whether any webhook is registered: an uncorrelated subquery, so PostgreSQL evaluates it once per statement
+# (an InitPlan) and, when it is false, skips the gated part of the plan. Completion pays this one probe of
+# an empty table, and no function call, while no webhook exists (docs/webhooks.md, "Cost").
+_WEBHOOKS_EXIST = "(SELECT EXISTS (SELECT FROM {schema}.webhooks))"
+#: what reads of a webhook return (its secret only where a delivery needs it)
+_WEBHOOK_COLUMNS = "id, url, events, handlers, queues, max_attempts, description, created_at"
 
 
 # A completed job read from its history row, as the columns of _JOB_COLUMNS (the same names and order).
@@ -378,6 +558,10 @@ _SQL: dict[str, str] = {
     # (the due time only when it is not now, which saves decoding a second timestamp).
     "insert": _insert_one("", "id, created_at, NULLIF(next_run_at, created_at) AS next_run_at"),
     "insert_dedup": _insert_one(_ON_DEDUP_CONFLICT, _JOB_COLUMNS),
+    # dedup_window: the job holding the key (live, or created within the window), else a new one
+    "insert_window": _insert_window(),
+    # A job with parents: its status is the trigger's (waiting, or ended with a parent), so the row comes back.
+    "insert_after": _insert_one("", _JOB_COLUMNS),
     # A plain job (NewJob.plain): the fields without a default, due now; fewer parameters to send than "insert".
     "insert_plain": f"""
 INSERT INTO {{schema}}.jobs ({_PLAIN_COLUMNS})
@@ -411,6 +595,7 @@ WHERE dedup_key = $1 AND status IN ('pending', 'running')""",
     # back, with the ids in input order and the due time only of jobs not due at now().
     "insert_many": _insert_many(""),
     "insert_many_dedup": _insert_many(_ON_DEDUP_CONFLICT),
+    "insert_many_window": _insert_many(_ON_DEDUP_CONFLICT, window=True),
     # The usual batch: jobs of one handler, queue and priority, every other field the default (so due
     # now). Five columns and no per-column COALESCE: ~12% less server CPU per job than insert_many.
     "insert_uniform": f"""
@@ -440,12 +625,18 @@ WITH c AS (
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ) x
-    -- a paused queue is skipped whole: one primary-key probe per queue, before its ranges are read
-    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.queues s WHERE s.name = qn.queue AND s.paused)
+    -- a paused queue is skipped whole: one primary-key probe per queue, before its ranges are read; so
+    -- is one with limits, which only the limited claim takes ("claim_limited"), even from a worker that
+    -- has not heard of them yet
+    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.queues s WHERE s.name = qn.queue
+                      AND (s.paused OR s.concurrency_limit IS NOT NULL OR s.rate_limit IS NOT NULL))
     ORDER BY x.priority DESC, x.next_run_at, x.id
     LIMIT $2
 )
 {_CLAIM_UPDATE}""",
+    # The claim of the pairs under limits (docs/limits.md), exact whatever other workers claim at once: see
+    # _claim_limited and migration 0013.
+    "claim_limited": _claim_limited(),
     # How long until the next deferred job of these queues and handlers is due (NULL: none is), on the
     # database's clock: an idle worker sleeps until then instead of until its next poll.
     "next_due": """
@@ -501,7 +692,13 @@ WITH o AS MATERIALIZED (
     FROM o
     WHERE {_fence("o")}
     RETURNING j.id, j.claims, o.attempt, o.worker_id, o.run_status, o.started_at, o.finished_at, o.error, o.result,
-              o.scheduled_at, j.awaited, o.job_status
+              o.scheduled_at, j.awaited, o.job_status, j.handler, j.queue, j.max_attempts,
+              -- the webhook event of a job that goes on (migration 0014's trigger reports failed and cancelled
+              -- ends): a recurring job's tick that completed or failed for good, or a retry
+              CASE WHEN o.job_status <> 'pending' OR o.release THEN NULL
+                   WHEN o.run_status = 'completed' THEN 'completed'
+                   WHEN o.run_status = 'failed' THEN CASE WHEN o.next_run_at IS NULL THEN 'retrying'
+                                                          ELSE 'failed' END END AS event
 ), upd_hist AS (
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS})
     SELECT {_run_values(status="run_status", error="error")}
@@ -509,15 +706,22 @@ WITH o AS MATERIALIZED (
     WHERE $17
 ), upd_woken AS (
     SELECT count(pg_notify($25, 'done ' || id)) AS n FROM upd WHERE awaited AND job_status IN ('failed', 'cancelled')
-), {_completed(ids=19, worker_id=15, gate=17, control=25)}
--- the notifications run only if read (a CTE that is not read is not run)
+), upd_hooked AS (
+    SELECT {{schema}}.webhook_deliveries(
+               array_agg(event), array_agg(id), array_agg(handler), array_agg(queue), array_agg(job_status),
+               array_agg(attempt), array_agg(max_attempts), array_agg(error), array_agg(result::jsonb)) AS n
+    FROM upd WHERE event IS NOT NULL AND {_WEBHOOKS_EXIST}
+    HAVING count(*) > 0
+), {_completed(ids=19, worker_id=15, gate=17, control=25)}, {_freed("upd", "done")}
+-- the notifications and deliveries run only if read (a CTE that is not read is not run)
 SELECT array_agg(id) FROM (SELECT id FROM upd UNION ALL SELECT id FROM done) applied
-WHERE (SELECT n FROM upd_woken) + (SELECT n FROM done_woken) >= 0""",
+WHERE (SELECT n FROM upd_woken) + (SELECT n FROM done_woken) + (SELECT count(n) FROM upd_hooked)
+      + (SELECT count(n) FROM done_hooked) >= 0""",
     # A flush of one-off jobs that all succeeded (a busy queue's usual flush): the CTEs of _completed
     # alone, six columns where "complete" has twenty-two, so less for the server to read per job.
     "complete_success": f"""
-WITH {_completed(ids=1, worker_id=7, gate=8, control=9)}
-SELECT array_agg(id) FROM done WHERE (SELECT n FROM done_woken) >= 0""",
+WITH {_completed(ids=1, worker_id=7, gate=8, control=9)}, {_freed("done")}
+SELECT array_agg(id) FROM done WHERE (SELECT n FROM done_woken) + (SELECT count(n) FROM done_hooked) >= 0""",
     # Progress reported by running handlers (see progress.py): only a run still going on takes it.
     "set_progress": """
 UPDATE {schema}.jobs j SET progress = u.progress, progress_message = u.message
@@ -542,7 +746,8 @@ FOR UPDATE SKIP LOCKED""",
     "worker_heartbeat": """
 INSERT INTO {schema}.workers AS w (id, hostname, pid, queues, concurrency, handlers, lease)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()""",
+-- what it serves can change while it runs (the webhook deliveries' queue comes and goes: webhooks.py)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues, handlers = EXCLUDED.handlers""",
     "worker_remove": "DELETE FROM {schema}.workers WHERE id = $1",
     # Pending jobs that no live worker can claim: their (queue, handler) is served by none. One pass over
     # the pending part of the claim index, grouped, then each group checked against the few workers.
@@ -565,6 +770,8 @@ FROM {schema}.workers ORDER BY started_at""",
     # --- pruning (maintenance; one pruner at a time per schema, under this session lock) ---
     "prune_lock": "SELECT pg_try_advisory_lock(hashtext($1))",
     "prune_unlock": "SELECT pg_advisory_unlock(hashtext($1))",
+    # the same lock for one transaction, where sessions are not ours to keep (PgBouncer: docs/pgbouncer.md)
+    "prune_xact_lock": "SELECT pg_try_advisory_xact_lock(hashtext($1))",
     # One batch of history past its age ($1 seconds): the next $2 rows after where the last batch left
     # off (prune_cursors 'age'; from the start when $3, a sweep), up to the first recent one. Rows are
     # written in the order they complete, so everything below that one is old (a row whose clock ran
@@ -676,16 +883,24 @@ UPDATE {{schema}}.jobs SET
     updated_at = now()
 WHERE id = $1
 RETURNING {_JOB_COLUMNS}""",
-    # The job's row, or its history row if it completed, and all its runs: the count of the first two.
+    # The job's row, or its history row if it completed, and all its runs: the count of the first two. A
+    # live job that others wait for is cancelled instead (its dependents follow: migration 0012), and -1
+    # returned: deleted as it is, a running one would read as completed to them. The caller calls again.
     "delete_job": f"""
-WITH d AS (DELETE FROM {{schema}}.jobs WHERE id = $1 RETURNING id),
-     h AS (DELETE FROM {{schema}}.job_runs WHERE job_id = $1 RETURNING {_DONE} AS done)
-SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM h WHERE done)""",
+WITH c AS (
+    UPDATE {{schema}}.jobs SET status = 'cancelled', lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND has_dependents AND status IN ('pending', 'running', 'waiting')
+    RETURNING id
+), d AS (DELETE FROM {{schema}}.jobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM c) RETURNING id),
+   h AS (DELETE FROM {{schema}}.job_runs WHERE job_id = $1 AND NOT EXISTS (SELECT 1 FROM c)
+         RETURNING {_DONE} AS done)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM c) THEN -1
+            ELSE (SELECT count(*) FROM d) + (SELECT count(*) FROM h WHERE done) END""",
     # The worker running the job (if it is running) stops it on the notification.
     "cancel_job": f"""
 WITH c AS (
     UPDATE {{schema}}.jobs SET status = 'cancelled', lease_expires_at = NULL, updated_at = now()
-    WHERE id = $1 AND status IN ('pending', 'running')
+    WHERE id = $1 AND status IN ('pending', 'running', 'waiting')
     RETURNING {_JOB_COLUMNS}
 )
 SELECT c.*, pg_notify($2, 'cancel ' || c.id) AS notified FROM c""",
@@ -693,7 +908,7 @@ SELECT c.*, pg_notify($2, 'cancel ' || c.id) AS notified FROM c""",
     # (or recurring) is left as it is; the waiter reads it next either way.
     "await_job": """
 UPDATE {schema}.jobs SET awaited = true
-WHERE id = $1 AND status IN ('pending', 'running') AND schedule IS NULL AND awaited IS NOT TRUE""",
+WHERE id = $1 AND status IN ('pending', 'running', 'waiting') AND schedule IS NULL AND awaited IS NOT TRUE""",
     # --- bulk actions: one statement each, filtered by queue ($1) and handler ($2) when given ---
     # Every failed job back to pending with a fresh attempt count, due now. Of failed jobs sharing a
     # dedup key, only the newest comes back, and none while a live job holds the key.
@@ -712,11 +927,11 @@ WITH u AS (
     SELECT pg_notify($3, queue) FROM (SELECT DISTINCT queue FROM u) q
 )
 SELECT (SELECT count(*) FROM u) AS changed, (SELECT count(*) FROM woken) AS notified""",
-    # Every pending job cancelled (a recurring one is paused, as by cancel).
+    # Every pending (or waiting) job cancelled (a recurring one is paused, as by cancel).
     "cancel_pending": """
 WITH c AS (
     UPDATE {schema}.jobs SET status = 'cancelled', updated_at = now()
-    WHERE status = 'pending' AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR handler = $2)
+    WHERE status IN ('pending', 'waiting') AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR handler = $2)
     RETURNING id
 )
 SELECT count(*) FROM c""",
@@ -745,7 +960,50 @@ SELECT (SELECT count(*) FROM j) + (SELECT count(*) FROM c)""",
 INSERT INTO {schema}.queues AS s (name, paused) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()
 RETURNING s.name, s.paused, s.updated_at, CASE WHEN NOT s.paused THEN pg_notify($3, s.name) END AS notified""",
-    "queue_settings": "SELECT name, paused, updated_at FROM {schema}.queues ORDER BY name",
+    "queue_settings": """
+SELECT name, paused, updated_at, concurrency_limit, rate_limit, rate_period FROM {schema}.queues ORDER BY name""",
+    # A queue's limits (docs/limits.md): $2 to $4 are set when $5 (concurrency) or $6 (rate) says so, else
+    # kept. Every worker reloads its queues' settings on the notification ("limits <queue>").
+    "set_queue_limits": """
+INSERT INTO {schema}.queues AS s (name, concurrency_limit, rate_limit, rate_period) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE SET
+    concurrency_limit = CASE WHEN $5 THEN EXCLUDED.concurrency_limit ELSE s.concurrency_limit END,
+    rate_limit = CASE WHEN $6 THEN EXCLUDED.rate_limit ELSE s.rate_limit END,
+    rate_period = CASE WHEN $6 THEN EXCLUDED.rate_period ELSE s.rate_period END,
+    updated_at = now()
+RETURNING s.name, s.paused, s.updated_at, s.concurrency_limit, s.rate_limit, s.rate_period,
+          pg_notify($7, 'limits ' || s.name) AS notified""",
+    # What no claim deletes: the places under concurrency limits of jobs that left running other than by their
+    # completion (cancelled, their worker gone; deleted), and starts past any period (a day) of limits since
+    # removed (migration 0013).
+    "prune_limits": f"""
+WITH stale AS (
+    DELETE FROM {{schema}}.limit_holders h
+    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.jobs j WHERE j.id = h.job_id AND j.claims = h.token
+                      AND j.status = 'running')
+    RETURNING h.kind, h.name, h.ckey
+), {_counted_holders("stale", "-")}, gone AS (
+    DELETE FROM {{schema}}.limit_starts WHERE last_at < now() - interval '1 day' RETURNING 1
+)
+SELECT (SELECT count(*) FROM stale) + (SELECT count(*) FROM gone)""",
+    # The counts of groups with no place taken (after prune_limits): a claim that takes one inserts it again.
+    "prune_limit_counts": "DELETE FROM {schema}.limit_counts WHERE running = 0",
+    # --- webhooks (migration 0014; webhooks.py) ---
+    # A new webhook; every idle worker that delivers is told on the control channel to start serving.
+    "add_webhook": f"""
+INSERT INTO {{schema}}.webhooks (url, events, handlers, queues, secret, max_attempts, description)
+VALUES ($1, $2::text[], $3::text[], $4::text[], $5, $6, $7)
+RETURNING {_WEBHOOK_COLUMNS}, pg_notify($8, 'webhooks') AS notified""",
+    "list_webhooks": f"SELECT {_WEBHOOK_COLUMNS} FROM {{schema}}.webhooks ORDER BY id",
+    # What a delivery needs of its webhook at the time it is sent: the URL and secret as they are now.
+    "get_webhook": f"SELECT {_WEBHOOK_COLUMNS}, secret FROM {{schema}}.webhooks WHERE id = $1",
+    "remove_webhook": "DELETE FROM {schema}.webhooks WHERE id = $1 RETURNING id",
+    # Whether a worker that delivers webhooks has anything to serve: a webhook, or a delivery left pending
+    # (one range of the claim index).
+    "webhooks_active": f"""
+SELECT {_WEBHOOKS_EXIST} OR EXISTS (
+    SELECT FROM {{schema}}.jobs
+    WHERE status = 'pending' AND queue = '{WEBHOOK_QUEUE}' AND handler = '{WEBHOOK_HANDLER}')""",
     # Which of these (id, claim token) runs were cancelled since their claim: the lease renewal's
     # fallback for a cancel notification the worker missed.
     "cancelled_runs": """
@@ -796,6 +1054,9 @@ WITH gone AS (
 ), d AS (DELETE FROM {{schema}}.jobs WHERE id IN (SELECT id FROM gone) RETURNING id),
    h AS (DELETE FROM {{schema}}.job_runs WHERE job_id IN (SELECT id FROM gone) RETURNING {_DONE} AS done)
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM h WHERE done)""",
+    # What the completed ones of these jobs returned: a dependent's ctx.parent_results.
+    "parent_results": """
+SELECT id, result FROM {schema}.all_jobs WHERE id = ANY($1::bigint[]) AND status = 'completed'""",
     "job_runs": """
 SELECT id, job_id, attempt, worker_id, status, scheduled_at, started_at, completed_at, duration_ms, error,
        result
@@ -842,6 +1103,34 @@ def _micros(values: Sequence[datetime | None]) -> str | None:
     return "{" + ",".join(["NULL" if v is None else str(micros(v)) for v in values]) + "}"
 
 
+@contextlib.asynccontextmanager
+async def _parents_checked() -> Any:
+    """Turn migration 0012's refusal of a job's parents (SQLSTATE AJ001: not found, recurring) into the
+    ValidationError of ``after``."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == "AJ001":
+            raise ValidationError("after", str(getattr(exc, "message", exc))) from None
+        raise
+
+
+#: the limits of a worker's handlers as "claim_limited" takes them: names, concurrency limits, rate limits
+#: (starts) and their periods (seconds), one entry per handler (None where it has no such limit)
+HandlerLimits = tuple[list[str], list[int | None], list[int | None], list[float | None]]
+
+
+def _claimed_jobs(rows: Sequence[Any]) -> list[ClaimedJob]:
+    """The jobs of a claim's rows (the columns of _CLAIMED, in order)."""
+    if not rows:
+        return []
+    claimed_at = datetime.now(UTC)
+    datas = load_json(json_array([r[2] for r in rows]))
+    at = _CLAIMED_AT
+    return [build_claimed_job(*(t := tuple(r))[:2], data, *t[3:at], claimed_at, *t[at:])
+            for r, data in zip(rows, datas, strict=True)]
+
+
 _NAMED_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
@@ -863,11 +1152,12 @@ class ClaimCondition:
 class Claim:
     """A worker's claim statement, its handlers and :class:`ClaimCondition` s bound in: built once per worker.
 
-    The condition parameters' names become positions after the claim's own five, so the statement
-    is prepared once per connection like any other.
+    The condition parameters' names become positions after the claim's own (``first`` on: five for the
+    plain claim, nine for the limited one), so the statement is prepared once per connection like any other.
     """
 
-    def __init__(self, sql: str, handlers: Sequence[str], conditions: Sequence[ClaimCondition]) -> None:
+    def __init__(self, sql: str, handlers: Sequence[str], conditions: Sequence[ClaimCondition], *,
+                 first: int = 6) -> None:
         names: dict[str, int] = {}
         args: list[Any] = []
 
@@ -877,7 +1167,7 @@ class Claim:
                 values = [c.params[name] for c in conditions if name in c.params]
                 if not values:
                     raise ValueError(f"claim condition parameter :{name} has no value")
-                names[name] = 6 + len(args)
+                names[name] = first + len(args)
                 args.append(values[0])
             return f"${names[name]}"
 
@@ -923,8 +1213,25 @@ class Queries:
 
     async def insert_dedup(self, db: DB, job: NewJob) -> Row | None:
         """Insert one job with a dedup key: its row, or None when a live job holds the key."""
-        row: Row | None = await db.fetchrow(self.sql["insert_dedup"], *_new_job_params(job), self.channel,
-                                            self.control_channel)
+        async with _parents_checked():
+            row: Row | None = await db.fetchrow(self.sql["insert_dedup"], *_new_job_params(job), self.channel,
+                                                self.control_channel)
+        return row
+
+    async def insert_window(self, db: DB, job: NewJob) -> Row:
+        """Insert one job with a dedup key and ``dedup_window``, unless a job holds the key: a live one, or one
+        created within the window. One row: ``holder`` (that job's id) or the new job's columns (both NULL:
+        a live job took the key meanwhile, try again)."""
+        async with _parents_checked():
+            row: Row = await db.fetchrow(self.sql["insert_window"], *_new_job_params(job), self.channel,
+                                         self.control_channel, job.dedup_window)
+        return row
+
+    async def insert_after(self, db: DB, job: NewJob) -> Row:
+        """Insert one job with parents (``after=``, no dedup key): its row, as migration 0012's trigger left it."""
+        async with _parents_checked():
+            row: Row = await db.fetchrow(self.sql["insert_after"], *_new_job_params(job), self.channel,
+                                         self.control_channel)
         return row
 
     async def insert_plain(self, db: DB, job: NewJob) -> tuple[int, datetime, datetime]:
@@ -950,16 +1257,27 @@ class Queries:
 
     async def insert_many(self, db: DB, jobs: Sequence[NewJob], data: str, *, dedup: bool) -> Inserted:
         """Insert these jobs in one statement; ``data`` is every job's data as one JSON array, in the same
-        order (the jobs' own ``data_json`` is not read)."""
+        order (the jobs' own ``data_json`` is not read). Jobs with a ``dedup_window`` whose key a job holds
+        are not inserted: ``holders`` says which job holds it."""
         args: list[Any] = [data]
         # enumerate: zipping the columns with _MANY_LITERALS instead measured ~80 ns more per job
         for i, column in enumerate(zip(*map(_many_params, jobs), strict=True)):
             if column.count(column[0]) == len(column):
                 args += (None, column[0])
+            elif _MANY_ARRAYS[i]:
+                args += ([None if v is None else _literal(v) for v in column], None)
             else:
                 args += (_literal(column) if _MANY_LITERALS[i] else column, None)
-        row = await db.fetchrow(self.sql["insert_many_dedup" if dedup else "insert_many"], *args, self.channel,
-                                self.control_channel)
+        windows = [j.dedup_window for j in jobs] if dedup else []
+        if any(w is not None for w in windows):
+            keys = [j.dedup_key if j.dedup_window is not None else None for j in jobs]
+            async with _parents_checked():
+                row = await db.fetchrow(self.sql["insert_many_window"], *args, self.channel, self.control_channel,
+                                        keys, windows)
+            return Inserted(row["now"], row["ids"] or [], row["due"] or [], row["keys"] or [], row["holders"])
+        async with _parents_checked():
+            row = await db.fetchrow(self.sql["insert_many_dedup" if dedup else "insert_many"], *args, self.channel,
+                                    self.control_channel)
         return Inserted(row["now"], row["ids"] or [], row["due"] or [], row["keys"] or [])
 
     async def insert_uniform(self, db: DB, kind: NewJob, data: str) -> tuple[datetime, list[int]]:
@@ -977,13 +1295,19 @@ class Queries:
                     claim: Claim) -> list[ClaimedJob]:
         """Flip up to ``limit`` due pending jobs of ``queues`` that ``claim`` admits to running."""
         rows = await db.fetch(claim.sql, list(queues), limit, lease, worker_id, claim.handlers, *claim.args)
-        if not rows:
-            return []
-        claimed_at = datetime.now(UTC)
-        datas = load_json(json_array([r[2] for r in rows]))
-        at = _CLAIMED_AT
-        return [build_claimed_job(*(t := tuple(r))[:2], data, *t[3:at], claimed_at, *t[at:])
-                for r, data in zip(rows, datas, strict=True)]
+        return _claimed_jobs(rows)
+
+    def claim_limited_for(self, handlers: Sequence[str], conditions: Sequence[ClaimCondition] = ()) -> Claim:
+        """The claim statement of the (queue, handler) pairs under limits (:meth:`claim_limited`)."""
+        return Claim(self.sql["claim_limited"], handlers, conditions, first=10)
+
+    async def claim_limited(self, db: DB, pairs: Sequence[tuple[str, str]], limit: int, lease: float,
+                            worker_id: str, claim: Claim, handler_limits: HandlerLimits) -> list[ClaimedJob]:
+        """Flip up to ``limit`` due pending jobs of these (queue, handler) pairs to running, as many as the
+        queues' limits (read from ``queues``) and ``handler_limits`` let start now, fleet-wide."""
+        rows = await db.fetch(claim.sql, [p[0] for p in pairs], limit, lease, worker_id, [p[1] for p in pairs],
+                              *handler_limits, *claim.args)
+        return _claimed_jobs(rows)
 
     async def next_due(self, db: DB, queues: Sequence[str], handlers: Sequence[str]) -> float | None:
         """Seconds until the next deferred job of ``queues`` and ``handlers`` is due; None if none is."""
@@ -1087,6 +1411,9 @@ class Queries:
             done.more = done.more or done.jobs == batch
         if workers_older_than is not None:
             await db.execute(self.sql["workers_prune"], workers_older_than)
+            # once a round too: what the limits' claims and completions do not delete (see "prune_limits")
+            await db.fetchval(self.sql["prune_limits"])
+            await db.execute(self.sql["prune_limit_counts"])
         return done
 
     async def prune_lock(self, conn: Conn) -> bool:
@@ -1096,6 +1423,18 @@ class Queries:
     async def prune_unlock(self, conn: Conn) -> None:
         """Give the pruning lock back."""
         await conn.fetchval(self.sql["prune_unlock"], f"aiojobs_pg:prune:{self.schema}")
+
+    async def prune_xact_lock(self, conn: Conn) -> bool:
+        """Take the pruning lock until the end of ``conn``'s transaction, if no other session holds it.
+
+        The same lock as :meth:`prune_lock`, so session and transaction pruners exclude each other.
+        """
+        return bool(await conn.fetchval(self.sql["prune_xact_lock"], f"aiojobs_pg:prune:{self.schema}"))
+
+    async def demo_lock(self, conn: Conn) -> bool:
+        """Take the lock one ``demo`` run holds on the schema for ``conn``'s session (it ends with the
+        session), if no other session holds it."""
+        return bool(await conn.fetchval(self.sql["prune_lock"], f"aiojobs_pg:demo:{self.schema}"))
 
     async def fold_counts(self, db: DB) -> None:
         """Fold the counter rows of backends that are gone into one row per queue."""
@@ -1126,9 +1465,11 @@ class Queries:
                                             *map(changes.get, _UPDATE_PARAMS))
         return row
 
-    async def delete_job(self, db: DB, job_id: int) -> bool:
-        """Delete a job and its history; False when the id is unknown."""
-        return bool(await db.fetchval(self.sql["delete_job"], job_id))
+    async def delete_job(self, db: DB, job_id: int) -> int:
+        """Delete a job and its history: 1, or 0 when the id is unknown; -1 when it was a live job with
+        dependents, cancelled instead (call again to delete it)."""
+        deleted: int = await db.fetchval(self.sql["delete_job"], job_id)
+        return deleted
 
     async def delete_handler_jobs(self, db: DB, handlers: Sequence[str]) -> int:
         """Delete every job of these handlers and its history; returns how many jobs."""
@@ -1156,8 +1497,16 @@ class Queries:
         return await db.fetchrow(self.sql["set_queue_paused"], queue, paused, self.channel)
 
     async def queue_settings(self, db: DB) -> list[Any]:
-        """Every queue with settings of its own (paused or not), by name."""
+        """Every queue with settings of its own (paused or not, its limits), by name."""
         return await db.fetch(self.sql["queue_settings"])
+
+    async def set_queue_limits(self, db: DB, queue: str, *, concurrency: int | None, set_concurrency: bool,
+                               rate: tuple[int, float] | None, set_rate: bool) -> Any:
+        """Set (``set_*``) or clear (None) a queue's concurrency limit and its rate limit (starts, period in
+        seconds), leaving the other as it is; tells every worker. The queue's settings row."""
+        count, period = rate if rate is not None else (None, None)
+        return await db.fetchrow(self.sql["set_queue_limits"], queue, concurrency, count, period, set_concurrency,
+                                 set_rate, self.control_channel)
 
     async def await_job(self, db: DB, job_id: int) -> None:
         """Have the job's completion, failure or cancellation notify the control channel."""
@@ -1174,6 +1523,10 @@ class Queries:
         """
         return await db.fetchrow(self.sql["restore_job"], job_id, run_at, self.channel)
 
+    async def parent_results(self, db: DB, job_ids: Sequence[int]) -> dict[int, Any]:
+        """The results of those of ``job_ids`` that completed (and are still kept), by id."""
+        return {r["id"]: r["result"] for r in await db.fetch(self.sql["parent_results"], list(job_ids))}
+
     async def job_runs(self, db: DB, job_id: int, limit: int) -> list[Any]:
         """History rows of one job, oldest first."""
         return await db.fetch(self.sql["job_runs"], job_id, limit)
@@ -1182,12 +1535,41 @@ class Queries:
         """Counts per queue and status, with the oldest due time of pending jobs."""
         return await db.fetch(self.sql["queue_stats"])
 
+    # --- webhooks ---
+    async def add_webhook(self, db: DB, url: str, events: Sequence[str], handlers: Sequence[str] | None,
+                          queues: Sequence[str] | None, secret: str, max_attempts: int,
+                          description: str | None) -> Row:
+        """Register a webhook (values checked by the caller); its row, without the secret."""
+        row: Row = await db.fetchrow(self.sql["add_webhook"], url, list(events),
+                                     None if handlers is None else list(handlers),
+                                     None if queues is None else list(queues), secret, max_attempts, description,
+                                     self.control_channel)
+        return row
+
+    async def list_webhooks(self, db: DB) -> list[Any]:
+        """Every webhook, oldest first, without secrets."""
+        return await db.fetch(self.sql["list_webhooks"])
+
+    async def get_webhook(self, db: DB, webhook_id: int) -> Row | None:
+        """One webhook with its secret, or None."""
+        row: Row | None = await db.fetchrow(self.sql["get_webhook"], webhook_id)
+        return row
+
+    async def remove_webhook(self, db: DB, webhook_id: int) -> bool:
+        """Forget a webhook (deliveries already created go on); False when the id is unknown."""
+        return await db.fetchval(self.sql["remove_webhook"], webhook_id) is not None
+
+    async def webhooks_active(self, db: DB) -> bool:
+        """Whether a webhook is registered or a delivery is pending."""
+        return bool(await db.fetchval(self.sql["webhooks_active"]))
+
 
 # --- outages: what the API's calls see when the database goes away ---
 
 #: The statements that only read. After a lost connection they run again on a fresh one.
 READ_STATEMENTS = ("get_job", "get_jobs", "list_jobs", "job_runs", "recurring_jobs", "find_live_dedup",
-                   "list_workers", "queue_stats", "unserved", "queue_settings", "next_due", "cancelled_runs")
+                   "list_workers", "queue_stats", "unserved", "queue_settings", "next_due", "cancelled_runs",
+                   "parent_results", "list_webhooks", "get_webhook", "webhooks_active")
 
 #: The server ended the session: pg_terminate_backend or a fast shutdown (57P01), a crash (57P02), a
 #: server starting or stopping (57P03), the database dropped (57P04), idle_session_timeout (57P05). Or
@@ -1401,10 +1783,16 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=str, decoder=load_json, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> Pool:
-    """The App's pool; every connection set up by :func:`init_connection`."""
+async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float,
+                      statement_cache: bool = True) -> Pool:
+    """The App's pool; every connection set up by :func:`init_connection`.
+
+    ``statement_cache=False`` for a pooler in transaction mode (PgBouncer before 1.21): asyncpg then
+    prepares each statement unnamed, in the same server transaction as its execution.
+    """
+    extra: dict[str, Any] = {} if statement_cache else {"statement_cache_size": 0}
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
-                                     init=init_connection)
+                                     init=init_connection, **extra)
 
 
 async def connect(dsn: str, *, timeout: float = 60) -> Connection:

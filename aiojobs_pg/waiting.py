@@ -4,7 +4,8 @@ One LISTEN connection per App serves every wait, opened at the first one. A wait
 job ``awaited`` (so its completion, failure or cancellation sends ``done <id>`` or ``cancel <id>``
 on the control channel), then reads the job; it reads it again on each notification about it and
 after each reconnection of the listener (what was sent while it was away is lost). The row is
-never polled.
+never polled, except by an App without a listener (PgBouncer in transaction mode and no
+``listen_dsn``: docs/pgbouncer.md), whose waits read it every ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ class JobCancelled(AiojobsPgError):
 class Waiters:
     """The waits of one App: a listener, and an event per job waited for."""
 
-    def __init__(self, queries: Queries, connect: Callable[[], Awaitable[Connection]]) -> None:
+    def __init__(self, queries: Queries, connect: Callable[[], Awaitable[Connection]] | None, *,
+                 poll_interval: float = 1.0) -> None:
         self.queries = queries
         self._events: dict[int, set[asyncio.Event]] = {}
-        self._notifier = Notifier(connect, {queries.control_channel: self._on_control},
-                                  on_reconnect=self._wake_all)
+        #: None: no listener; each wait reads its job every ``poll_interval``
+        self._notifier = None if connect is None else Notifier(
+            connect, {queries.control_channel: self._on_control}, on_reconnect=self._wake_all)
+        self.poll_interval = poll_interval
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        if self._notifier is None:
+            self._connected.set()
 
     def _on_control(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
@@ -71,7 +77,7 @@ class Waiters:
         Raises :class:`TimeoutError` when ``timeout`` seconds pass first, and
         :class:`JobStateError` for a recurring job, which never finishes by itself.
         """
-        if self._task is None:
+        if self._task is None and self._notifier is not None:
             self._task = asyncio.get_running_loop().create_task(self._notifier.run())
         event = asyncio.Event()
         self._events.setdefault(job_id, set()).add(event)
@@ -87,7 +93,11 @@ class Waiters:
                     if job.schedule is not None:
                         raise JobStateError(job_id, job.status.value, "wait for",
                                             "it is recurring: it never finishes by itself")
-                    await event.wait()
+                    if self._notifier is not None:
+                        await event.wait()
+                    else:
+                        with anyio.move_on_after(self.poll_interval):
+                            await event.wait()
         finally:
             events = self._events[job_id]
             events.discard(event)
@@ -107,7 +117,8 @@ class Waiters:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._connected.clear()
+        if self._notifier is not None:
+            self._connected.clear()
 
 
 def _outcome(job: Job) -> Any:

@@ -25,13 +25,15 @@ from .completer import Completer, CompletionStep
 from .events import Hooks
 from .executor import Executor, utcnow
 from .lane import Lanes
+from .limits import plan_claims
 from .logs import get_logger
 from .maintenance import Maintenance
 from .models import ClaimedJob, JobStatus, Outcome, RunStatus, micros
 from .notifier import Notifier
+from .observers import Observer
 from .producer import Producer
 from .progress import ProgressWriter
-from .queries import DB_ERRORS, ClaimCondition, Connection, Pool, Queries
+from .queries import DB_ERRORS, WEBHOOK_HANDLER, WEBHOOK_QUEUE, ClaimCondition, Connection, Pool, Queries
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.worker")
@@ -78,9 +80,10 @@ class Worker:
     """Runs jobs from the given queues until stopped (or, in burst mode, until nothing is due)."""
 
     def __init__(self, pool: Pool, queries: Queries, executor: Executor, settings: WorkerSettings,
-                 connect: Callable[[], Awaitable[Connection]], lanes: Lanes, *,
+                 connect: Callable[[], Awaitable[Connection]] | None, lanes: Lanes, *,
                  claim_conditions: Sequence[ClaimCondition] = (),
-                 completion_steps: Sequence[CompletionStep] = (), hooks: Hooks | None = None) -> None:
+                 completion_steps: Sequence[CompletionStep] = (), hooks: Hooks | None = None,
+                 observer: Observer | None = None, webhooks: bool = False, xact_locks: bool = False) -> None:
         self.pool = pool
         self.queries = queries
         self.executor = executor
@@ -89,6 +92,8 @@ class Worker:
         self.log = log.bind(worker_id=self.id)
         #: lifecycle hooks (``@app.on``), fired once an outcome is committed
         self.hooks = hooks or Hooks()
+        #: told of each run's start and committed outcome (metrics: ``aiojobs_pg.metrics.instrument``); None: off
+        self.observer = observer
         #: claimed and not yet completed in the database (running or awaiting a flush)
         self.inflight: dict[int, ClaimedJob] = {}
         #: jobs whose handler is running, with the task that runs it
@@ -109,23 +114,38 @@ class Worker:
                                    owned=self.inflight.__contains__, steps=completion_steps, signals=self.signals)
         #: jobs whose run is being stopped because the job was cancelled
         self._cancelling: set[int] = set()
+        #: serves the webhook deliveries' queue while there is anything to deliver (its queues were not
+        #: given: webhooks.py); its claim leaves that queue out meanwhile, so it costs nothing
+        self.delivers_webhooks = webhooks
+        self._webhooks_on = False
+        #: a notification said there is something to deliver while a check of the database was in flight
+        self._webhooks_told = False
         self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
-                                 handlers=list(executor.handlers), lease=settings.lease,
+                                 handlers=[h for h in executor.handlers if not (webhooks and h == WEBHOOK_HANDLER)],
+                                 lease=settings.lease,
                                  poll_interval=settings.poll_interval, free_slots=self.free_slots,
                                  spawn=self._spawn, burst=settings.burst, idle=self.is_idle,
                                  conditions=claim_conditions, signals=self.signals)
+        self._claim_conditions = tuple(claim_conditions)
+        #: the reload of the queues' limits a notification asked for (limits.py), while it runs
+        self._limits_reload: asyncio.Task[None] | None = None
+        self._limits_stale = False
         #: the progress handlers report, written in batches (see progress.py)
         self.progress = ProgressWriter(pool, queries)
         executor.on_progress = self.progress.report
-        self.notifier = Notifier(connect, {queries.channel: self._on_notify,
+        #: whether the notifier runs: ``connect=None`` (PgBouncer in transaction mode without a ``listen_dsn``)
+        #: leaves the worker to its polls, and cancellations to its lease renewals (docs/pgbouncer.md)
+        self.listening = connect is not None
+        self.notifier = Notifier(connect or _no_listener, {queries.channel: self._on_notify,
                                            queries.control_channel: self._on_control},
-                                 on_reconnect=self.producer.reconnected)
+                                 on_reconnect=self._reconnected)
         self.maintenance = Maintenance(pool, queries, history=settings.history,
                                        interval=settings.maintenance_interval,
                                        history_retention=settings.history_retention,
                                        job_retention=settings.job_retention,
                                        keep_completed=settings.keep_completed,
-                                       worker_retention=max(settings.lease * 4, 60.0), signals=self.signals)
+                                       worker_retention=max(settings.lease * 4, 60.0), signals=self.signals,
+                                       xact_locks=xact_locks)
 
     # --- capacity ---
     def free_slots(self) -> int:
@@ -140,8 +160,10 @@ class Worker:
 
     # --- job lifecycle ---
     def _on_notify(self, queue: str) -> None:
-        if queue in self.settings.queues:
+        if queue in self.producer.queues:
             self.producer.wake()
+        elif queue == WEBHOOK_QUEUE and self.delivers_webhooks:  # a delivery was created
+            self._told_of_webhooks()
 
     def _on_control(self, payload: str) -> None:
         # "due <seconds> <queue>": a deferred job was enqueued; "cancel <id>": a job was cancelled.
@@ -149,12 +171,49 @@ class Worker:
         try:
             if kind == "due":
                 seconds, _, queue = rest.partition(" ")
-                if queue in self.settings.queues:
+                if queue in self.producer.queues:
                     self.producer.due_in(float(seconds))
             elif kind == "cancel":
                 self.cancel_run(int(rest))
+            elif kind == "webhooks" and self.delivers_webhooks:  # a webhook was added (App.add_webhook)
+                self._told_of_webhooks()
+            elif kind == "limits" and rest in self.settings.queues:  # its limits changed (App.set_queue)
+                self._reload_limits_soon()
         except ValueError:
             self.log.warning("bad_notification", payload=payload[:200])
+
+    # --- limits (limits.py) ---
+    async def load_limits(self) -> None:
+        """Read the limits of this worker's queues and claim accordingly (with its handlers' limits)."""
+        plan = plan_claims(self.queries, self.producer.queues, self.producer.claim.handlers, self.executor.handlers,
+                           await self.queries.queue_settings(self.pool), self._claim_conditions)
+        current = self.producer.plan
+        if (None if plan is None else (plan.pairs, plan.queue_limits, plan.handler_limits)) != \
+                (None if current is None else (current.pairs, current.queue_limits, current.handler_limits)):
+            self.producer.plan = plan
+            self.signals.emit("limits")
+            self.log.info("limits_loaded", pairs=[f"{q}/{h}" for q, h in plan.pairs] if plan else [],
+                          queues={q: str(v) for q, v in plan.queue_limits.items()} if plan else {})
+            self.producer.wake()
+
+    def _reload_limits_soon(self) -> None:
+        self._limits_stale = True  # a reload under way may have read before this change: it reads again
+        if self._limits_reload is None or self._limits_reload.done():
+            self._limits_reload = asyncio.get_running_loop().create_task(self._reload_limits())
+
+    async def _reload_limits(self) -> None:
+        while self._limits_stale:
+            self._limits_stale = False
+            try:
+                await self.load_limits()
+            except DB_ERRORS as exc:  # the next lease tick tries again
+                self.log.warning("limits_reload_failed", error=repr(exc))
+                return
+
+    def _reconnected(self) -> None:
+        # Notifications sent while the listener was away are lost: look again.
+        self.producer.reconnected()
+        self._reload_limits_soon()
 
     def cancel_run(self, job_id: int) -> bool:
         """Stop the run of a job that was cancelled; False if this worker is not running it.
@@ -178,7 +237,13 @@ class Worker:
         # task group costs several times more per spawn on this hot path.
         self.inflight[job.id] = job
         self._lease_deadlines[job.id] = self.producer.claim_sent_at + self.settings.lease
-        self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
+        observer = self.observer
+        if observer is None:
+            self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
+        else:
+            # Told before the task exists: it may hand the context the run is to see (tracing's span).
+            self.tasks[job.id] = asyncio.get_running_loop().create_task(self._run_job(job),
+                                                                        context=observer.started(job))
         self._idle.clear()
 
     async def _run_job(self, job: ClaimedJob) -> None:
@@ -212,15 +277,20 @@ class Worker:
         # Hot path: a plain success costs two dict operations unless debug logging is on.
         debug = _enabled(self.log, logging.DEBUG)
         now: datetime | None = None
-        hooks = self.hooks
+        hooks, observer = self.hooks, self.observer
+        plan, freed = self.producer.plan, False
         for o in batch:
             job = self.inflight.pop(o.job_id, None)
+            if plan is not None and job is not None and (job.queue, job.handler) in plan.limited_pairs:
+                freed = True
             if o.job_id not in applied:
                 self.log.warning("completion_fenced", job_id=o.job_id, attempt=o.attempt,
                                  reason="the job is no longer running under this attempt")
                 continue
             if hooks and job is not None:
                 hooks.fire(job, o)
+            if observer is not None and job is not None:
+                observer.finished(job, o)
             if o.job_status is JobStatus.PENDING:
                 now = now or utcnow()
                 due = (o.next_run_at - now).total_seconds() if o.next_run_at else (o.delay or 0.0)
@@ -236,6 +306,8 @@ class Worker:
                               retry_in=round(o.delay, 3) if o.delay is not None and o.job_status is JobStatus.PENDING
                               else None)
         self.producer.slot_freed()
+        if freed:  # a job under a limit ended: room for another, which an idle producer would wait a poll for
+            self.producer.wake()
 
     def _lose(self, job_ids: set[int], reason: str) -> None:
         """Stop jobs this worker no longer owns; someone else will (or did) finish them."""
@@ -266,6 +338,10 @@ class Worker:
                 self.signals.emit("renew")
             except DB_ERRORS as exc:
                 self.log.warning("lease_renewal_failed", error=repr(exc))
+            try:  # in case a notification of new limits was missed
+                await self.load_limits()
+            except DB_ERRORS as exc:
+                self.log.warning("limits_reload_failed", error=repr(exc))
             await anyio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def _renew_once(self) -> None:
@@ -309,9 +385,41 @@ class Worker:
             await anyio.sleep(margin / 2)
 
     async def _heartbeat(self) -> None:
+        # What it claims now: the webhook deliveries' queue only while it serves it.
         await self.queries.worker_heartbeat(self.pool, self.id, socket.gethostname(), os.getpid(),
-                                            self.settings.queues, self.settings.concurrency,
+                                            self.producer.queues, self.settings.concurrency,
                                             self.producer.claim.handlers, self.settings.lease)
+
+    # --- webhook deliveries (webhooks.py) ---
+    def _serve_webhooks(self, on: bool) -> None:
+        """Add the deliveries' queue and handler to the claim, or take them out again."""
+        if on == self._webhooks_on:
+            return
+        self._webhooks_on = on
+        queues = [*self.settings.queues, *[WEBHOOK_QUEUE] * on]
+        handlers = [h for h in self.executor.handlers if on or h != WEBHOOK_HANDLER]
+        self.producer.serve(queues, handlers)
+        self._reload_limits_soon()  # the limits' claim plan is built from the queues served
+        self.log.info("webhook_deliveries_served" if on else "webhook_deliveries_idle")
+
+    def _told_of_webhooks(self) -> None:
+        self._webhooks_told = True
+        self._serve_webhooks(True)
+
+    async def _watch_webhooks(self) -> None:
+        """Serve the deliveries' queue while a webhook exists or a delivery is pending: asked at the start and
+        every maintenance interval; a new webhook or delivery tells the worker at once (a notification)."""
+        while True:
+            self._webhooks_told = False
+            try:
+                active = await self.queries.webhooks_active(self.pool)
+            except DB_ERRORS as exc:
+                self.log.warning("webhooks_check_failed", error=repr(exc))
+            else:
+                # a notification that came while the check ran may be about what the check could not see yet
+                if active or not self._webhooks_told:
+                    self._serve_webhooks(active)
+            await anyio.sleep(self.settings.maintenance_interval)
 
     # --- run and stop ---
     async def run(self) -> None:
@@ -319,13 +427,19 @@ class Worker:
         s = self.settings
         self.log.info("worker_starting", queues=list(s.queues), concurrency=s.concurrency, burst=s.burst)
         await self._heartbeat()
+        await self.load_limits()
+        if self.observer is not None:
+            self.observer.worker_started(self.id, self.tasks.__len__, s.concurrency)
         try:
             async with anyio.create_task_group() as background:
-                background.start_soon(self.notifier.run)
+                if self.listening:
+                    background.start_soon(self.notifier.run)
                 background.start_soon(self._keep_leases)
                 background.start_soon(self._watch_leases)
                 background.start_soon(self.maintenance.run)
                 background.start_soon(self.progress.run)
+                if self.delivers_webhooks:
+                    background.start_soon(self._watch_webhooks)
                 async with anyio.create_task_group() as completing:
                     self._completing_scope = completing.cancel_scope
                     completing.start_soon(self.completer.run)
@@ -344,12 +458,16 @@ class Worker:
                         self._limit_final_flush()
                 background.cancel_scope.cancel()
         finally:
+            if self._limits_reload is not None:
+                self._limits_reload.cancel()
             with anyio.CancelScope(shield=True), anyio.move_on_after(s.force_exit_timeout):
                 for lane in (self.producer.lane, self.completer.lane):  # the pool's, whatever happens next
                     with contextlib.suppress(*DB_ERRORS):
                         await lane.close()
                 with contextlib.suppress(*DB_ERRORS):
                     await self.queries.worker_remove(self.pool, self.id)
+            if self.observer is not None:
+                self.observer.worker_stopped(self.id)
             self.stopped.set()
             self.log.info("worker_stopped", claimed=self.producer.claimed, left_inflight=len(self.inflight))
 
@@ -383,6 +501,10 @@ class Worker:
         assert self._completing_scope is not None
         deadline = anyio.current_time() + self.settings.force_exit_timeout
         self._completing_scope.deadline = min(self._completing_scope.deadline, deadline)
+
+
+async def _no_listener() -> Connection:
+    raise AssertionError("a worker without a listener never connects one")
 
 
 def _enabled(logger: Any, level: int) -> bool:

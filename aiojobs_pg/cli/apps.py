@@ -24,6 +24,11 @@ def load_app(target: str) -> App:
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name.strip() or not attr.strip():
         raise UsageError(f"invalid app {target!r}: expected MODULE:ATTRIBUTE, e.g. myproject.jobs:app")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        # A file path where a module name belongs: say which module that file is (uvicorn's convention).
+        dotted = module_name.removesuffix(".py").removeprefix("./").replace(os.sep, ".").replace("/", ".")
+        raise UsageError(f"invalid app {target!r}: give the module, not the file: {dotted.strip('.')}:{attr} "
+                         "(run from the directory that holds it)")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -55,3 +60,14 @@ def parse_queues(text: str) -> list[str]:
     if not queues:
         raise UsageError("--queues: give at least one queue name")
     return queues
+
+
+def describe_database(dsn: str | None) -> str:
+    """Which database a command reaches, in words, without its password: the ``--dsn`` given, else
+    the variable that sets it, else the embedded server."""
+    if dsn:
+        return "the database given with --dsn"
+    for var in ("AIOJOBS_PG_DSN", "DATABASE_URL"):
+        if os.environ.get(var):
+            return f"the database in ${var}"
+    return "the embedded PostgreSQL under ./.aiojobs_pg/"

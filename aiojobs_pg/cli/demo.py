@@ -2,21 +2,29 @@
 
 It enqueues one job of each kind (one-off, deferred, retried then successful,
 failing for good, recurring) and a batch, runs a worker in the background and
-prints the jobs' statuses every second. Without a DSN the App starts an
-embedded PostgreSQL under ``./.aiojobs_pg/``.
+shows the jobs' statuses: on a terminal one table redrawn in place, otherwise a
+line for each change and the final table. It stops once every one-off job has
+finished and the recurring one has run (or after ``duration``). Without a DSN the
+App starts an embedded PostgreSQL under ``./.aiojobs_pg/``.
+
+One demo runs in a schema at a time: it holds a session advisory lock on the
+schema while it runs (released with its connection, even if the process is
+killed), and a second one refuses to start, naming the way out (``--schema``),
+rather than clearing the first one's jobs from under it.
 """
 
 from __future__ import annotations
 
-import os
 import random
+import shutil
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -24,10 +32,13 @@ from ..app import App
 from ..executor import Backoff, JobContext
 from ..logs import configure_logging
 from ..models import Job, JobStatus
-from .render import error_summary, render_table, runs_table, truncate
+from .apps import CommandError, describe_database
+from .render import current_error, error_summary, render_table, runs_table, truncate
 
 DEMO_SCHEMA = "aiojobs_pg_demo"
-DEFAULT_DURATION = 20.0
+DEFAULT_DURATION = 60.0
+#: seconds between two looks at the jobs
+REFRESH = 0.5
 BATCH_SIZE = 20
 
 HANDLERS = ("send_email", "sync_inventory", "charge_card", "cleanup_sessions", "resize_image")
@@ -75,6 +86,7 @@ class DemoJobs:
     singles: list[int]
     retrying: int
     batch: list[int]
+    recurring: int
 
     @property
     def all_ids(self) -> list[int]:
@@ -100,7 +112,7 @@ async def enqueue_demo_jobs(app: App) -> DemoJobs:
         for i in range(BATCH_SIZE)
     ])
     return DemoJobs([one_off.id, deferred.id, retrying.id, failing.id, recurring.id], retrying.id,
-                    [j.id for j in batch])
+                    [j.id for j in batch], recurring.id)
 
 
 async def fetch_jobs(app: App, ids: Sequence[int]) -> dict[int, Job]:
@@ -109,91 +121,176 @@ async def fetch_jobs(app: App, ids: Sequence[int]) -> dict[int, Job]:
     return {r["id"]: Job.from_record(r) for r in rows}
 
 
+_FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def settled(jobs: dict[int, Job], demo: DemoJobs) -> bool:
+    """Nothing is left to happen but the recurring job's next ticks: every one-off job has finished
+    (or is gone), and the recurring one has run and is not running."""
+    recurring = jobs.get(demo.recurring)
+    if recurring is not None and (recurring.last_run_at is None or recurring.status is JobStatus.RUNNING):
+        return False
+    return all(job.status in _FINISHED for i, job in jobs.items() if i != demo.recurring)
+
+
 def _next_run(job: Job, now: datetime) -> str:
     if job.status is not JobStatus.PENDING:
         return "-"
     seconds = (job.next_run_at - now).total_seconds()
-    return "due" if seconds <= 0 else f"{seconds:.1f}"
+    return "due" if seconds <= 0 else f"in {seconds:.1f}s"
+
+
+def _batch_line(jobs: dict[int, Job], demo: DemoJobs) -> str:
+    counts = Counter(jobs[i].status.value for i in demo.batch if i in jobs)
+    done = ", ".join(f"{counts[s.value]} {s.value}" for s in JobStatus if counts[s.value])
+    return f"batch of {len(demo.batch)} x resize_image: {done or 'gone'}"
 
 
 def status_table(jobs: dict[int, Job], demo: DemoJobs, now: datetime) -> str:
-    """The one-off jobs one per row, then the batch as one summary line."""
-    headers = ["ID", "JOB", "STATUS", "ATTEMPTS", "NEXT RUN IN (S)", "LAST RAN (S AGO)", "LAST ERROR"]
-    rows = []
+    """The one-off jobs one per row, each with its current error (if any) on a line below it, so
+    that the table fits a narrow terminal; then the batch as one summary line."""
+    headers = ["ID", "JOB", "STATUS", "ATTEMPTS", "NEXT RUN", "LAST RAN"]
+    rows: list[list[str]] = []
+    errors: list[str | None] = []
     for job_id in demo.singles:
         job = jobs.get(job_id)
         if job is None:
-            rows.append([str(job_id), "?", "deleted", "-", "-", "-", "-"])
+            rows.append([str(job_id), "?", "deleted", "-", "-", "-"])
+            errors.append(None)
             continue
-        ago = "-" if job.last_run_at is None else f"{max(0.0, (now - job.last_run_at).total_seconds()):.1f}"
+        ago = "-" if job.last_run_at is None else f"{max(0.0, (now - job.last_run_at).total_seconds()):.1f}s ago"
         rows.append([str(job.id), truncate(job.name or job.handler, 30), job.status.value,
-                     f"{job.attempts}/{job.max_attempts}", _next_run(job, now), ago,
-                     error_summary(job.last_error, 50)])
-    table = render_table(headers, rows, right=(0, 4, 5))
-    counts = Counter(jobs[i].status.value for i in demo.batch if i in jobs)
-    done = ", ".join(f"{counts[s.value]} {s.value}" for s in JobStatus if counts[s.value])
-    return f"{table}\nbatch of {len(demo.batch)} x resize_image: {done or 'gone'}"
+                     f"{job.attempts}/{job.max_attempts}", _next_run(job, now), ago])
+        error = current_error(job)
+        errors.append(f"{' ' * (len(str(job.id)) + 2)}last error: {error_summary(error, 100)}" if error else None)
+    header, rule, *lines = render_table(headers, rows, right=(0,)).splitlines()
+    body = [line for row, error in zip(lines, errors, strict=True) for line in (row, error) if line is not None]
+    return "\n".join([header, rule, *body, _batch_line(jobs, demo)])
 
 
-async def _show(app: App, demo: DemoJobs, duration: float) -> None:
+@dataclass
+class LiveView:
+    """One table, redrawn in place on a terminal (ANSI: back to its first line, clear, draw)."""
+
+    demo: DemoJobs
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    _drawn: int = 0
+
+    def update(self, jobs: dict[int, Job], elapsed: float) -> None:
+        """Replace the table drawn last with the jobs' current state."""
+        width = shutil.get_terminal_size().columns
+        text = f"t = {elapsed:4.1f} s\n{status_table(jobs, self.demo, datetime.now(UTC))}"
+        # Lines cut to the terminal's width: a wrapped line would throw off the count of lines to go back.
+        lines = [truncate(line, width - 1) for line in text.splitlines()]
+        back = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+        self.out.write(back + "\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn = len(lines)
+
+    def finish(self, jobs: dict[int, Job], elapsed: float) -> None:
+        """The last state stays on screen as drawn."""
+
+
+@dataclass
+class LineView:
+    """Where output is not a terminal: one line per change of a job, then the final table once."""
+
+    demo: DemoJobs
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    _seen: dict[int, tuple[JobStatus, int, datetime | None]] = field(default_factory=dict)
+    _batch: str = ""
+
+    def update(self, jobs: dict[int, Job], elapsed: float) -> None:
+        """Print what changed since the last look."""
+        for job_id in self.demo.singles:
+            job = jobs.get(job_id)
+            if job is None:
+                continue
+            state = (job.status, job.attempts, job.last_run_at)  # a recurring job's tick changes only the last
+            if self._seen.get(job_id) == state:
+                continue
+            self._seen[job_id] = state
+            due = _next_run(job, datetime.now(UTC))
+            when = f", next run {due}" if due.startswith("in ") else ""
+            error = current_error(job) if job.status is not JobStatus.RUNNING else None
+            detail = f": {error_summary(error, 60)}" if error else ""
+            self.out.write(f"{elapsed:5.1f} s  job {job.id} {job.name or job.handler}: {job.status.value}{when} "
+                           f"(attempt {job.attempts}/{job.max_attempts}){detail}\n")
+        batch = _batch_line(jobs, self.demo)
+        if batch != self._batch:
+            self._batch = batch
+            self.out.write(f"{elapsed:5.1f} s  {batch}\n")
+        self.out.flush()
+
+    def finish(self, jobs: dict[int, Job], elapsed: float) -> None:
+        """The final state as one table."""
+        self.out.write(f"\nat t = {elapsed:.1f} s:\n{status_table(jobs, self.demo, datetime.now(UTC))}\n")
+        self.out.flush()
+
+
+async def _show(app: App, demo: DemoJobs, duration: float, view: LiveView | LineView) -> str:
+    """Show the jobs until nothing is left to happen or ``duration`` passed; returns why it stopped."""
     start = anyio.current_time()
     deadline = start + duration
     while True:
-        now = anyio.current_time()
         jobs = await fetch_jobs(app, demo.all_ids)
-        print(f"\n--- t = {now - start:4.1f} s ---\n{status_table(jobs, demo, datetime.now(UTC))}", flush=True)
+        elapsed = anyio.current_time() - start
+        view.update(jobs, elapsed)
+        if settled(jobs, demo):
+            view.finish(jobs, elapsed)
+            return "every one-off job has finished and the recurring one has run"
         remaining = deadline - anyio.current_time()
         if remaining <= 0:
-            return
-        await anyio.sleep(min(1.0, remaining))
+            view.finish(jobs, elapsed)
+            return f"{duration:g} s have passed"
+        await anyio.sleep(min(REFRESH, remaining))
 
 
 async def _stop_on_interrupt(scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
-            print("\nstopping early …", flush=True)
             scope.cancel()
             return
 
 
-async def _watch(app: App, demo: DemoJobs, duration: float) -> None:
+async def _watch(app: App, demo: DemoJobs, duration: float, view: LiveView | LineView) -> str:
+    reason = "interrupted"
     async with anyio.create_task_group() as tg:
         if threading.current_thread() is threading.main_thread():
             tg.start_soon(_stop_on_interrupt, tg.cancel_scope)
-        await _show(app, demo, duration)
+        reason = await _show(app, demo, duration, view)
         tg.cancel_scope.cancel()
-
-
-def _where(dsn: str | None) -> str:
-    if dsn:
-        return "the database given with --dsn"
-    for var in ("AIOJOBS_PG_DSN", "DATABASE_URL"):
-        if os.environ.get(var):
-            return f"the database in ${var}"
-    return "an embedded PostgreSQL under ./.aiojobs_pg/"
+    return reason
 
 
 async def run_demo(dsn: str | None, schema: str | None, duration: float | None, *,
-                   log_level: str | None = "INFO", log_json: bool = False) -> None:
-    """Run the demo for ``duration`` seconds (default 20) and print what happened.
+                   log_level: str | None = "WARNING", log_json: bool = False, live: bool = False) -> None:
+    """Run the demo until every one-off job has finished (at most ``duration`` seconds, default 60) and
+    print what happened; ``live`` redraws one table in place (for a terminal).
 
-    ``log_level=None`` leaves logging as it is configured (the CLI sets it up itself).
+    ``log_level=None`` leaves logging as it is configured (the CLI sets it up itself). Raises
+    :class:`~aiojobs_pg.cli.apps.CommandError` when another demo runs in the schema.
     """
     if log_level is not None:
         configure_logging(log_level, json=log_json)
     duration = DEFAULT_DURATION if duration is None else duration
     app = create_app(dsn, schema)
-    print(f"aiojobs_pg demo: schema {app.schema} in {_where(dsn)}; running for {duration:g} s (Ctrl-C stops)",
-          flush=True)
-    async with app:
+    where = describe_database(dsn)
+    print(f"aiojobs_pg demo: schema {app.schema} in {where} (Ctrl-C stops)", flush=True)
+    async with app, app.pool.acquire() as lock:
+        # Held until the demo ends: a second demo must not clear this one's jobs from under it.
+        if not await app.queries.demo_lock(lock):
+            raise CommandError(f"another demo is running in schema {app.schema!r} of {where}: wait for it to "
+                               f"end, or run this one in a schema of its own, e.g. --schema {app.schema}_2")
         cleared = await clear_demo_jobs(app)
         if cleared:
             print(f"cleared {cleared} job(s) of an earlier demo run", flush=True)
         demo = await enqueue_demo_jobs(app)
-        print(f"enqueued {len(demo.all_ids)} jobs; starting a worker with 5 slots", flush=True)
+        print(f"enqueued {len(demo.all_ids)} jobs; starting a worker with 5 slots\n", flush=True)
+        view = LiveView(demo) if live else LineView(demo)
         async with app.worker(concurrency=5):
-            await _watch(app, demo, duration)
-        print("\nworker stopped.", flush=True)
+            reason = await _watch(app, demo, duration, view)
+        print(f"\nstopped: {reason}; the worker has drained.", flush=True)
         jobs = await fetch_jobs(app, demo.all_ids)
         print("\nsummary:")
         by_status: dict[str, list[Job]] = {}
@@ -210,3 +307,5 @@ async def run_demo(dsn: str | None, schema: str | None, duration: float | None, 
         state = retrying.status.value if retrying else "deleted"
         print(f"\nhistory of job {demo.retrying} (inventory sync, fails twice then succeeds; now {state}):")
         print(runs_table(runs) if runs else "  no runs yet")
+        print(f"\nthe jobs stay in schema {app.schema}: python -m aiojobs_pg --schema {app.schema} jobs list"
+              + (" --dsn DSN" if dsn else ""))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import Job, Run
+from ..models import Job, JobStatus, Run
+from ..webhooks import Webhook
 
 
 def truncate(text: str, width: int) -> str:
@@ -48,13 +48,26 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def next_run(job: Job) -> datetime | None:
+    """When the job runs next, as far as a listing should say: only a pending job has a next run (a
+    finished job's ``next_run_at`` is when it last became due, in the past; a running one's next tick
+    is set when it completes)."""
+    return job.next_run_at if job.status is JobStatus.PENDING else None
+
+
+def current_error(job: Job) -> str | None:
+    """The error worth showing beside the job: none once it completed (``last_error`` then belongs
+    to an earlier attempt that the completion made moot)."""
+    return None if job.status is JobStatus.COMPLETED else job.last_error
+
+
 def jobs_table(jobs: Sequence[Job], served: Collection[tuple[str, str]] | None = None) -> str:
     """The ``jobs list`` table; given what live workers serve (``Admin.served``), a pending job that
     none of them can run says so in its status."""
     headers = ["ID", "NAME", "HANDLER", "QUEUE", "STATUS", "ATTEMPTS", "NEXT RUN (UTC)", "LAST ERROR"]
     rows = [[str(j.id), truncate(j.name or "-", 30), truncate(j.handler, 30), truncate(j.queue, 20),
              j.status.value + (" (no worker)" if served is not None and j.waits_for_a_worker(served) else ""),
-             f"{j.attempts}/{j.max_attempts}", format_time(j.next_run_at), error_summary(j.last_error)]
+             f"{j.attempts}/{j.max_attempts}", format_time(next_run(j)), error_summary(current_error(j))]
             for j in jobs]
     return render_table(headers, rows, right=(0, 5))
 
@@ -66,6 +79,15 @@ def workers_table(workers: Sequence[Mapping[str, Any]]) -> str:
              str(w["concurrency"]), format_time(w["heartbeat_at"]), "yes" if w["alive"] else "no"]
             for w in workers]
     return render_table(headers, rows, right=(3,))
+
+
+def webhooks_table(hooks: Sequence[Webhook]) -> str:
+    """The ``webhooks list`` table."""
+    headers = ["ID", "URL", "EVENTS", "HANDLERS", "QUEUES", "ATTEMPTS", "CREATED (UTC)", "DESCRIPTION"]
+    rows = [[str(h.id), truncate(h.url, 60), ",".join(h.events), truncate(",".join(h.handlers or ["*"]), 30),
+             truncate(",".join(h.queues or ["*"]), 30), str(h.max_attempts), format_time(h.created_at),
+             truncate(h.description or "-", 40)] for h in hooks]
+    return render_table(headers, rows, right=(0, 5))
 
 
 def runs_table(runs: Sequence[Run]) -> str:
@@ -85,19 +107,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def to_dict(obj: Job | Run) -> dict[str, Any]:
-    """A job or run as a dict of JSON-friendly values."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
 def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON (datetimes as ISO 8601)."""
+    """Print ``value`` as indented JSON (datetimes as ISO 8601). Jobs, runs, queues and workers are
+    built by :mod:`aiojobs_pg.http.serialize` first, so the CLI's JSON is the HTTP API's (camelCase)."""
     print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))

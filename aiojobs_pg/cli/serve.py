@@ -7,6 +7,7 @@ define the command without the ``http`` extra and explain what is missing.
 from __future__ import annotations
 
 import argparse
+import socket
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -40,19 +41,36 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="another origin allowed to send changes (e.g. https://admin.example.com); repeatable")
 
 
+#: what ``serve`` says when no token is set: shell advice, not the Python API's ``tokens=``
+NO_TOKEN = ("serve needs a bearer token for the API and the dashboard's sign-in, in $AIOJOBS_PG_API_TOKEN "
+            "(several: comma-separated). Set one and run again:\n"
+            "  export AIOJOBS_PG_API_TOKEN=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the dashboard of a server bound to ``host:port``."""
+    # A wildcard address is not one to browse to: this machine's loopback answers for it.
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/dashboard"
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """Serve the API and dashboard of ``args.app`` until SIGINT/SIGTERM; returns the exit code.
 
     The token comes from ``$AIOJOBS_PG_API_TOKEN``: without one nothing could be
-    called, so the command refuses to start.
+    called, so the command refuses to start. Once the server listens, the dashboard's
+    URL is printed on stdout.
     """
     try:
         import uvicorn
 
         from ..http.api import create_asgi_app
+        from ..http.auth import load_tokens
     except ModuleNotFoundError as exc:
         raise ConfigurationError(f"serve needs the 'http' extra: pip install 'aiojobs_pg[http]' "
                                  f"({exc.name} is missing)") from None
+    if not load_tokens(None):
+        raise ConfigurationError(NO_TOKEN)
     queues = parse_queues(args.queues)
     app = load_app(args.app)
     app.retarget(dsn=getattr(args, "dsn", None), schema=getattr(args, "schema", None))
@@ -60,6 +78,17 @@ def serve_command(args: argparse.Namespace) -> int:
                            allowed_origins=args.allow_origin)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "lifespan": "on", "root_path": args.root_path,
                                "server_header": False, "log_level": getattr(args, "log_level", None) or "info"}
-    server = uvicorn.Server(uvicorn.Config(asgi, **options))
+    root_path: str = args.root_path
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and self.servers and self.servers[0].sockets:
+                port = self.servers[0].sockets[0].getsockname()[1]  # the one bound, should --port be 0
+                behind = f" (through your proxy: {root_path.rstrip('/')}/dashboard)" if root_path else ""
+                print(f"dashboard: {dashboard_url(args.host, port)}{behind}; sign in with the token in "
+                      "$AIOJOBS_PG_API_TOKEN", flush=True)
+
+    server = Server(uvicorn.Config(asgi, **options))
     server.run()
     return 0 if server.started else 1

@@ -21,12 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..app import App
-from ..errors import ConfigurationError, JobNotFound, JobStateError, ValidationError
+from ..errors import ConfigurationError, JobNotFound, JobStateError, ValidationError, WebhookNotFound
 from ..logs import get_logger
 from ..models import Job
 from ..queries import DB_ERRORS
+from ..waiting import JobCancelled, JobFailed
 from . import serialize as ser
 from .auth import (
+    PUBLIC_PATHS,
     SAFE_METHODS,
     SESSION_COOKIE,
     SESSION_TTL,
@@ -122,7 +124,8 @@ class Handlers:
         """``POST /jobs``: enqueue a job."""
         kwargs = ser.enqueue_kwargs(await self._object(request))
         job = await self.app.enqueue(**kwargs)
-        return JSONResponse(await self._job_json(job), status_code=201,
+        # 201 either way (as before dedupWindow): "existing" says whether a job holding the dedup key came back
+        return JSONResponse({**await self._job_json(job), "existing": job.existing}, status_code=201,
                             headers={"Location": f"{base_path(request)}/jobs/{job.id}"})
 
     async def get_job(self, request: Request) -> Response:
@@ -152,6 +155,26 @@ class Handlers:
         """``POST /jobs/{id}/retry``: re-queue a failed or cancelled job."""
         return JSONResponse(await self._job_json(await self.app.admin().retry(self._job_id(request))))
 
+    async def wait(self, request: Request) -> Response:
+        """``GET /jobs/{id}/wait?timeout=30``: the job once it finished (``App.wait``).
+
+        200 and the job when it completed (its ``result``); 409 ``job_failed`` / ``job_cancelled``
+        with the job when it failed or was cancelled; 202 and the job as it stands when ``timeout``
+        seconds passed first (ask again); 409 ``conflict`` for a recurring job, which never finishes.
+        """
+        job_id = self._job_id(request)
+        timeout = ser.wait_timeout(ser.query_params(request.scope["query_string"]))
+        try:
+            await self.app.wait(job_id, timeout=timeout)
+        except TimeoutError:
+            job = await self.app.admin().get_job(job_id)
+            return JSONResponse(await self._job_json(job), status_code=202, headers={"Cache-Control": "no-store"})
+        except (JobFailed, JobCancelled) as exc:
+            error = "job_failed" if isinstance(exc, JobFailed) else "job_cancelled"
+            return error_response(409, error, str(exc), status=exc.job.status.value,
+                                  job=await self._job_json(exc.job))
+        return JSONResponse(await self._job_json(await self.app.admin().get_job(job_id)))
+
     async def history(self, request: Request) -> Response:
         """``GET /jobs/{id}/history``: every recorded run, oldest first."""
         runs = await self.app.admin().history(self._job_id(request))
@@ -177,7 +200,8 @@ class Handlers:
         """``GET /queues``: job counts per queue and status, and the age of the oldest due job."""
         admin = self.app.admin()
         rows, paused, unserved = await admin.queue_stats(), await admin.paused_queues(), await admin.unserved()
-        return JSONResponse({"data": ser.queues_json(rows, datetime.now(UTC), paused, unserved),
+        settings = await admin.queue_settings()
+        return JSONResponse({"data": ser.queues_json(rows, datetime.now(UTC), paused, unserved, settings=settings),
                              "completedFrom": ser.COMPLETED_FROM})
 
     async def pause_queue(self, request: Request) -> Response:
@@ -191,6 +215,13 @@ class Handlers:
         queue: str = request.path_params["queue"]
         await self.app.admin().resume_queue(queue)
         return JSONResponse({"queue": queue, "paused": False})
+
+    async def queue_settings(self, request: Request) -> Response:
+        """``POST /queues/{queue}/settings``: set or remove (null) the queue's concurrency and rate limits for
+        every worker on every host; a field left out is kept (docs/limits.md)."""
+        queue: str = request.path_params["queue"]
+        kwargs = ser.queue_settings_kwargs(await self._object(request))
+        return JSONResponse(ser.queue_settings_json(await self.app.admin().set_queue(queue, **kwargs)))
 
     async def retry_failed(self, request: Request) -> Response:
         """``POST /bulk/retry-failed``: every failed job (of a queue, a handler) back to pending."""
@@ -208,6 +239,26 @@ class Handlers:
         older_than = kwargs.pop("older_than")
         return JSONResponse({"count": await self.app.admin().delete_finished(older_than, **kwargs)})
 
+    # --- webhooks ---
+    async def list_webhooks(self, request: Request) -> Response:
+        """``GET /webhooks``: every webhook, oldest first (without secrets)."""
+        return JSONResponse({"data": [ser.webhook_json(h) for h in await self.app.admin().webhooks()]})
+
+    async def add_webhook(self, request: Request) -> Response:
+        """``POST /webhooks``: register a URL for job events; the response holds the secret, once."""
+        kwargs = ser.webhook_kwargs(await self._object(request))
+        hook = await self.app.admin().add_webhook(kwargs.pop("url"), kwargs.pop("events"), **kwargs)
+        return JSONResponse(ser.webhook_json(hook), status_code=201, headers={
+            "Location": f"{base_path(request)}/webhooks/{hook.id}", "Cache-Control": "no-store"})
+
+    async def remove_webhook(self, request: Request) -> Response:
+        """``DELETE /webhooks/{id}``."""
+        text: str = request.path_params["id"]
+        if not (text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= 2**63 - 1):
+            raise HTTPException(404, f"webhook {text[:40]!r} not found")
+        await self.app.admin().remove_webhook(int(text))
+        return Response(status_code=204)
+
     async def health(self, request: Request) -> Response:
         """``GET /health`` (no credentials): the database answers; the local listener is connected."""
         database = True
@@ -221,6 +272,20 @@ class Handlers:
         ok = database and listener is not False
         return JSONResponse({"status": "ok" if ok else "unavailable", "database": database, "listener": listener},
                             status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+    async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: the Prometheus metrics of this process, once ``aiojobs_pg.metrics.instrument(app)`` ran."""
+        try:
+            from ..metrics import metrics_of
+        except ModuleNotFoundError:  # the metrics extra is not installed: then nothing can be instrumented
+            metrics = None
+        else:
+            metrics = metrics_of(self.app)
+        if metrics is None:
+            return error_response(404, "not_found", "metrics are not enabled: call aiojobs_pg.metrics.instrument(app) "
+                                                    "before the worker starts (the 'metrics' extra)")
+        body, content_type = await metrics.render(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``."""
@@ -264,12 +329,16 @@ class Handlers:
             Resource("/logout", name="logout", post=self.logout),
             Resource("/health", name="health", get=self.health),
             Resource("/openapi.json", name="openapi", get=self.openapi),
+            Resource("/metrics", name="metrics", get=self.metrics),
             Resource("/queues", name="queues", get=self.queues),
             Resource("/queues/{queue:any}/pause", name="queue_pause", post=self.pause_queue),
             Resource("/queues/{queue:any}/resume", name="queue_resume", post=self.resume_queue),
+            Resource("/queues/{queue:any}/settings", name="queue_settings", post=self.queue_settings),
             Resource("/bulk/retry-failed", name="bulk_retry_failed", post=self.retry_failed),
             Resource("/bulk/cancel-pending", name="bulk_cancel_pending", post=self.cancel_pending),
             Resource("/bulk/delete-finished", name="bulk_delete_finished", post=self.delete_finished),
+            Resource("/webhooks", name="webhooks", get=self.list_webhooks, post=self.add_webhook),
+            Resource("/webhooks/{id}", name="webhook", delete=self.remove_webhook),
             Resource("/jobs", name="jobs", get=self.list_jobs, post=self.create_job),
             Resource("/jobs/runner", name="runner", get=self.runner_status),
             Resource("/jobs/runner/start", name="runner_start", post=self.runner_start),
@@ -277,6 +346,7 @@ class Handlers:
             Resource("/jobs/{job_id}", name="job", get=self.get_job, put=self.update_job, delete=self.delete_job,
                      reserved=ids),
             Resource("/jobs/{job_id}/history", name="history", get=self.history, reserved=ids),
+            Resource("/jobs/{job_id}/wait", name="wait", get=self.wait, reserved=ids),
             Resource("/jobs/{job_id}/trigger", name="trigger", post=self.trigger, reserved=ids),
             Resource("/jobs/{job_id}/cancel", name="cancel", post=self.cancel, reserved=ids),
             Resource("/jobs/{job_id}/retry", name="retry", post=self.retry, reserved=ids),
@@ -343,7 +413,8 @@ class JobsApi(Starlette):
 
     Served on its own, its lifespan opens the App (unless it is open already) and
     closes it, and hosts the runner's worker. Mounted inside another app, whose
-    lifespan does not reach mounted apps, enter :meth:`lifespan` from yours.
+    lifespan does not reach mounted apps, give :meth:`lifespan` as that app's
+    lifespan, or enter it from yours.
     """
 
     def __init__(self, app: App, handlers: Handlers, *, middleware: Sequence[Middleware], worker: dict[str, Any] | None
@@ -354,14 +425,20 @@ class JobsApi(Starlette):
         super().__init__(
             routes=handlers.routes(), middleware=middleware, lifespan=self._lifespan,
             exception_handlers={
-                ValidationError: _validation_error, JobNotFound: _not_found, JobStateError: _state_error,
+                ValidationError: _validation_error, JobNotFound: _not_found, WebhookNotFound: _not_found,
+                JobStateError: _state_error,
                 RunnerError: _runner_error, BodyTooLarge: _too_large, HTTPException: _http_error,
                 ConfigurationError: _unavailable, **{cls: _unavailable for cls in DB_ERRORS},
             })
 
     @asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        """Open the App if needed, host the runner (starting a worker if asked), then drain and close."""
+    async def lifespan(self, _host: object = None) -> AsyncIterator[None]:
+        """Open the App if needed, host the runner (starting a worker if asked), then drain and close.
+
+        It takes (and ignores) the host app, so that it serves as the lifespan of the app this API is
+        mounted in: ``Starlette(lifespan=api.lifespan)``, ``FastAPI(lifespan=api.lifespan)``. With a
+        lifespan of your own, enter it there: ``async with api.lifespan(): yield``. See docs/asgi.md.
+        """
         opened = not _is_open(self.jobs_app)
         if opened:
             await self.jobs_app.open()
@@ -400,6 +477,7 @@ def create_asgi_app(
     queues: Sequence[str] | None = None,
     max_body: int = ser.MAX_BODY,
     session_ttl: int = SESSION_TTL,
+    public_metrics: bool = False,
 ) -> JobsApi:
     """The management API and dashboard of ``app`` as an ASGI app (Starlette).
 
@@ -409,7 +487,10 @@ def create_asgi_app(
     ``require_token=False`` leaves authentication to the guards (e.g. your own session
     check when mounted in your app). ``allowed_origins``: origins besides the server's
     own that may send mutating requests. ``with_worker``: start a worker
-    (``concurrency``, ``queues``) in the lifespan.
+    (``concurrency``, ``queues``) in the lifespan. ``GET /metrics`` serves the App's Prometheus
+    metrics once :func:`aiojobs_pg.metrics.instrument` enabled them, behind the same credentials as
+    every route; ``public_metrics=True`` answers it without any (and without the guards), for a
+    scraper that cannot send a bearer token.
     """
     named = load_tokens(tokens) if require_token else {}
     if require_token and not named:
@@ -420,6 +501,7 @@ def create_asgi_app(
     authenticator = Authenticator(named, require_token=require_token, session_ttl=session_ttl)
     handlers = Handlers(app, Runner(app), authenticator, max_body=max_body)
     middleware = [Middleware(Gate, authenticator=authenticator, guards=guards, allowed_origins=allowed_origins,
-                             max_body=max_body, unauthenticated=_unauthenticated)]
+                             max_body=max_body, unauthenticated=_unauthenticated,
+                             public_paths=(PUBLIC_PATHS | {"/metrics"}) if public_metrics else PUBLIC_PATHS)]
     worker = {"concurrency": concurrency, "queues": queues} if with_worker else None
     return JobsApi(app, handlers, middleware=middleware, worker=worker)

@@ -1,6 +1,7 @@
 """Who may call the HTTP API: bearer tokens, dashboard sessions, guards, and the cross-origin check.
 
-Every request except ``GET /health`` passes through :class:`Gate`:
+Every request except ``GET /health`` (and ``GET /metrics`` when the API was created with
+``public_metrics=True``) passes through :class:`Gate`:
 
 1. a mutating request (``POST``, ``PUT``, ``PATCH``, ``DELETE``) from a foreign origin
    (``Sec-Fetch-Site: cross-site``, or an ``Origin`` that is not the server's own) is
@@ -222,8 +223,11 @@ class Gate:
 
     def __init__(self, app: ASGIApp, *, authenticator: Authenticator, guards: Sequence[Guard] = (),
                  allowed_origins: Collection[str] = (), max_body: int,
-                 unauthenticated: Callable[[Request], Response]) -> None:
+                 unauthenticated: Callable[[Request], Response],
+                 public_paths: Collection[str] = PUBLIC_PATHS) -> None:
         self.app = app
+        #: paths whose safe methods are answered without credentials
+        self.public_paths = frozenset(public_paths)
         self.authenticator = authenticator
         self.guards = tuple(guards)
         self.allowed_origins = frozenset(allowed_origins)
@@ -242,7 +246,7 @@ class Gate:
 
     async def check(self, request: Request, path: str) -> Response | None:
         """The response that refuses ``request``, or None to let it through."""
-        if path in PUBLIC_PATHS and request.method in SAFE_METHODS:
+        if path in self.public_paths and request.method in SAFE_METHODS:
             return None
         if request.method not in SAFE_METHODS:
             reason = foreign_origin(request, self.allowed_origins)

@@ -16,9 +16,24 @@ import copy
 from typing import Any
 
 from ..admin import MAX_PAGE
-from ..models import MAX_JSON_DEPTH, JobStatus, RunStatus
+from ..events import EVENTS
+from ..models import MAX_BACKOFF, MAX_BACKOFF_FACTOR, MAX_JSON_DEPTH, JobStatus, RunStatus
 from ..schedules import MAX_EXPR_LENGTH
-from ..validation import MAX_ATTEMPTS, MAX_DELAY, MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH
+from ..validation import (
+    MAX_ATTEMPTS,
+    MAX_DELAY,
+    MAX_KEY_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PARENTS,
+    MAX_QUEUE_LENGTH,
+    MAX_SECRET_LENGTH,
+    MAX_URL_LENGTH,
+    MAX_WEBHOOK_ATTEMPTS,
+    MAX_WEBHOOK_FILTERS,
+    MIN_SECRET_LENGTH,
+    PARENT_FAILURE_POLICIES,
+    URL_PATTERN,
+)
 from . import serialize as ser
 
 _INT32 = 2**31 - 1
@@ -51,6 +66,23 @@ def _duration(least: str, minimum: float, pattern: str) -> dict[str, Any]:
 
 _DELAY = _duration("0", 0, ser.DELAY_PATTERN)
 _TIMEOUT = _duration("one microsecond", ser.MIN_TIMEOUT, ser.TIMEOUT_PATTERN)
+_BACKOFF_FIELDS: dict[str, Any] = {
+    "base": {"type": "number", "minimum": 0, "maximum": MAX_BACKOFF,
+             "description": "seconds before the first retry (default 1)"},
+    "factor": {"type": "number", "minimum": 1, "maximum": MAX_BACKOFF_FACTOR,
+               "description": "each retry waits this many times longer than the one before (default 2; 1: fixed)"},
+    "cap": {"type": "number", "minimum": 0, "maximum": MAX_BACKOFF,
+            "description": "the longest wait, in seconds (default 3600)"},
+    "jitter": {"type": "number", "minimum": 0, "maximum": 1,
+               "description": "each wait is spread over +-jitter of itself (default 0.2)"},
+}
+_BACKOFF_IN = {
+    "description": "how long its failed attempts wait before the next, in preference to its handler's and the "
+                   "app's: base * factor ** (attempt - 1) seconds, capped; or a number: that many seconds each "
+                   "time (fixed, no jitter)",
+    "oneOf": [{"type": "number", "minimum": 0, "maximum": MAX_BACKOFF},
+              {"type": "object", "additionalProperties": False, "properties": _BACKOFF_FIELDS}],
+}
 
 
 def _text(max_length: int, description: str = "", *, blank: bool = True) -> dict[str, Any]:
@@ -127,6 +159,24 @@ _JOB_FIELDS: dict[str, Any] = {
                            "description": "how far the running attempt says it got (ctx.progress); null before "
                                           "it reports, and once the job completed"}),
     "progressMessage": _nullable({**_STR, "description": "what the running attempt said with its progress"}),
+    "parents": _nullable({"type": "array", "items": {"type": "integer", "format": "int64"},
+                          "description": "the jobs it was enqueued after (null once it completed)"}),
+    "waitingFor": _nullable({"type": "array", "items": {"type": "integer", "format": "int64"},
+                             "description": "those of its parents not completed yet (status waiting)"}),
+    "onParentFailure": _nullable({"type": "string", "enum": list(PARENT_FAILURE_POLICIES),
+                                  "description": "null: a failed or cancelled parent ends it the same way"}),
+    "backoff": _nullable({"type": "object", "required": list(_BACKOFF_FIELDS), "properties": _BACKOFF_FIELDS,
+                          "description": "its own retry backoff (null: its handler's, else the app's)"}),
+    "concurrencyKey": _nullable({**_STR, "description": "the key its handler's limits count it under (null: the "
+                                                        "handler's own)"}),
+}
+
+#: a queue's limits, as GET /queues and POST /queues/{queue}/settings show them
+_QUEUE_LIMITS: dict[str, Any] = {
+    "concurrencyLimit": _nullable({"type": "integer", "description": "at most this many of its jobs run at once, "
+                                                                     "fleet-wide (null: no limit)"}),
+    "rateLimit": _nullable({**_STR, "description": "at most N of its jobs start in any window of the period, "
+                                                   "'N/period' (null: no limit)"}),
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -151,8 +201,31 @@ _SCHEMAS: dict[str, Any] = {
             "delay": _nullable(_DELAY),
             "dedupKey": _nullable(_text(MAX_KEY_LENGTH)),
             "timeout": _nullable(_TIMEOUT),
+            "after": _nullable({"type": "array", "minItems": 1, "maxItems": MAX_PARENTS,
+                                "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "format": "int64"},
+                                "description": "ids of one-off jobs this one waits for (status waiting) until they "
+                                               "all completed; an id no job has is refused with 422"}),
+            "onParentFailure": _nullable({"type": "string", "enum": list(PARENT_FAILURE_POLICIES),
+                                          "description": "when a parent fails or is cancelled: cancel this job, or "
+                                                         "run it anyway; null (the default) ends it as the parent "
+                                                         "ended. Only with after"}),
+            "dedupWindow": _nullable({**_TIMEOUT, "description": "with dedupKey: return the newest job with the key "
+                                      "created within this window, whatever its status (completed, failed, "
+                                      "cancelled too), instead of adding one; " + _TIMEOUT["description"]}),
+            "backoff": _nullable(_BACKOFF_IN),
+            "concurrencyKey": _nullable({**_text(MAX_KEY_LENGTH, blank=False),
+                                         "description": "its handler's concurrency and rate limits count per key "
+                                                        "(a customer id, say): docs/limits.md"}),
         },
         "allOf": [
+            {"description": "dedupWindow needs dedupKey",
+             "anyOf": [{"properties": {"dedupWindow": _NULL_ONLY}},
+                       {"required": ["dedupKey"], "properties": {"dedupKey": {"type": "string"}}}]},
+            {"description": "onParentFailure needs after",
+             "anyOf": [{"properties": {"onParentFailure": _NULL_ONLY}},
+                       {"required": ["after"], "properties": {"after": {"type": "array"}}}]},
+            {"description": "a recurring job cannot wait for other jobs",
+             "anyOf": [{"properties": {"after": _NULL_ONLY}}, {"properties": {"schedule": _NULL_ONLY}}]},
             {"description": "a time zone needs a schedule",
              "anyOf": [{"properties": {"timezone": _NULL_ONLY}},
                        {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}}]},
@@ -253,10 +326,59 @@ _SCHEMAS: dict[str, Any] = {
                           "description": "jobs that finished longer ago than this: seconds, or '30d', '12h'"},
         },
     },
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "url", "events", "handlers", "queues", "maxAttempts", "description", "createdAt"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "format": "int64"}, "url": _STR,
+            "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}},
+            "handlers": _nullable({"type": "array", "items": _STR, "description": "null: every handler"}),
+            "queues": _nullable({"type": "array", "items": _STR, "description": "null: every queue"}),
+            "maxAttempts": {"type": "integer", "minimum": 1}, "description": _nullable(_STR), "createdAt": _TIME,
+            "secret": {**_STR, "description": "only in the answer to POST /webhooks: keep it, no read returns it"},
+        },
+    },
+    "WebhookCreate": {
+        "type": "object", "required": ["url", "events"], "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "maxLength": MAX_URL_LENGTH, "pattern": URL_PATTERN,
+                    "description": "where deliveries are POSTed: http(s), a host name or IPv4 address, printable "
+                                   "ASCII (percent-encode the rest), no user:password@, no #fragment"},
+            "events": {"type": "array", "minItems": 1, "maxItems": len(EVENTS), "uniqueItems": True,
+                       "items": {"type": "string", "enum": list(EVENTS)}},
+            "secret": _nullable({**_text(MAX_SECRET_LENGTH, blank=False), "minLength": MIN_SECRET_LENGTH,
+                                 "description": "the HMAC-SHA256 key of the signatures; null or absent: one is "
+                                                "made (in the answer)"}),
+            "handlers": _nullable({"type": "array", "minItems": 1, "maxItems": MAX_WEBHOOK_FILTERS,
+                                   "items": _HANDLER, "description": "only jobs of these handlers; null: all"}),
+            "queues": _nullable({"type": "array", "minItems": 1, "maxItems": MAX_WEBHOOK_FILTERS, "items": _QUEUE,
+                                 "description": "only jobs of these queues; null: all"}),
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_WEBHOOK_ATTEMPTS,
+                            "description": "attempts of each delivery before it fails (8)"},
+            "description": _nullable(_text(MAX_NAME_LENGTH)),
+        },
+    },
+    "WebhookList": {"type": "object", "required": ["data"],
+                    "properties": {"data": {"type": "array", "items": _ref("Webhook")}}},
     "BulkCount": {"type": "object", "required": ["count"],
                   "properties": {"count": {"type": "integer", "minimum": 0, "description": "jobs changed"}}},
     "QueueState": {"type": "object", "required": ["queue", "paused"],
                    "properties": {"queue": _STR, "paused": {"type": "boolean"}}},
+    "QueueSettings": {"type": "object", "required": ["queue", "paused", *_QUEUE_LIMITS],
+                      "properties": {"queue": _STR, "paused": {"type": "boolean"}, **_QUEUE_LIMITS}},
+    "QueueSettingsUpdate": {
+        "type": "object", "additionalProperties": False, "minProperties": 1,
+        "properties": {
+            "concurrencyLimit": _nullable({"type": "integer", "minimum": 1, "maximum": _INT32,
+                                           "description": "at most this many of its jobs run at once, on every "
+                                                          "worker of every host together; null: no limit"}),
+            "rateLimit": _nullable({"type": "string", "pattern": ser.RATE_LIMIT_PATTERN,
+                                    "description": "at most N of its jobs start in any window of the period: "
+                                                   "'N/period', such as '100/1m' or '50/1s' (a duration of at "
+                                                   "most 1d, or a unit alone: '100/m'); null: no limit"}),
+        },
+        "description": "a field left out is kept; null removes that limit (docs/limits.md)",
+    },
     "Queues": {
         "type": "object", "required": ["data", "completedFrom"],
         "properties": {
@@ -269,7 +391,7 @@ _SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": {
                 "type": "object",
                 "required": ["queue", "counts", "total", "oldestPendingAt", "oldestPendingAgeSeconds", "paused",
-                             "noWorker"],
+                             "noWorker", *_QUEUE_LIMITS],
                 "properties": {
                     "queue": _STR,
                     "counts": {"type": "object", "required": _JOB_STATUSES,
@@ -281,6 +403,7 @@ _SCHEMAS: dict[str, Any] = {
                     "noWorker": {"type": "object", "additionalProperties": {"type": "integer"},
                                  "description": "pending jobs no live worker can run (none serves this queue with "
                                                 "their handler), by handler"},
+                    **_QUEUE_LIMITS,
                 },
             }},
         },
@@ -300,13 +423,19 @@ _SCHEMAS: dict[str, Any] = {
             "error": _STR, "message": _STR,
             "field": {**_STR, "description": "the offending field (422)"},
             "status": {**_STR, "description": "the job's status (409)"},
+            "job": {**_ref("Job"), "description": "the job (409 job_failed, job_cancelled)"},
         },
     },
+    "CreatedJob": {"allOf": [_ref("Job"), {
+        "type": "object", "required": ["existing"],
+        "properties": {"existing": {"type": "boolean", "description": (
+            "true when no job was added: a job holding dedupKey came back (a pending or running one, or with "
+            "dedupWindow one created within it)")}}}]},
 }
 
 _ERRORS = {
     401: "no valid credentials", 403: "refused: cross-origin request or denied by a guard",
-    404: "no such job", 409: "the job's status does not allow this", 413: "request body over 1 MiB",
+    404: "no such job (or webhook)", 409: "the job's status does not allow this", 413: "request body over 1 MiB",
     422: "invalid input; `field` names it", 503: "the database is unavailable",
 }
 
@@ -356,7 +485,8 @@ _PATHS: dict[str, Any] = {
                        _query("cursor", {"type": "string", "pattern": ser.CURSOR_PATTERN},
                               "nextCursor of the previous page"),
                    ]),
-        "post": _op("Enqueue a job", {201: {**_JOB, "headers": {"Location": {"schema": _STR}}}},
+        "post": _op("Enqueue a job (or, with dedupKey, get the job holding the key: existing)",
+                    {201: {**_json(_ref("CreatedJob"), "the job"), "headers": {"Location": {"schema": _STR}}}},
                     (413, 422, 503), body="JobCreate"),
     },
     "/jobs/{id}": {
@@ -370,6 +500,15 @@ _PATHS: dict[str, Any] = {
     "/jobs/{id}/cancel": {"post": _op("Cancel a pending or running job", {200: _JOB}, _CHANGE, params=[_JOB_ID])},
     "/jobs/{id}/retry": {"post": _op("Re-queue a failed or cancelled job", {200: _JOB}, _CHANGE,
                                      params=[_JOB_ID])},
+    "/jobs/{id}/wait": {"get": _op(
+        "Wait until a job finishes (a long poll, woken by the job's completion)",
+        {200: _json(_ref("Job"), "it completed: its result is in result"),
+         202: _json(_ref("Job"), "timeout passed first: the job as it stands (ask again)"),
+         409: _json(_ref("Error"), "error job_failed or job_cancelled: it failed (its attempts spent) or was "
+                                   "cancelled, the job in job; error conflict: it is recurring, and never finishes")},
+        (404, 422, 503), params=[_JOB_ID, _query(
+            "timeout", {"type": "number", "minimum": ser.MIN_WAIT, "maximum": ser.MAX_WAIT},
+            f"seconds to wait at most (default {ser.DEFAULT_WAIT:g}, at most {ser.MAX_WAIT:g})")])},
     "/jobs/{id}/history": {"get": _op("A job's runs, oldest first", {200: _json(_ref("History"), "the runs")},
                                       (404, 503), params=[_JOB_ID])},
     "/jobs/runner": {"get": _op("This process's worker and every live worker", {200: _json(_ref("Runner"), "")},
@@ -384,6 +523,10 @@ _PATHS: dict[str, Any] = {
         {200: _json(_ref("QueueState"), "paused")}, (422, 503), params=[_QUEUE_PARAM])},
     "/queues/{queue}/resume": {"post": _op("Resume a paused queue", {200: _json(_ref("QueueState"), "resumed")},
                                            (422, 503), params=[_QUEUE_PARAM])},
+    "/queues/{queue}/settings": {"post": _op(
+        "Set or remove a queue's concurrency and rate limits, for every worker on every host (stored)",
+        {200: _json(_ref("QueueSettings"), "the queue's settings now")}, (413, 422, 503),
+        body="QueueSettingsUpdate", params=[_QUEUE_PARAM])},
     "/bulk/retry-failed": {"post": _op("Re-queue every failed job (of a queue and/or handler), due now",
                                        {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503),
                                        body="BulkFilter", body_required=False)},
@@ -393,10 +536,24 @@ _PATHS: dict[str, Any] = {
     "/bulk/delete-finished": {"post": _op(
         "Delete the jobs (of a queue and/or handler) that finished longer ago than olderThan, with their history",
         {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503), body="BulkDelete")},
+    "/webhooks": {
+        "get": _op("Every webhook, oldest first (without secrets)", {200: _json(_ref("WebhookList"), "")}, (503,)),
+        "post": _op("Register a URL for job events, for every worker (docs/webhooks.md)",
+                    {201: {**_json(_ref("Webhook"), "the webhook, with its secret"),
+                           "headers": {"Location": {"schema": _STR}}}}, (413, 422, 503), body="WebhookCreate"),
+    },
+    "/webhooks/{id}": {"delete": _op("Remove a webhook (its deliveries not sent yet are cancelled)",
+                                     {204: {"description": "removed"}}, (404, 503), params=[_JOB_ID])},
     "/health": {"get": _op("Database reachable and listener connected (no credentials needed)",
                            {200: _json(_ref("Health"), "healthy"), 503: _json(_ref("Health"), "unhealthy")},
                            public=True)},
     "/openapi.json": {"get": _op("This document", {200: _json({"type": "object"}, "OpenAPI 3.0")})},
+    "/metrics": {"get": _op(
+        "Prometheus metrics of this process (see docs/metrics.md); without credentials when the server was "
+        "created with public_metrics=True",
+        {200: {"description": "the Prometheus text format (OpenMetrics when the Accept header asks for it)",
+               "content": {"text/plain": {"schema": _STR}, "application/openmetrics-text": {"schema": _STR}}},
+         404: _json(_ref("Error"), "metrics are not enabled: aiojobs_pg.metrics.instrument(app) was not called")})},
     "/": {"get": {"summary": "To the dashboard", "responses": {"307": _REDIRECT,
                                                                 "401": {**_HTML, "description": "sign-in form"}}}},
     "/dashboard": {"get": {"summary": "The dashboard",

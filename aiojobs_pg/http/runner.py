@@ -60,7 +60,11 @@ class Runner:
         """Start a worker and wait until it runs (or failed to start)."""
         if self._tg is None:
             raise RunnerError(503, "the runner needs the ASGI lifespan: serve the app with lifespan on "
-                                   "(or enter api.lifespan() in your own lifespan when mounted)")
+                                   "(mounted in another app, give it api.lifespan: see docs/asgi.md)")
+        # As every worker does when it starts (App.worker, run_worker): the App's @app.periodic
+        # declarations get their rows, or a schedule declared in code would never run. Before the
+        # state check, so that no await separates that check from taking the slot (an idempotent upsert).
+        await self.app.sync_periodic()
         if self.state != "stopped":
             raise RunnerError(409, f"a worker is already {self.state} in this process")
         worker = self.app.create_worker(concurrency=concurrency, queues=queues)
@@ -116,8 +120,9 @@ class Runner:
         }]
 
     def listener_ok(self) -> bool | None:
-        """Whether the local worker's LISTEN connection is up (None without a running worker)."""
-        if self.worker is None or self.state != "running":
+        """Whether the local worker's LISTEN connection is up (None without a running worker, or for a
+        worker that polls without one: PgBouncer and no ``listen_dsn``)."""
+        if self.worker is None or self.state != "running" or not self.worker.listening:
             return None
         return self.worker.notifier.connected
 

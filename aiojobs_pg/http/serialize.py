@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..admin import UNSET
+from ..admin import UNSET, QueueSettings
 from ..errors import ValidationError
 from ..models import Job, JobStatus, Run
 from ..schedules import MAX_INTERVAL, upcoming_runs
-from ..validation import MAX_DELAY
+from ..validation import INT32_MAX, MAX_DELAY, MAX_RATE_PERIOD
+from ..webhooks import Webhook
 
 #: request bodies larger than this many bytes are refused with 413
 MAX_BODY = 1024 * 1024
@@ -33,6 +34,8 @@ _CREATE = {
     "handler": "handler", "name": "name", "data": "data", "schedule": "schedule", "timezone": "timezone",
     "maxAttempts": "max_attempts", "queue": "queue", "priority": "priority", "runAt": "run_at",
     "delay": "delay", "dedupKey": "dedup_key", "timeout": "timeout",
+    "after": "after", "onParentFailure": "on_parent_failure",
+    "dedupWindow": "dedup_window", "backoff": "backoff", "concurrencyKey": "concurrency_key",
 }
 # API field -> keyword of Admin.update_job
 _UPDATE = {
@@ -47,7 +50,11 @@ _BULK = {"queue": "queue", "handler": "handler", "olderThan": "older_than"}
 _NOT_NULL_CREATE = frozenset({"handler", "queue", "priority", "maxAttempts"})
 _NOT_NULL_UPDATE = frozenset({"queue", "priority", "maxAttempts", "runAt"})
 _NOT_NULL_RUNNER = frozenset({"concurrency", "queues"})
-_PY_TO_API = {py: api for table in (_CREATE, _UPDATE, _BULK) for api, py in table.items()} | {"job_id": "id"}
+# API field -> keyword of Admin.add_webhook
+_WEBHOOK = {"url": "url", "events": "events", "secret": "secret", "handlers": "handlers", "queues": "queues",
+            "maxAttempts": "max_attempts", "description": "description"}
+_PY_TO_API = {py: api for table in (_CREATE, _UPDATE, _BULK, _WEBHOOK) for api, py in table.items()} | {
+    "job_id": "id", "webhook_id": "id", "concurrency_limit": "concurrencyLimit", "rate_limit": "rateLimit"}
 #: most queues a runner start may name
 MAX_RUNNER_QUEUES = 50
 #: run times a recurring job's ``nextRuns`` shows
@@ -112,6 +119,11 @@ DELAY_PATTERN = _duration_pattern(MAX_DURATION, zero=True)
 TIMEOUT_PATTERN = _duration_pattern(MAX_DURATION, zero=False)
 _DELAY_RE = re.compile(DELAY_PATTERN)
 _TIMEOUT_RE = re.compile(TIMEOUT_PATTERN)
+#: a rate limit, "N/period": N from 1 to 2^31-1, the period more than zero and at most a day (a duration, or
+#: a bare unit for one of it: "100/m"); what :func:`aiojobs_pg.validation.parse_rate_limit` reads, less spaces
+RATE_LIMIT_PATTERN = (f"^0*{_numbers_to(INT32_MAX, zero=False)}/(?:[smhdSMHD]|"
+                      + _duration_pattern(int(MAX_RATE_PERIOD.total_seconds()), zero=False)[1:-1] + ")$")
+_RATE_LIMIT_RE = re.compile(RATE_LIMIT_PATTERN)
 
 # An RFC 3339 date-time that Python can hold in UTC whatever its offset: years 0001-9999 but not
 # the first and last day (0001-01-01T00:00+05:00 is in year 0), upper-case T and Z, no leap second.
@@ -180,7 +192,7 @@ def check_duration(value: object, field: str) -> object:
     six decimals at most, at most :data:`MAX_DURATION` seconds, a timeout at least one
     microsecond. Other types pass through for the core to refuse.
     """
-    timeout = field == "timeout"
+    timeout = field in ("timeout", "dedupWindow")  # both more than zero
     if isinstance(value, str):
         if (_TIMEOUT_RE if timeout else _DELAY_RE).fullmatch(value) is None:
             raise ValidationError(field, f"invalid duration {value[:40]!r}: expected seconds ('30', '1.5', at most six "
@@ -240,7 +252,7 @@ def _keywords(body: Mapping[str, Any], table: Mapping[str, str], not_null: froze
             raise ValidationError(field, "must not be null")
         if field == "runAt" and value is not None:
             value = parse_time(value, field)
-        elif field in ("delay", "timeout") and value is not None:
+        elif field in ("delay", "timeout", "dedupWindow") and value is not None:
             value = check_duration(value, field)
         kwargs[table[field]] = value
     return kwargs
@@ -251,9 +263,15 @@ def enqueue_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
     if "handler" not in body:
         raise ValidationError("handler", "is required")
     kwargs = _keywords(body, _CREATE, _NOT_NULL_CREATE)
-    for optional in ("name", "schedule", "timezone", "run_at", "delay", "dedup_key", "timeout"):
+    for optional in ("name", "schedule", "timezone", "run_at", "delay", "dedup_key", "timeout", "after",
+                     "on_parent_failure", "dedup_window", "backoff"):
         if optional in kwargs and kwargs[optional] is None:
             del kwargs[optional]
+    backoff = kwargs.get("backoff")
+    # as the document states it: the core would also read a string of JSON, which the document does not allow
+    if backoff is not None and (isinstance(backoff, bool) or not isinstance(backoff, int | float | dict)):
+        raise ValidationError("backoff", f"must be a number of seconds (fixed) or an object of base, factor, cap and "
+                                         f"jitter, got {_json_type(backoff)}")
     return kwargs
 
 
@@ -327,6 +345,31 @@ def query_int(params: Mapping[str, str], field: str, default: int | None) -> int
     return int(text)
 
 
+#: ``GET /jobs/{id}/wait``: seconds it waits when no ``timeout`` is given, and the bounds of one that is
+DEFAULT_WAIT = 30.0
+MIN_WAIT = 0.001
+MAX_WAIT = 300.0
+#: a JSON number, as a query parameter states one (no sign: a timeout is positive)
+_NUMBER = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def wait_timeout(params: Mapping[str, str]) -> float:
+    """``GET /jobs/{id}/wait``'s ``timeout``: seconds, from :data:`MIN_WAIT` to :data:`MAX_WAIT` (a request
+    holds a connection to the server meanwhile); :data:`DEFAULT_WAIT` when absent."""
+    unknown = sorted(set(params) - {"timeout"})
+    if unknown:
+        raise ValidationError(unknown[0], "unknown query parameter; expected timeout")
+    text = params.get("timeout")
+    if text is None:
+        return DEFAULT_WAIT
+    if not _NUMBER.fullmatch(text):
+        raise ValidationError("timeout", f"must be a number of seconds, got {text[:40]!r}")
+    seconds = float(text)
+    if not MIN_WAIT <= seconds <= MAX_WAIT:
+        raise ValidationError("timeout", f"must be from {MIN_WAIT:g} to {MAX_WAIT:g} seconds, got {text[:40]}")
+    return seconds
+
+
 def list_kwargs(params: Mapping[str, str]) -> dict[str, Any]:
     """Keywords for :meth:`Admin.list_jobs` from ``GET /jobs``'s query string (a filter given must not be empty)."""
     unknown = sorted(set(params) - {"status", "queue", "handler", "limit", "cursor"})
@@ -357,6 +400,9 @@ def job_json(job: Job, now: datetime | None = None, served: Collection[tuple[str
         "createdAt": iso(job.created_at), "updatedAt": iso(job.updated_at),
         "nextRuns": [iso(t) for t in upcoming_runs(job, NEXT_RUNS, now)],
         "progress": job.progress, "progressMessage": job.progress_message,
+        "parents": job.parents, "waitingFor": job.waiting_for, "onParentFailure": job.on_parent_failure,
+        "backoff": None if job.backoff is None else job.backoff.to_dict(),
+        "concurrencyKey": job.concurrency_key,
     }
     if served is not None:
         out["noWorker"] = job.waits_for_a_worker(served)
@@ -378,20 +424,29 @@ COMPLETED_FROM = "counters"
 
 
 def queues_json(rows: list[dict[str, Any]], now: datetime, paused: Collection[str] = (),
-                unserved: Mapping[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
+                unserved: Mapping[tuple[str, str], int] | None = None, *,
+                settings: Mapping[str, QueueSettings] | None = None) -> list[dict[str, Any]]:
     """Rows of ``queue_stats`` (queue, status, count, oldest_due) folded into one object per queue, with
-    whether it is ``paused`` and its pending jobs no live worker serves (``unserved``, by handler)."""
+    whether it is ``paused``, its pending jobs no live worker serves (``unserved``, by handler) and its
+    limits (``settings``: ``concurrencyLimit``, ``rateLimit`` as ``"N/period"``; null for none)."""
     queues: dict[str, dict[str, Any]] = {}
+    settings = settings or {}
 
     def entry_of(queue: str) -> dict[str, Any]:
-        return queues.setdefault(queue, {
-            "queue": queue, "counts": {s.value: 0 for s in JobStatus}, "total": 0,
-            "oldestPendingAt": None, "oldestPendingAgeSeconds": None, "paused": queue in paused,
-            "noWorker": {},
-        })
+        if queue not in queues:
+            limits = settings.get(queue)
+            queues[queue] = {
+                "queue": queue, "counts": {s.value: 0 for s in JobStatus}, "total": 0,
+                "oldestPendingAt": None, "oldestPendingAgeSeconds": None, "paused": queue in paused,
+                "noWorker": {}, **queue_limits_json(limits),
+            }
+        return queues[queue]
 
     for queue in paused:
         entry_of(queue)
+    for queue, limits in settings.items():
+        if limits.concurrency_limit is not None or limits.rate_limit is not None:
+            entry_of(queue)
     for (queue, handler), count in (unserved or {}).items():
         entry_of(queue)["noWorker"][handler] = count
     for row in rows:
@@ -403,6 +458,59 @@ def queues_json(rows: list[dict[str, Any]], now: datetime, paused: Collection[st
             entry["oldestPendingAt"] = iso(oldest)
             entry["oldestPendingAgeSeconds"] = round(max((now - oldest).total_seconds(), 0.0), 3)
     return sorted(queues.values(), key=lambda q: q["queue"])
+
+
+def queue_limits_json(settings: QueueSettings | None) -> dict[str, Any]:
+    """A queue's limits: ``concurrencyLimit`` (jobs at once) and ``rateLimit`` (``"N/period"``), null for none."""
+    rate = None if settings is None else settings.rate_limit
+    return {"concurrencyLimit": None if settings is None else settings.concurrency_limit,
+            "rateLimit": None if rate is None else str(rate)}
+
+
+def queue_settings_json(settings: QueueSettings) -> dict[str, Any]:
+    """What ``POST /queues/{queue}/settings`` returns: the queue, whether it is paused, and its limits."""
+    return {"queue": settings.queue, "paused": settings.paused, **queue_limits_json(settings)}
+
+
+#: the fields of a ``POST /queues/{queue}/settings`` body; a field left out is kept, null removes that limit
+QUEUE_SETTINGS_FIELDS = {"concurrencyLimit": "concurrency_limit", "rateLimit": "rate_limit"}
+
+
+def queue_settings_kwargs(body: Any) -> dict[str, Any]:
+    """Keywords for :meth:`Admin.set_queue` from a settings body: ``concurrencyLimit`` (an integer, or null),
+    ``rateLimit`` (``"N/period"``, or null); at least one of them, and nothing else."""
+    if not isinstance(body, Mapping):
+        raise ValidationError("body", "must be a JSON object")
+    unknown = sorted(set(body) - QUEUE_SETTINGS_FIELDS.keys())
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field; expected {' or '.join(QUEUE_SETTINGS_FIELDS)}")
+    if not body:
+        raise ValidationError("body", f"give {' and/or '.join(QUEUE_SETTINGS_FIELDS)}")
+    rate = body.get("rateLimit")
+    if isinstance(rate, str) and _RATE_LIMIT_RE.fullmatch(rate) is None:
+        raise ValidationError("rateLimit", f"invalid rate limit {rate[:60]!r}: expected N/period, such as '100/1m' "
+                                           "(N from 1 to 2147483647, the period more than 0 and at most 1d)")
+    return {QUEUE_SETTINGS_FIELDS[k]: v for k, v in body.items()}
+
+
+def webhook_json(hook: Webhook) -> dict[str, Any]:
+    """A webhook; its ``secret`` only when it is known (what adding one returns)."""
+    out: dict[str, Any] = {
+        "id": hook.id, "url": hook.url, "events": hook.events, "handlers": hook.handlers, "queues": hook.queues,
+        "maxAttempts": hook.max_attempts, "description": hook.description, "createdAt": iso(hook.created_at),
+    }
+    if hook.secret is not None:
+        out["secret"] = hook.secret
+    return out
+
+
+def webhook_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Keywords for :meth:`Admin.add_webhook` from a ``POST /webhooks`` body (``url`` and ``events`` required)."""
+    for required in ("url", "events"):
+        if required not in body:
+            raise ValidationError(required, "is required")
+    kwargs = _keywords(body, _WEBHOOK, frozenset({"url", "events", "maxAttempts"}))
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def live_worker_json(row: Mapping[str, Any]) -> dict[str, Any]:

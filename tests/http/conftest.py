@@ -8,6 +8,7 @@ schema of its own): schemathesis and the browser talk to it over TCP on 127.0.0.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 import threading
 import time
@@ -28,6 +29,8 @@ from aiojobs_pg import App  # noqa: E402
 from aiojobs_pg.http import JobsApi, create_asgi_app  # noqa: E402
 from tests.http.serve_app import register_handlers  # noqa: E402
 
+#: whether the metrics extra (prometheus_client) is installed
+METRICS = importlib.util.find_spec("prometheus_client") is not None
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 READER_TOKEN = "reader-token-0123456789abcdef"
 BASE = "http://testserver"
@@ -119,6 +122,12 @@ def start_live_server(dsn: str, *, with_worker: bool = True) -> Iterator[LiveSer
     schema = f"t_{uuid.uuid4().hex[:12]}"
     app = App(dsn, schema=schema, lease=3, poll_interval=0.2, maintenance_interval=0.5, drain_timeout=2)
     register_handlers(app)
+    if METRICS:  # GET /metrics is documented: serve it (a registry of the server's own)
+        from prometheus_client import CollectorRegistry
+
+        from aiojobs_pg.metrics import instrument
+
+        instrument(app, CollectorRegistry())
     asgi = create_asgi_app(app, tokens={"admin": ADMIN_TOKEN}, with_worker=with_worker, concurrency=4)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

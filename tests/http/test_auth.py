@@ -13,7 +13,7 @@ from starlette.routing import Route
 from aiojobs_pg import App, ConfigurationError
 from aiojobs_pg.http import JobsApi, create_asgi_app, principal, read_only, require_admin
 from aiojobs_pg.http.auth import ENV_TOKEN, SESSION_COOKIE, Authenticator
-from tests.http.conftest import ADMIN_TOKEN, BASE, READER_TOKEN, bearer, in_own_task
+from tests.http.conftest import ADMIN_TOKEN, BASE, METRICS, READER_TOKEN, bearer, in_own_task
 from tests.http.serve_app import register_handlers
 
 MUTATING = {"POST", "PUT", "DELETE"}
@@ -24,15 +24,22 @@ def every_route(api: JobsApi) -> list[tuple[str, str]]:
     result = []
     for route in api.routes:
         assert isinstance(route, Route)
-        path = route.path.replace("{job_id}", "1").replace("{name}", "app.js").replace("{queue:any}", "default")
+        path = (route.path.replace("{job_id}", "1").replace("{name}", "app.js").replace("{queue:any}", "default")
+                .replace("{id}", "1"))
         result += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
     return result
 
 
 @pytest.fixture
 async def guarded(app: App) -> AsyncIterator[JobsApi]:
-    """An API with an admin and a read-only token (``require_admin("admin")``)."""
+    """An API with an admin and a read-only token (``require_admin("admin")``), metrics on when installed."""
     register_handlers(app)
+    if METRICS:
+        from prometheus_client import CollectorRegistry
+
+        from aiojobs_pg.metrics import instrument
+
+        instrument(app, CollectorRegistry())
     api = create_asgi_app(app, tokens={"admin": ADMIN_TOKEN, "reader": READER_TOKEN}, guards=[require_admin("admin")])
     async with in_own_task(api.lifespan()):
         yield api
@@ -44,7 +51,7 @@ def client_of(api: JobsApi, **headers: str) -> httpx.AsyncClient:
 
 async def test_auth_matrix_no_route_but_health_answers_without_credentials(guarded: JobsApi, app: App) -> None:
     routes = every_route(guarded)
-    assert len(routes) == 25
+    assert len(routes) == 31
     bad_credentials: list[dict[str, str]] = [
         {}, bearer("wrong-token-0123456789abcdef"), bearer(""), {"Authorization": f"Basic {ADMIN_TOKEN}"},
         {"Authorization": ADMIN_TOKEN}, {"Cookie": f"{SESSION_COOKIE}=forged.1.sig"},
@@ -73,7 +80,10 @@ async def test_reader_reads_and_admin_writes(guarded: JobsApi, app: App) -> None
                 response = await reader.request(method, path, json={})
                 assert response.status_code == 403, (method, path)
                 assert response.json() == {"error": "forbidden", "message": "not allowed"}
-            elif method == "GET":
+            elif method == "GET" and path.endswith("/wait"):  # a read: the job is pending, so it times out
+                response = await reader.get(path, params={"timeout": "0.05"})
+                assert response.status_code == 202, (path, response.status_code)
+            elif method == "GET" and (METRICS or path != "/metrics"):
                 response = await reader.get(path)
                 assert response.status_code in (200, 307), (path, response.status_code)
         assert (await app.get_job(job.id)).status.value == "pending"  # the reader changed nothing

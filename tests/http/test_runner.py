@@ -95,7 +95,8 @@ async def test_queues_counts_and_oldest_due(client: httpx.AsyncClient, app: App)
     before = datetime.now(UTC)
     data = {q["queue"]: q for q in (await client.get("/queues")).json()["data"]}
     assert set(data) == {"mail", "sms"}
-    assert data["mail"]["counts"] == {"pending": 2, "running": 0, "completed": 0, "failed": 0, "cancelled": 0}
+    assert data["mail"]["counts"] == {"waiting": 0, "pending": 2, "running": 0, "completed": 0, "failed": 0,
+                                      "cancelled": 0}
     assert data["mail"]["total"] == 2
     assert data["sms"]["counts"]["pending"] == 2 and data["sms"]["counts"]["cancelled"] == 1
     assert data["sms"]["total"] == 3

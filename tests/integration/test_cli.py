@@ -10,6 +10,8 @@ import asyncio
 import itertools
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import asyncpg
 import pytest
 
 from aiojobs_pg import App, JobNotFound, JobStatus
+from aiojobs_pg.http.serialize import job_json
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_DSN = "postgresql://nobody@127.0.0.1:1/nowhere"
@@ -132,11 +135,14 @@ async def test_migrate_applies_then_reports_up_to_date(
     assert await app.pool.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", fresh) >= 3
 
 
-async def test_jobs_on_unmigrated_schema_explains(
-        cli_env: dict[str, str], schema_name: str) -> None:
+async def test_jobs_on_unmigrated_schema_explains(app: App, cli_env: dict[str, str], schema_name: str) -> None:
     result = await run_cli(cli_env, "--schema", schema_name + "_none", "jobs", "list")
     assert result.returncode == 1
-    assert "migrate" in result.stderr
+    err = result.stderr
+    assert f"schema '{schema_name}_none' in the database in $AIOJOBS_PG_DSN has no aiojobs_pg tables yet" in err
+    assert "schemas there that have them: " in err  # at least the test's own, migrated by the fixture
+    # The command that creates them where this one looked, not in the default schema.
+    assert f"'python -m aiojobs_pg --schema {schema_name}_none migrate'" in err
 
 
 # --- jobs ---
@@ -171,7 +177,7 @@ async def test_enqueue_then_list(app: App, cli_env: dict[str, str]) -> None:
     first = listed[-1]
     assert first["data"] == {"n": 1, "s": "é"}
     assert first["status"] == "pending"
-    assert datetime.fromisoformat(first["next_run_at"]).tzinfo is not None
+    assert datetime.fromisoformat(first["nextRunAt"]).tzinfo is not None
 
     result = await run_cli(cli_env, "jobs", "list", "--queue", "mail", "--json")
     assert [j["id"] for j in json.loads(result.stdout)] == [job.id]
@@ -204,7 +210,7 @@ async def test_jobs_no_live_worker_can_run_are_flagged(app: App, cli_env: dict[s
         lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.split()[:1] != []}
         assert "pending (no worker)" in lines[str(orphan.id)] and "pending (no worker)" in lines[str(waiting.id)]
         as_json = json.loads((await run_cli(cli_env, "jobs", "list", "--json")).stdout)
-        assert {j["id"]: j["no_worker"] for j in as_json} == {orphan.id: True, waiting.id: True}
+        assert {j["id"]: j["noWorker"] for j in as_json} == {orphan.id: True, waiting.id: True}
         shown = await run_cli(cli_env, "workers", "--json")
         report = json.loads(shown.stdout)
         [me] = report["workers"]
@@ -247,8 +253,9 @@ async def test_queues_pause_resume_and_bulk_actions(app: App, cli_env: dict[str,
     paused = await run_cli(cli_env, "queues", "pause", "mail")
     assert paused.returncode == 0 and "paused" in paused.stdout
     assert await app.admin().paused_queues() == ["mail"]
-    listed = json.loads((await run_cli(cli_env, "queues", "list", "--json")).stdout)
-    assert listed == [{"queue": "mail", "paused": True, "counts": {"pending": 2}}]
+    [listed] = json.loads((await run_cli(cli_env, "queues", "list", "--json")).stdout)
+    assert (listed["queue"], listed["paused"], listed["counts"]["pending"], listed["total"]) == ("mail", True, 2, 2)
+    assert listed["noWorker"] == {"send": 2}  # GET /queues' shape, camelCase
     assert "paused" in (await run_cli(cli_env, "queues", "list")).stdout
     assert (await run_cli(cli_env, "queues", "resume", "mail")).returncode == 0
     assert await app.admin().paused_queues() == []
@@ -283,6 +290,11 @@ async def test_show(app: App, cli_env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert (shown["id"], shown["name"], shown["data"], shown["history"]) == (job.id, "shown", {"k": [1, 2]}, [])
+    # The HTTP API's job, field for field: camelCase, times in UTC with a Z.
+    api_job = job_json(await app.get_job(job.id), served=await app.admin().served())
+    assert shown.keys() == api_job.keys() | {"history"}
+    assert not [key for key in shown if "_" in key]
+    assert (shown["maxAttempts"], shown["nextRunAt"]) == (api_job["maxAttempts"], api_job["nextRunAt"])
 
     result = await run_cli(cli_env, "jobs", "show", str(job.id))
     assert result.returncode == 0, result.stderr
@@ -367,6 +379,7 @@ async def test_worker_flags_override_environment(
     ("tests.apps.cli_app:missing", "has no attribute 'missing'"),
     ("tests.apps.cli_app:not_an_app", "not an aiojobs_pg.App"),
     ("tests.apps.cli_app", "expected MODULE:ATTRIBUTE"),
+    ("tests/apps/cli_app.py:app", "give the module, not the file: tests.apps.cli_app:app"),
 ])
 def test_worker_bad_target(target: str, message: str) -> None:
     result = run_cli_sync({**_base_env(), "AIOJOBS_PG_DSN": UNREACHABLE_DSN}, "worker", target)
@@ -397,19 +410,102 @@ async def test_worker_stops_on_sigterm(app: App, cli_env: dict[str, str]) -> Non
             await asyncio.wait_for(proc.communicate(), 10)
 
 
+def _read_a_line_then_close(env: dict[str, str], *args: str) -> tuple[int, bytes, bytes]:
+    """Run the CLI, read the first line of its output, then close the pipe as ``| head -1`` does."""
+    proc = subprocess.Popen(_argv(args), env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return proc.wait(timeout=60), first, err
+
+
+async def test_output_closed_early_ends_quietly(app: App, cli_env: dict[str, str]) -> None:
+    # Far more JSON than a pipe holds, so that the CLI is still writing when its reader goes.
+    app.validate_handlers = False
+    await app.enqueue_many([{"handler": "echo", "data": {"pad": "x" * 500, "i": i}} for i in range(400)])
+    code, first, err = await asyncio.to_thread(_read_a_line_then_close, cli_env, "jobs", "list", "--json",
+                                               "--limit", "400")
+    assert first == b"[\n"
+    assert err == b""  # no "cannot reach the database: BrokenPipeError", no traceback
+    assert code == 128 + signal.SIGPIPE  # what a shell reports for a tool that SIGPIPE ended
+
+
 # --- demo ---
 
 @pytest.mark.usefixtures("needs_ddl")
-async def test_demo_runs(cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
+async def test_demo_stops_when_done_and_a_second_one_in_its_schema_refuses(
+        app: App, cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
     schema = drop_schemas(schema_name + "_demo")
-    result = await run_cli(cli_env, "--schema", schema, "demo", "--duration", "3", timeout=120)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert f"schema {schema}" in out
-    assert "welcome email" in out
-    assert "completed" in out
-    assert "summary:" in out
-    assert "history of job" in out
+    first = await asyncio.create_subprocess_exec(
+        *_argv(("--schema", schema, "demo", "--duration", "90")), env=cli_env, cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.stdout is not None
+    try:
+        head = b""
+        while b"enqueued" not in head:  # the first demo holds the schema from before it enqueues
+            line = await asyncio.wait_for(first.stdout.readline(), 60)
+            assert line, (head, await first.communicate())
+            head += line
+        second = await run_cli(cli_env, "--schema", schema, "demo")
+        assert second.returncode == 1, second.stdout
+        assert f"another demo is running in schema '{schema}'" in second.stderr
+        assert f"--schema {schema}_2" in second.stderr
+        rest, err = await asyncio.wait_for(first.communicate(), 90)
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.communicate()
+    out = (head + rest).decode()
+    assert first.returncode == 0, err.decode()
+    assert "stopped: every one-off job has finished and the recurring one has run" in out  # not after 90 s
+    assert "not found" not in out + err.decode()  # the second run cleared nothing of the first's
+    # Not a table a second: a line per change (no terminal here), then one table.
+    assert re.search(r"s  job \d+ inventory sync \(fails twice\): completed \(attempt 3/5\)", out), out
+    assert out.count("ATTEMPTS") == 1
+    assert "summary:" in out and "history of job" in out
+    assert "job_completed" not in out + err.decode()  # the worker's info logs stay out of the way
+
+
+def _run_in_terminal(env: dict[str, str], *args: str, timeout: float = 90) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its stdin, stdout and stderr; returns its exit code and output."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(_argv(args), env={**env, "TERM": "xterm", "COLUMNS": "120"}, cwd=ROOT,
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return proc.wait(timeout=10), b"".join(chunks).decode()
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.usefixtures("needs_ddl")
+async def test_demo_redraws_one_table_in_place_on_a_terminal(
+        cli_env: dict[str, str], schema_name: str, drop_schemas: Callable[[str], str]) -> None:
+    schema = drop_schemas(schema_name + "_tty")
+    code, out = await asyncio.to_thread(_run_in_terminal, cli_env, "--schema", schema, "demo")
+    assert code == 0, out
+    redraws = out.count("\x1b[J")
+    # Each look after the first goes back over the table drawn before (ANSI: up N lines, clear).
+    assert redraws >= 3 and out.count("ATTEMPTS") == redraws + 1, out
+    final = out[out.rindex("\x1b[J"):]
+    assert "inventory sync (fails twice)  completed" in final
+    assert "inventory service unavailable" not in final.split("stopped:")[0]  # completed: no old error shown
+    assert "stopped: every one-off job has finished" in out
 
 
 async def test_schedules_list_shows_next_runs_and_stale_declarations(app: App, cli_env: dict[str, str]) -> None:

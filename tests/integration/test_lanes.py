@@ -29,6 +29,12 @@ async def backend(conn: Any) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
+async def _running(pool: asyncpg.Pool, pid: int, text: str) -> bool:
+    """Whether backend ``pid`` is running a statement containing ``text`` (seen from another connection)."""
+    query = "SELECT query FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+    return text in (await pool.fetchval(query, pid) or "")
+
+
 async def test_a_lane_keeps_its_connection_between_statements(pool: asyncpg.Pool) -> None:
     lane = Lanes(pool, reserve=2).lane()
     first = await lane.run(backend)
@@ -78,9 +84,9 @@ async def test_a_failed_statement_gives_the_connection_back(pool: asyncpg.Pool) 
 async def test_a_cancelled_statement_gives_the_connection_back(pool: asyncpg.Pool) -> None:
     lanes = Lanes(pool, reserve=2)
     lane = lanes.lane()
-    await lane.run(backend)
+    pid = await lane.run(backend)
     task = asyncio.create_task(lane.run(lambda conn: conn.execute("SELECT pg_sleep(10)")))
-    await asyncio.sleep(0.2)
+    await eventually(lambda: _running(pool, pid, "pg_sleep(10)"), message="the statement never started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -93,7 +99,7 @@ async def test_a_cancelled_statement_gives_the_connection_back(pool: asyncpg.Poo
 async def test_a_lane_refuses_a_second_concurrent_statement(pool: asyncpg.Pool) -> None:
     lane = Lanes(pool).lane()
     first = asyncio.create_task(lane.run(lambda conn: conn.execute("SELECT pg_sleep(0.2)")))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: lane.busy, message="the first statement never took the lane")
     with pytest.raises(RuntimeError, match="one statement at a time"):
         await lane.run(backend)
     await first

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aiojobs_pg import App, JobStatus
 from aiojobs_pg.models import Outcome
 from aiojobs_pg.queries import ClaimCondition, Conn
+from aiojobs_pg.testing import drain
 
 
 async def test_a_claim_condition_narrows_what_the_worker_takes(app: App) -> None:
@@ -14,8 +15,8 @@ async def test_a_claim_condition_narrows_what_the_worker_takes(app: App) -> None
     app.register("h", lambda data: ran.append(data["tenant"]))
     jobs = [await app.enqueue("h", {"tenant": t}) for t in ("a", "b", "a", "b")]
     app.claim_conditions.append(ClaimCondition("j.data->>'tenant' = :tenant::text", {"tenant": "a"}))
-    await app.run_worker(burst=True, handle_signals=False)
-    assert ran == ["a", "a"]
+    result = await drain(app)
+    assert ran == ["a", "a"] and (result.completed, result.remaining) == (2, 2), result
     by_tenant = {t: [await app.get_job(j.id) for j, d in zip(jobs, "abab", strict=True) if d == t] for t in "ab"}
     assert [(j.status, j.attempts) for j in by_tenant["a"]] == [(JobStatus.COMPLETED, 1)] * 2
     # Never claimed, so no attempt spent: a condition is part of the claim, not claim-then-release.
@@ -46,8 +47,9 @@ async def test_completion_steps_commit_with_the_completion(app: App) -> None:
     app.register("h", lambda data: None)
     app.completion_steps.append(record)
     jobs = [await app.enqueue("h", {"n": n}) for n in range(5)]
-    await app.run_worker(burst=True, handle_signals=False)
+    result = await drain(app, concurrency=5)
     assert not failures
+    assert result.completed == 5  # counted once each: the rolled-back flush's outcomes are not
     seen = {r["job_id"] for r in await app.pool.fetch(f"SELECT job_id FROM {app.schema}.seen")}
     assert seen == {j.id for j in jobs}  # each once (the primary key would refuse a second)
     assert [(await app.get_job(j.id)).status for j in jobs] == [JobStatus.COMPLETED] * 5

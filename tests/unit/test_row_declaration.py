@@ -12,7 +12,7 @@ import pytest
 
 from aiojobs_pg import queries as q
 from aiojobs_pg.enqueue import _inserted
-from aiojobs_pg.models import Job, NewJob, attributes
+from aiojobs_pg.models import Backoff, Job, NewJob, attributes
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -20,7 +20,8 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def _other(i: int, name: str, annotation: str) -> Any:
     # A value of the field's type that is no default and no other field's value.
     kind = annotation.split(" |")[0]
-    return {"str": f"{name}!", "int": 100 + i, "float": i + 0.5, "datetime": NOW + timedelta(seconds=i)}[kind]
+    return {"str": f"{name}!", "int": 100 + i, "float": i + 0.5, "datetime": NOW + timedelta(seconds=i),
+            "tuple[int, ...]": (100 + i, 200 + i), "Backoff": Backoff(base=i)}[kind]
 
 
 # A value for every field of NewJob, none of them its default.
@@ -31,8 +32,9 @@ def parameters(sql: str) -> set[int]:
     return {int(n) for n in re.findall(r"\$(\d+)", sql)}
 
 
-@pytest.mark.parametrize("name", ["insert", "insert_dedup", "upsert_periodic", "insert_plain", "insert_uniform",
-                                  "insert_many", "insert_many_dedup", "update_job"])
+@pytest.mark.parametrize("name", ["insert", "insert_dedup", "insert_after", "insert_window", "upsert_periodic",
+                                  "insert_plain", "insert_uniform", "insert_many", "insert_many_dedup",
+                                  "insert_many_window", "update_job"])
 def test_each_statement_uses_every_parameter_once_numbered(name: str) -> None:
     used = parameters(q.Queries("s").sql[name])
     assert used == set(range(1, max(used) + 1))

@@ -4,7 +4,7 @@
 
 (function () {
   const REFRESH_MS = 2000;
-  const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+  const STATUSES = ["waiting", "pending", "running", "completed", "failed", "cancelled"];
   const state = {
     status: "", queue: "", handler: "",
     shown: 50,            // how many jobs the list shows (grows with "load more")
@@ -96,6 +96,9 @@
   // and a running job's progress
   function statusBadges(job) {
     const badges = [badge(job.status)];
+    if (job.status === "waiting" && job.waitingFor) {
+      badges[0].title = `waits until these jobs completed: ${job.waitingFor.join(", ")}`;
+    }
     if (job.status === "running" && job.progress !== null && job.progress !== undefined) {
       badges.push(progressBar(job));
     }
@@ -147,6 +150,16 @@
       const waiting = Object.entries(q.noWorker || {});
       const name = el("td", {}, [el("span", { text: q.queue })]);
       if (q.paused) name.append(el("span", { class: "badge paused", text: "paused" }));
+      const limits = [];  // its fleet-wide limits (POST /queues/{queue}/settings)
+      if (q.concurrencyLimit !== null && q.concurrencyLimit !== undefined) limits.push(`≤${q.concurrencyLimit} at once`);
+      if (q.rateLimit) limits.push(q.rateLimit);
+      if (limits.length) {
+        name.append(el("span", { class: "badge limits", text: limits.join(" · "),
+          title: "limits on every worker together: " + [
+            q.concurrencyLimit !== null && q.concurrencyLimit !== undefined
+              ? `at most ${q.concurrencyLimit} of its jobs run at once` : "",
+            q.rateLimit ? `at most ${q.rateLimit.replace("/", " start per ")}` : ""].filter(Boolean).join("; ") }));
+      }
       if (waiting.length) {
         name.append(el("span", { class: "badge no-worker", text: "no worker",
           title: `pending jobs no live worker can run: ${waiting.map(([h, n]) => `${h} (${n})`).join(", ")}` }));
@@ -155,7 +168,8 @@
         title: q.paused ? "let workers claim this queue's jobs again"
                         : "stop every worker from claiming this queue's jobs (running ones finish)" });
       toggle.addEventListener("click", () => pauseQueue(q.queue, !q.paused));
-      return el("tr", { "data-queue": q.queue, "data-paused": String(q.paused) }, [
+      return el("tr", { "data-queue": q.queue, "data-paused": String(q.paused),
+                        "data-concurrency-limit": String(q.concurrencyLimit ?? ""), "data-rate-limit": q.rateLimit || "" }, [
         name,
         ...STATUSES.map((s) => el("td", { class: `num ${q.counts[s] ? s : ""}`, text: q.counts[s] })),
         el("td", { text: q.oldestPendingAgeSeconds === null ? "–" : `${Math.round(q.oldestPendingAgeSeconds)}s`,
@@ -192,6 +206,18 @@
       timeCell(w.heartbeatAt),
     ]));
     fillBody($("#workers"), rows, $("#workers-empty"));
+  }
+
+  async function loadWebhooks() {
+    const { data } = await api("GET", "webhooks");
+    const rows = data.map((h) => el("tr", { "data-webhook-id": h.id }, [
+      el("td", { class: "num", text: h.id }),
+      el("td", { text: h.url, title: h.description || "" }),
+      el("td", { text: h.events.join(", ") }),
+      el("td", { text: [...(h.handlers || []), ...(h.queues || []).map((q) => `queue ${q}`)].join(", ") || "all" }),
+      el("td", { class: "num", text: h.maxAttempts }),
+    ]));
+    fillBody($("#webhooks"), rows, $("#webhooks-empty"));
   }
 
   function jobQuery(limit, cursor) {
@@ -249,7 +275,7 @@
   // --- detail ------------------------------------------------------------------
   const ALLOWED = {
     trigger: ["pending", "completed", "failed", "cancelled"],
-    cancel: ["pending", "running"],
+    cancel: ["waiting", "pending", "running"],
     retry: ["failed", "cancelled"],
     delete: STATUSES,
   };
@@ -264,6 +290,12 @@
       ["last run", shortTime(job.lastRunAt)], ["created", shortTime(job.createdAt)],
       ["updated", shortTime(job.updatedAt)], ["worker", job.workerId || "–"], ["dedup key", job.dedupKey || "–"],
     ];
+    if (job.backoff) {  // the job's own (enqueue backoff=); else its handler's or the app's, not known here
+      const b = job.backoff;
+      const jitter = b.jitter ? ` (±${Math.round(b.jitter * 100)}%)` : "";
+      fields.push(["backoff", (b.factor === 1 ? `${b.base} s before each retry`
+        : `${b.base} s, × ${b.factor} per retry, at most ${b.cap} s`) + jitter]);
+    }
     if (job.status === "running" && job.progress !== null && job.progress !== undefined) {
       fields.splice(1, 0, ["progress", `${Math.round(job.progress * 100)}%${
         job.progressMessage ? `: ${job.progressMessage}` : ""}`]);
@@ -372,7 +404,8 @@
 
   // --- refresh loop ------------------------------------------------------------
   async function refresh() {
-    const results = await Promise.allSettled([loadHealth(), loadQueues(), loadWorkers(), loadJobs(), loadDetail()]);
+    const results = await Promise.allSettled([loadHealth(), loadQueues(), loadWorkers(), loadWebhooks(), loadJobs(),
+      loadDetail()]);
     const failed = results.find((r) => r.status === "rejected");
     $("#updated").textContent = failed ? `update failed: ${failed.reason.message}`
       : `updated ${new Date().toLocaleTimeString()}`;

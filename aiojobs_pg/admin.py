@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import webhooks
 from .errors import JobNotFound, JobStateError, ValidationError, WebhookNotFound
-from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, dump_json
-from .queries import DB, Queries, UniqueViolation, guarded
+from .models import DEFAULT_MAX_DATA_BYTES, Job, JobStatus, Run, RunStatus, dump_json
+from .queries import DB, Queries, QueueRow, UniqueViolation, guarded
 from .schedules import parse_duration, parse_schedule
 from .validation import (
     MAX_ATTEMPTS,
@@ -32,6 +32,9 @@ from .validation import (
 from .webhooks import Webhook
 
 MAX_PAGE = 1000
+#: the longest window :meth:`Admin.throughput` counts, in minutes (a day)
+MAX_THROUGHPUT_MINUTES = 1440
+_RUN_STATUSES = tuple(s.value for s in RunStatus)
 
 
 class Unset(enum.Enum):
@@ -64,11 +67,11 @@ class QueueSettings:
     rate_limit: RateLimit | None = None
 
     @classmethod
-    def from_record(cls, row: Any) -> QueueSettings:
+    def from_record(cls, row: QueueRow) -> QueueSettings:
         """From a row of ``Queries.queue_settings``."""
-        rate = row["rate_limit"]
-        return cls(row["name"], bool(row["paused"]), row["concurrency_limit"],
-                   None if rate is None else RateLimit(rate, row["rate_period"]))
+        rate = row.rate_limit
+        return cls(row.name, bool(row.paused), row.concurrency_limit,
+                   None if rate is None or row.rate_period is None else RateLimit(rate, row.rate_period))
 
 
 def _status(value: str | JobStatus | None) -> str | None:
@@ -104,22 +107,32 @@ class Admin:
 
     async def get_job(self, job_id: int) -> Job:
         """The job with this id; :class:`JobNotFound` if there is none."""
-        row = await self.q.get_job(self.db, _job_id(job_id))
-        if row is None:
+        job = await self.q.get_job(self.db, _job_id(job_id))
+        if job is None:
             raise JobNotFound(job_id)
-        return Job.from_record(row)
+        return job
 
     async def list_jobs(self, *, status: str | JobStatus | None = None, queue: str | None = None,
-                        handler: str | None = None, limit: int = 100, cursor: int | None = None) -> Page:
-        """Jobs newest first, filtered; keyset pagination through ``cursor``."""
+                        handler: str | None = None, limit: int = 100, cursor: int | None = None,
+                        data: dict[str, Any] | None = None) -> Page:
+        """Jobs newest first, filtered; keyset pagination through ``cursor``.
+
+        ``data``: only jobs whose data contains this object (PostgreSQL's ``jsonb @>``: ``{"user": 7}``
+        matches ``{"user": 7, "plan": "pro"}``). Like the queue and handler filters it is checked row by
+        row (no index), so a rare value reads much of the history to fill a page.
+        """
         check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
         if cursor is not None:
             check_int(cursor, "cursor", minimum=1, maximum=2**63 - 1)
         check_text(queue, "queue", max_length=MAX_QUEUE_LENGTH, required=False)
         check_text(handler, "handler", max_length=MAX_NAME_LENGTH, required=False)
+        if data is not None and not isinstance(data, dict):
+            raise ValidationError("data", f"must be a JSON object to match jobs' data against, got "
+                                          f"{type(data).__name__}")
+        contains = None if data is None else dump_json(data, "data", self.max_data_bytes)
         rows = await self.q.list_jobs(self.db, status=_status(status), queue=queue, handler=handler,
-                                      before_id=cursor, limit=limit + 1)
-        jobs = [Job.from_record(r) for r in rows[:limit]]
+                                      before_id=cursor, limit=limit + 1, data=contains)
+        jobs = rows[:limit]
         return Page(jobs, jobs[-1].id if len(rows) > limit else None)
 
     async def update_job(
@@ -174,12 +187,12 @@ class Admin:
                                   else parse_duration(timeout, field="timeout", allow_zero=False).total_seconds())
         if when is not None:
             changes["next_run_at"] = when
-        row = await self.q.update_job(self.db, _job_id(job_id), changes)
-        if row is None:
+        updated = await self.q.update_job(self.db, _job_id(job_id), changes)
+        if updated is None:
             job = await self.get_job(job_id)  # JobNotFound, or a completed job, which lives in the history
             raise JobStateError(job_id, job.status.value, "update",
                                 "it completed, and a completed job stays as it ran; trigger it to run it again")
-        return Job.from_record(row)
+        return updated
 
     async def delete_job(self, job_id: int) -> None:
         """Delete a job and its history. A running handler is stopped at its next lease renewal."""
@@ -194,8 +207,8 @@ class Admin:
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a pending or running job (a recurring job is paused; ``retry`` resumes it)."""
-        row = await self.q.cancel_job(self.db, _job_id(job_id))
-        return await self._changed_or_raise(row, job_id, "cancel")
+        job = await self.q.cancel_job(self.db, _job_id(job_id))
+        return await self._changed_or_raise(job, job_id, "cancel")
 
     async def retry(self, job_id: int, *, run_at: datetime | None = None) -> Job:
         """Re-queue a failed or cancelled job with a fresh attempt count.
@@ -222,21 +235,38 @@ class Admin:
     async def history(self, job_id: int, *, limit: int = 1000) -> list[Run]:
         """The job's runs, oldest first (empty when history is off)."""
         await self.get_job(job_id)
-        rows = await self.q.job_runs(self.db, job_id, check_int(limit, "limit", minimum=1, maximum=100_000))
-        return [Run.from_record(r) for r in rows]
+        return await self.q.job_runs(self.db, job_id, check_int(limit, "limit", minimum=1, maximum=100_000))
 
     async def recurring(self) -> list[Job]:
         """Every job with a schedule, soonest first."""
-        return [Job.from_record(r) for r in await self.q.recurring_jobs(self.db)]
+        return await self.q.recurring_jobs(self.db)
+
+    async def throughput(self, minutes: int = 60) -> tuple[datetime, list[dict[str, Any]]]:
+        """Recorded runs per minute and status over the last ``minutes`` minutes (1 to
+        :data:`MAX_THROUGHPUT_MINUTES`, the current minute included): the server's current minute, and one
+        ``{"minute", "completed", "failed", "cancelled", "released"}`` per minute, oldest first, zeros
+        included. "failed" counts failed attempts, retried or not. One statement; it scans the history
+        (no index on completion times), so it costs what the history holds."""
+        check_int(minutes, "minutes", minimum=1, maximum=MAX_THROUGHPUT_MINUTES)
+        rows = await self.q.throughput(self.db, minutes)
+        now = rows[0].now_minute
+        start = now - timedelta(minutes=minutes - 1)
+        buckets = {start + timedelta(minutes=i): dict.fromkeys(_RUN_STATUSES, 0) for i in range(minutes)}
+        for row in rows:
+            bucket = None if row.minute is None else buckets.get(row.minute)
+            # a worker clock ahead of the server's is left out
+            if bucket is not None and row.status in bucket and row.n is not None:
+                bucket[row.status] = row.n
+        return now, [{"minute": minute, **counts} for minute, counts in buckets.items()]
 
     async def queue_stats(self) -> list[dict[str, Any]]:
         """Counts per queue and status, and the oldest due pending job per queue."""
-        return [dict(r) for r in await self.q.queue_stats(self.db)]
+        return [asdict(r) for r in await self.q.queue_stats(self.db)]
 
     async def workers(self) -> list[dict[str, Any]]:
         """Registered workers (all hosts): queues, handlers, last heartbeat, and whether it is ``alive``
         (its heartbeat is younger than its lease)."""
-        return [dict(r) for r in await self.q.list_workers(self.db)]
+        return [asdict(r) for r in await self.q.list_workers(self.db)]
 
     # --- bulk actions ---
     async def retry_failed(self, *, queue: str | None = None, handler: str | None = None) -> int:
@@ -288,22 +318,22 @@ class Admin:
 
     async def queue_settings(self) -> dict[str, QueueSettings]:
         """Every queue with settings of its own (paused, or with limits), by name."""
-        return {r["name"]: QueueSettings.from_record(r) for r in await self.q.queue_settings(self.db)}
+        return {r.name: QueueSettings.from_record(r) for r in await self.q.queue_settings(self.db)}
 
     async def paused_queues(self) -> list[str]:
         """The queues paused now, by name."""
-        return [r["name"] for r in await self.q.queue_settings(self.db) if r["paused"]]
+        return [r.name for r in await self.q.queue_settings(self.db) if r.paused]
 
     async def served(self) -> frozenset[tuple[str, str]]:
         """Every (queue, handler) that some live worker serves: a pending job outside it waits for one."""
-        return frozenset((q, h) for w in await self.q.list_workers(self.db) if w["alive"]
-                         for q in w["queues"] or () for h in w["handlers"])
+        return frozenset((q, h) for w in await self.q.list_workers(self.db) if w.alive
+                         for q in w.queues or () for h in w.handlers)
 
     async def unserved(self) -> dict[tuple[str, str], int]:
         """Pending jobs no live worker can run, counted by (queue, handler): no worker alive serves
         that queue with that handler (another service's, or one not deployed yet). They wait, with
         no attempt spent, until such a worker starts."""
-        return {(r["queue"], r["handler"]): r["count"] for r in await self.q.unserved(self.db)}
+        return {(r.queue, r.handler): r.count for r in await self.q.unserved(self.db)}
 
     # --- webhooks (webhooks.py, docs/webhooks.md) ---
     async def add_webhook(self, url: str, events: Sequence[str], *, secret: str | None = None,
@@ -331,22 +361,22 @@ class Admin:
     async def _requeue(self, job_id: int, allowed: list[JobStatus], run_at: datetime | None,
                        operation: str) -> Job:
         try:
-            row = await self.q.requeue_job(self.db, _job_id(job_id), [s.value for s in allowed], run_at)
-            if row is None and JobStatus.COMPLETED in allowed:
-                row = await self.q.restore_job(self.db, job_id, run_at)
+            requeued = await self.q.requeue_job(self.db, _job_id(job_id), [s.value for s in allowed], run_at)
+            if requeued is None and JobStatus.COMPLETED in allowed:
+                requeued = await self.q.restore_job(self.db, job_id, run_at)
         except UniqueViolation:
-            row = None  # a live job took the dedup key at the same moment
-        if row is not None:
-            return Job.from_record(row)
+            requeued = None  # a live job took the dedup key at the same moment
+        if requeued is not None:
+            return requeued
         job = await self.get_job(job_id)
         if job.status in allowed:
             raise JobStateError(job_id, job.status.value, operation,
                                 f"another live job holds its dedup_key {job.dedup_key!r}")
         raise JobStateError(job_id, job.status.value, operation)
 
-    async def _changed_or_raise(self, row: Any, job_id: int, operation: str) -> Job:
-        if row is not None:
-            return Job.from_record(row)
+    async def _changed_or_raise(self, changed: Job | None, job_id: int, operation: str) -> Job:
+        if changed is not None:
+            return changed
         job = await self.get_job(job_id)
         raise JobStateError(job_id, job.status.value, operation)
 

@@ -276,7 +276,7 @@ class App:
                                 max_attempts=job.max_attempts)
             declared = dataclasses.replace(job, run_at=fresh.run_at)
             row = await self.queries.upsert_periodic(guarded(self.pool, self.queries), declared, key)
-            outcome[key] = "unchanged" if row is None else ("created" if row["inserted"] else "updated")
+            outcome[key] = "unchanged" if row is None else ("created" if row.inserted else "updated")
             if row is not None:
                 log.info("schedule_declared", key=key, schedule=job.schedule, action=outcome[key])
         return outcome

@@ -121,7 +121,7 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
     ``dedup_window``, any job with the key created within it), marked :attr:`Job.existing`."""
     if job.dedup_key is None:
         if job.parents is not None:  # the trigger of migration 0012 decides its status
-            return Job.from_record(await queries.insert_after(db, job))
+            return await queries.insert_after(db, job)
         insert = queries.insert_plain if job.plain else queries.insert_job
         job_id, created_at, due = await insert(db, job)
         return _inserted(job, job_id, due, created_at, load_json(job.data_json))
@@ -129,12 +129,12 @@ async def insert_one(db: DB, queries: Queries, job: NewJob) -> Job:
         return await _insert_windowed(db, queries, job)
     # The holder of the key can finish between our insert and our lookup: try again then.
     for _ in range(10):
-        row = await queries.insert_dedup(db, job)
-        if row is not None:
-            return Job.from_record(row)
-        row = await queries.find_live_dedup(db, job.dedup_key)
-        if row is not None:
-            return replace(Job.from_record(row), existing=True)
+        inserted = await queries.insert_dedup(db, job)
+        if inserted is not None:
+            return inserted
+        live = await queries.find_live_dedup(db, job.dedup_key)
+        if live is not None:
+            return replace(live, existing=True)
     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
 
 
@@ -142,13 +142,13 @@ async def _insert_windowed(db: DB, queries: Queries, job: NewJob) -> Job:
     """A job with a ``dedup_window``: the job holding its key (live, or created within the window, whatever
     its status), else the new one. Exact under concurrency: see migration 0015's dedup_holders."""
     for _ in range(10):
-        row = await queries.insert_window(db, job)
-        if row["id"] is not None:
-            return Job.from_record(row)
-        if row["holder"] is not None:
-            held = await queries.get_job(db, row["holder"])
+        done = await queries.insert_window(db, job)
+        if done.job is not None:
+            return done.job
+        if done.holder is not None:
+            held = await queries.get_job(db, done.holder)
             if held is not None:
-                return replace(Job.from_record(held), existing=True)
+                return replace(held, existing=True)
         # A live job took the key after the lookup (an enqueue without a window takes no lock), or the
         # holder was deleted since: look again.
     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
@@ -170,7 +170,7 @@ async def insert_many(db: DB, queries: Queries, jobs: Sequence[NewJob] | Uniform
                              else await _deduplicated(db, queries, jobs, row))
     if any(j.parents is not None for j in jobs):
         # the status of a job with parents is migration 0012's trigger's: read what was written
-        found = {j.id: j for j in map(Job.from_record, await queries.get_jobs(db, [j.id for j in result]))}
+        found = {j.id: j for j in await queries.get_jobs(db, [j.id for j in result])}
         return [replace(found[j.id], existing=j.existing) for j in result]  # existing is not stored
     return result
 
@@ -182,7 +182,7 @@ async def _deduplicated(db: DB, queries: Queries, jobs: Sequence[NewJob], row: I
     holders: Sequence[int | None] = row.holders or [None] * len(jobs)
     held_ids = [h for h in holders if h is not None]
     held = {} if not held_ids else {j.id: replace(j, existing=True)
-                                    for j in map(Job.from_record, await queries.get_jobs(db, held_ids))}
+                                    for j in await queries.get_jobs(db, held_ids)}
     inserted: dict[str, tuple[int, datetime | None]] = {}
     plain_rows: list[tuple[int, datetime | None]] = []
     for job_id, at, key in zip(row.ids, row.due, row.keys, strict=True):
@@ -209,7 +209,7 @@ async def _deduplicated(db: DB, queries: Queries, jobs: Sequence[NewJob], row: I
                 live = await queries.find_live_dedup(db, job.dedup_key)
                 if live is None:
                     raise ValidationError("dedup_key", f"{job.dedup_key!r} is contended; try again")
-                by_key[job.dedup_key] = replace(Job.from_record(live), existing=True)
+                by_key[job.dedup_key] = replace(live, existing=True)
         result.append(by_key[job.dedup_key])
     return result
 

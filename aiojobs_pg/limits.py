@@ -20,7 +20,7 @@ from typing import Any
 
 from .executor import HandlerSpec
 from .models import ClaimedJob
-from .queries import ClaimCondition, HandlerLimits, Queries, Row
+from .queries import ClaimCondition, HandlerLimits, Queries, QueueRow
 from .validation import RateLimit
 
 
@@ -32,10 +32,11 @@ class QueueLimits:
     rate: RateLimit | None = None
 
     @classmethod
-    def from_row(cls, row: Row) -> QueueLimits:
+    def from_row(cls, row: QueueRow) -> QueueLimits:
         """The limits of a row of ``Queries.queue_settings``."""
-        rate = row["rate_limit"]
-        return cls(row["concurrency_limit"], None if rate is None else RateLimit(rate, row["rate_period"]))
+        rate = row.rate_limit
+        return cls(row.concurrency_limit, None if rate is None or row.rate_period is None
+                   else RateLimit(rate, row.rate_period))
 
     def __bool__(self) -> bool:
         return self.concurrency is not None or self.rate is not None
@@ -92,10 +93,10 @@ class ClaimPlan:
 
 
 def plan_claims(queries: Queries, queues: Sequence[str], handlers: Sequence[str], specs: Mapping[str, HandlerSpec],
-                settings: Collection[Row], conditions: Sequence[ClaimCondition] = ()) -> ClaimPlan | None:
+                settings: Collection[QueueRow], conditions: Sequence[ClaimCondition] = ()) -> ClaimPlan | None:
     """The plan of a worker with these queues and handlers, given every queue's settings row; None when
     none of its pairs is under a limit (the worker claims in one plain statement)."""
-    queue_limits = {row["name"]: QueueLimits.from_row(row) for row in settings}
+    queue_limits = {row.name: QueueLimits.from_row(row) for row in settings}
     plan = ClaimPlan(queries, queues, handlers, specs, queue_limits, conditions)
     return plan if plan.pairs else None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -20,7 +19,7 @@ import anyio
 from .executor import next_run_after, now_us
 from .logs import get_logger
 from .models import JobStatus, Outcome, RunStatus, micros
-from .queries import DB_ERRORS, Conn, Pool, Pruned, Queries
+from .queries import DB_ERRORS, Conn, ExpiredLease, Pool, Pruned, Queries
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.maintenance")
@@ -177,24 +176,24 @@ class Maintenance:
             await anyio.sleep(self.interval * random.uniform(0.8, 1.2))
 
 
-def lost_worker(row: Mapping[str, Any]) -> Outcome:
+def lost_worker(row: ExpiredLease) -> Outcome:
     """The failed attempt of a job whose worker's lease expired (a row of ``expired_leases``).
 
     The job did not fail, its worker did: with attempts left it may run again at
     once, not after a backoff; on its last attempt it fails as any job would (a
     recurring job moves on to its next tick).
     """
-    claimed_at = row["last_run_at"] or row["scheduled_at"]
-    error = f"worker lost: the lease of worker {row['worker_id']} expired before the job finished"
+    claimed_at = row.last_run_at or row.scheduled_at
+    error = f"worker lost: the lease of worker {row.worker_id} expired before the job finished"
 
     def attempt(status: JobStatus, **then: Any) -> Outcome:
-        return Outcome(row["id"], row["attempts"], row["token"], status, RunStatus.FAILED, micros(claimed_at),
-                       now_us(), row["worker_id"], row["scheduled_at"], error=error, **then)
+        return Outcome(row.id, row.attempts, row.token, status, RunStatus.FAILED, micros(claimed_at),
+                       now_us(), row.worker_id, row.scheduled_at, error=error, **then)
 
-    if row["attempts"] < row["max_attempts"]:
+    if row.attempts < row.max_attempts:
         return attempt(JobStatus.PENDING, delay=0.0)
-    if row["schedule"] is not None:
+    if row.schedule is not None:
         return attempt(JobStatus.PENDING, reset_attempts=True, next_run_at=next_run_after(
-            row["schedule"], row["timezone"], tick=row["scheduled_at"], claimed_at=claimed_at,
-            misfire=row["misfire"], overlap=row["overlap"]))
+            row.schedule, row.timezone, tick=row.scheduled_at, claimed_at=claimed_at,
+            misfire=row.misfire, overlap=row.overlap))
     return attempt(JobStatus.FAILED)

@@ -26,6 +26,7 @@ from .models import (
     JobStatus,
     NewJob,
     Outcome,
+    Run,
     attributes,
     build_claimed_job,
     json_array,
@@ -76,6 +77,140 @@ class Inserted(NamedTuple):
     #: when some jobs have a ``dedup_window``, each job's holder of its key (migration 0015's dedup_holders),
     #: in input order: None where it had no window, or no job held the key (None: no job had a window)
     holders: list[int | None] | None = None
+
+
+# Typed results: each statement's row as a frozen dataclass built by column name (_named), so callers read
+# fields by name and mypy checks them; rows of the job are Job (Job.from_record), history rows Run.
+
+@dataclass(frozen=True, slots=True)
+class Windowed:
+    """What :meth:`Queries.insert_window` did: inserted ``job``, or found the job ``holder`` holding its key.
+
+    Both None: a live job took the key meanwhile (try again).
+    """
+
+    job: Job | None
+    holder: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    """A declared schedule's row after :meth:`Queries.upsert_periodic` changed it."""
+
+    id: int
+    #: created now, rather than updated
+    inserted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    """A running job whose lease expired (:meth:`Queries.expired_leases`): what its rescue needs."""
+
+    id: int
+    #: the claim token of the lost run
+    token: int
+    attempts: int
+    max_attempts: int
+    schedule: str | None
+    timezone: str | None
+    misfire: str
+    overlap: str
+    #: the worker that claimed it (a running job always has one)
+    worker_id: str
+    last_run_at: datetime | None
+    #: the time the run was due (its tick, for a recurring job)
+    scheduled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A registered worker (:meth:`Queries.list_workers`)."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str] | None
+    concurrency: int
+    handlers: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+    #: its heartbeat is younger than its lease
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unserved:
+    """Pending jobs of a (queue, handler) that no live worker serves (:meth:`Queries.unserved`)."""
+
+    queue: str
+    handler: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queue's settings row (``queues``): paused, and its limits (None: none)."""
+
+    name: str
+    paused: bool
+    updated_at: datetime
+    concurrency_limit: int | None
+    #: starts allowed per ``rate_period`` seconds
+    rate_limit: int | None
+    rate_period: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRow:
+    """Runs of one minute in one status (:meth:`Queries.throughput`); all but ``now_minute`` None when none
+    ran at all."""
+
+    #: the server's current minute (every row carries it)
+    now_minute: datetime
+    minute: datetime | None
+    status: str | None
+    n: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStat:
+    """The jobs of one queue in one status (:meth:`Queries.queue_stats`)."""
+
+    queue: str
+    status: str
+    count: int
+    #: the due time of the oldest due pending job (None for other statuses)
+    oldest_due: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """A registered webhook, without its secret."""
+
+    id: int
+    url: str
+    events: list[str]
+    handlers: list[str] | None
+    queues: list[str] | None
+    max_attempts: int
+    description: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWebhook(WebhookRow):
+    """A registered webhook with its signing secret (:meth:`Queries.get_webhook`)."""
+
+    secret: str
+
+
+_D = TypeVar("_D")
+
+
+def _named(cls: type[_D], row: Row) -> _D:
+    """A ``cls`` (a dataclass) from the columns of ``row`` named as its fields; other columns (such as
+    ``notified``) are ignored."""
+    return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
 
 #: The schema holding the tables when neither the caller nor ``$AIOJOBS_PG_SCHEMA`` names one.
@@ -859,6 +994,7 @@ SELECT * FROM (
      WHERE ($1::text IS NULL OR status = $1)
        AND ($2::text IS NULL OR queue = $2)
        AND ($3::text IS NULL OR handler = $3)
+       AND ($6::jsonb IS NULL OR data @> $6)
        AND id < COALESCE($4::bigint, 9223372036854775807)
      ORDER BY id DESC
      LIMIT $5)
@@ -868,6 +1004,7 @@ SELECT * FROM (
        AND ($1::text IS NULL OR $1 = 'completed')
        AND ($2::text IS NULL OR queue = $2)
        AND ($3::text IS NULL OR handler = $3)
+       AND ($6::jsonb IS NULL OR data @> $6)
        AND job_id < COALESCE($4::bigint, 9223372036854775807)
      ORDER BY job_id DESC
      LIMIT $5)
@@ -1065,6 +1202,37 @@ LIMIT $2""",
     # Live jobs counted exactly from jobs; completed one-off jobs from the counters that completion,
     # pruning and deletion keep (migration 0009), not by counting the history (330 ms at 3 * 10^5 runs).
     # A total below zero (jobs completed by a release that did not count, then pruned) reads as none.
+    # Runs per minute and status over the last $1 minutes (the dashboard's charts). No index on completed_at
+    # (one would cost every completion): a scan of the history, whose size pruning bounds (docs/http.md).
+    # The server's current minute comes in every row (one row of NULLs when nothing ran).
+    # The history is written in the order runs end (as pruning relies on), so the window starts at the first
+    # row, by id, that ended in it: found by a binary search over the primary key (about 20 probes, where a
+    # filter on completed_at, which has no index, read the whole history: 290 ms at 10^6 rows), then only
+    # the window's rows are read. A row that ended in the window behind an older id is not counted.
+    "throughput": """
+WITH RECURSIVE t AS (
+    SELECT date_trunc('minute', now()) AS now_minute,
+           date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS since
+), s(lo, hi) AS (
+    SELECT (SELECT min(id) FROM {schema}.job_runs), (SELECT max(id) FROM {schema}.job_runs) + 1
+    UNION ALL
+    SELECT CASE WHEN m.ended IS NULL OR m.ended >= (SELECT since FROM t) THEN s.lo ELSE m.mid + 1 END,
+           CASE WHEN m.ended IS NULL OR m.ended >= (SELECT since FROM t) THEN m.mid ELSE s.hi END
+    FROM s CROSS JOIN LATERAL (
+        SELECT (s.lo + s.hi) / 2 AS mid,
+               (SELECT r.completed_at FROM {schema}.job_runs r WHERE r.id >= (s.lo + s.hi) / 2 ORDER BY r.id LIMIT 1)
+               AS ended
+    ) m
+    WHERE s.lo < s.hi
+)
+SELECT t.now_minute, r.minute, r.status, r.n
+FROM t
+LEFT JOIN LATERAL (
+    SELECT date_trunc('minute', completed_at) AS minute, status, count(*) AS n
+    FROM {schema}.job_runs
+    WHERE id >= (SELECT min(lo) FROM s WHERE lo >= hi) AND completed_at >= t.since
+    GROUP BY 1, 2
+) r ON true""",
     "queue_stats": """
 SELECT queue, status, sum(count)::bigint AS count, min(oldest_due) AS oldest_due FROM (
     SELECT queue, status, count(*) AS count,
@@ -1211,28 +1379,28 @@ class Queries:
         row = await db.fetchrow(self.sql["insert"], *_new_job_params(job), self.channel, self.control_channel)
         return row[0], row[1], row[2] or row[1]
 
-    async def insert_dedup(self, db: DB, job: NewJob) -> Row | None:
-        """Insert one job with a dedup key: its row, or None when a live job holds the key."""
+    async def insert_dedup(self, db: DB, job: NewJob) -> Job | None:
+        """Insert one job with a dedup key: the job, or None when a live job holds the key."""
         async with _parents_checked():
             row: Row | None = await db.fetchrow(self.sql["insert_dedup"], *_new_job_params(job), self.channel,
                                                 self.control_channel)
-        return row
+        return None if row is None else Job.from_record(row)
 
-    async def insert_window(self, db: DB, job: NewJob) -> Row:
+    async def insert_window(self, db: DB, job: NewJob) -> Windowed:
         """Insert one job with a dedup key and ``dedup_window``, unless a job holds the key: a live one, or one
-        created within the window. One row: ``holder`` (that job's id) or the new job's columns (both NULL:
-        a live job took the key meanwhile, try again)."""
+        created within the window. The new job, or the ``holder``'s id (both None: a live job took the key
+        meanwhile, try again)."""
         async with _parents_checked():
             row: Row = await db.fetchrow(self.sql["insert_window"], *_new_job_params(job), self.channel,
                                          self.control_channel, job.dedup_window)
-        return row
+        return Windowed(None if row["id"] is None else Job.from_record(row), row["holder"])
 
-    async def insert_after(self, db: DB, job: NewJob) -> Row:
-        """Insert one job with parents (``after=``, no dedup key): its row, as migration 0012's trigger left it."""
+    async def insert_after(self, db: DB, job: NewJob) -> Job:
+        """Insert one job with parents (``after=``, no dedup key): the job, as migration 0012's trigger left it."""
         async with _parents_checked():
             row: Row = await db.fetchrow(self.sql["insert_after"], *_new_job_params(job), self.channel,
                                          self.control_channel)
-        return row
+        return Job.from_record(row)
 
     async def insert_plain(self, db: DB, job: NewJob) -> tuple[int, datetime, datetime]:
         """Insert a plain job (:attr:`NewJob.plain`), due now: its id, created_at and next_run_at."""
@@ -1240,20 +1408,20 @@ class Queries:
                                 job.max_attempts, self.channel)
         return row[0], row[1], row[1]
 
-    async def upsert_periodic(self, db: DB, job: NewJob, key: str) -> Row | None:
-        """Create or update the declared schedule ``key``: ``id`` and whether it was ``inserted``; None when
+    async def upsert_periodic(self, db: DB, job: NewJob, key: str) -> Upserted | None:
+        """Create or update the declared schedule ``key``: its id and whether it was inserted; None when
         it was already up to date."""
         row: Row | None = await db.fetchrow(self.sql["upsert_periodic"], *_new_job_params(job), key)
-        return row
+        return None if row is None else _named(Upserted, row)
 
-    async def recurring_jobs(self, db: DB) -> list[Any]:
+    async def recurring_jobs(self, db: DB) -> list[Job]:
         """Every job with a schedule, soonest first."""
-        return await db.fetch(self.sql["recurring_jobs"])
+        return [Job.from_record(r) for r in await db.fetch(self.sql["recurring_jobs"])]
 
-    async def find_live_dedup(self, db: DB, dedup_key: str) -> Row | None:
+    async def find_live_dedup(self, db: DB, dedup_key: str) -> Job | None:
         """The pending or running job holding ``dedup_key``, if any."""
         row: Row | None = await db.fetchrow(self.sql["find_live_dedup"], dedup_key)
-        return row
+        return None if row is None else Job.from_record(row)
 
     async def insert_many(self, db: DB, jobs: Sequence[NewJob], data: str, *, dedup: bool) -> Inserted:
         """Insert these jobs in one statement; ``data`` is every job's data as one JSON array, in the same
@@ -1364,9 +1532,9 @@ class Queries:
         rows = await db.fetch(self.sql["cancelled_runs"], [j[0] for j in jobs], [j[1] for j in jobs])
         return {r[0] for r in rows}
 
-    async def expired_leases(self, db: DB, limit: int) -> list[Any]:
+    async def expired_leases(self, db: DB, limit: int) -> list[ExpiredLease]:
         """Lock running jobs whose lease has expired (call inside a transaction)."""
-        return await db.fetch(self.sql["expired_leases"], limit)
+        return [_named(ExpiredLease, r) for r in await db.fetch(self.sql["expired_leases"], limit)]
 
     async def worker_heartbeat(self, db: DB, worker_id: str, hostname: str, pid: int, queues: Sequence[str],
                                concurrency: int, handlers: Sequence[str], lease: float) -> None:
@@ -1378,13 +1546,13 @@ class Queries:
         """Forget a worker that stopped."""
         await db.execute(self.sql["worker_remove"], worker_id)
 
-    async def unserved(self, db: DB) -> list[Any]:
+    async def unserved(self, db: DB) -> list[Unserved]:
         """(queue, handler, count) of pending jobs whose queue and handler no live worker serves."""
-        return await db.fetch(self.sql["unserved"])
+        return [_named(Unserved, r) for r in await db.fetch(self.sql["unserved"])]
 
-    async def list_workers(self, db: DB) -> list[Any]:
+    async def list_workers(self, db: DB) -> list[WorkerRow]:
         """Registered workers with their last heartbeat."""
-        return await db.fetch(self.sql["list_workers"])
+        return [_named(WorkerRow, r) for r in await db.fetch(self.sql["list_workers"])]
 
     async def prune(self, db: DB, *, runs_older_than: float | None, jobs_older_than: float | None,
                     workers_older_than: float | None, keep_completed: int | None = None, batch: int = 5000,
@@ -1441,29 +1609,31 @@ class Queries:
         await db.execute(self.sql["prune_fold_counts"])
 
     # --- admin ---
-    async def get_job(self, db: DB, job_id: int) -> Row | None:
-        """One job row or None."""
+    async def get_job(self, db: DB, job_id: int) -> Job | None:
+        """One job (a completed one-off job from its history row) or None."""
         row: Row | None = await db.fetchrow(self.sql["get_job"], job_id)
-        return row
+        return None if row is None else Job.from_record(row)
 
-    async def get_jobs(self, db: DB, job_ids: Sequence[int]) -> list[Any]:
-        """The rows of the jobs among ``job_ids`` that exist, in no particular order."""
-        return await db.fetch(self.sql["get_jobs"], list(job_ids))
+    async def get_jobs(self, db: DB, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs among ``job_ids`` that exist, in no particular order."""
+        return [Job.from_record(r) for r in await db.fetch(self.sql["get_jobs"], list(job_ids))]
 
     async def list_jobs(self, db: DB, *, status: str | None, queue: str | None, handler: str | None,
-                        before_id: int | None, limit: int) -> list[Any]:
-        """Jobs newest first, filtered, keyset-paginated by id."""
-        return await db.fetch(self.sql["list_jobs"], status, queue, handler, before_id, limit)
+                        before_id: int | None, limit: int, data: str | None = None) -> list[Job]:
+        """Jobs newest first, filtered, keyset-paginated by id; ``data``: JSON text of an object the
+        jobs' data must contain (``@>``)."""
+        rows = await db.fetch(self.sql["list_jobs"], status, queue, handler, before_id, limit, data)
+        return [Job.from_record(r) for r in rows]
 
-    async def update_job(self, db: DB, job_id: int, changes: Mapping[str, Any]) -> Row | None:
+    async def update_job(self, db: DB, job_id: int, changes: Mapping[str, Any]) -> Job | None:
         """Set columns of a job in ``jobs`` (``changes``: column → value, columns a new job fills) and
-        return its row; None when no such row exists. A new ``next_run_at`` clears ``tick_at``."""
+        return it; None when no such row exists. A new ``next_run_at`` clears ``tick_at``."""
         unknown = changes.keys() - _UPDATE_PARAMS.keys()
         if unknown:
             raise ValueError(f"update_job cannot set {', '.join(sorted(unknown))}")
         row: Row | None = await db.fetchrow(self.sql["update_job"], job_id, list(changes),
                                             *map(changes.get, _UPDATE_PARAMS))
-        return row
+        return None if row is None else Job.from_record(row)
 
     async def delete_job(self, db: DB, job_id: int) -> int:
         """Delete a job and its history: 1, or 0 when the id is unknown; -1 when it was a live job with
@@ -1475,9 +1645,10 @@ class Queries:
         """Delete every job of these handlers and its history; returns how many jobs."""
         return int(await db.fetchval(self.sql["delete_handler_jobs"], list(handlers)))
 
-    async def cancel_job(self, db: DB, job_id: int) -> Any:
-        """Cancel a pending or running job; None when it is in another status (or unknown)."""
-        return await db.fetchrow(self.sql["cancel_job"], job_id, self.control_channel)
+    async def cancel_job(self, db: DB, job_id: int) -> Job | None:
+        """Cancel a pending or running job: the job; None when it is in another status (or unknown)."""
+        row: Row | None = await db.fetchrow(self.sql["cancel_job"], job_id, self.control_channel)
+        return None if row is None else Job.from_record(row)
 
     async def retry_failed(self, db: DB, queue: str | None, handler: str | None) -> int:
         """Re-queue every failed job (of ``queue`` / ``handler`` if given); how many."""
@@ -1492,68 +1663,79 @@ class Queries:
         """Delete the jobs that finished more than ``older_than`` seconds ago, with their runs; how many."""
         return int(await db.fetchval(self.sql["delete_finished"], queue, handler, older_than))
 
-    async def set_queue_paused(self, db: DB, queue: str, paused: bool) -> Any:
-        """Pause (or resume) ``queue`` for every worker; the queue's settings row."""
-        return await db.fetchrow(self.sql["set_queue_paused"], queue, paused, self.channel)
+    async def set_queue_paused(self, db: DB, queue: str, paused: bool) -> None:
+        """Pause (or resume) ``queue`` for every worker."""
+        await db.fetchrow(self.sql["set_queue_paused"], queue, paused, self.channel)
 
-    async def queue_settings(self, db: DB) -> list[Any]:
+    async def queue_settings(self, db: DB) -> list[QueueRow]:
         """Every queue with settings of its own (paused or not, its limits), by name."""
-        return await db.fetch(self.sql["queue_settings"])
+        return [_named(QueueRow, r) for r in await db.fetch(self.sql["queue_settings"])]
 
     async def set_queue_limits(self, db: DB, queue: str, *, concurrency: int | None, set_concurrency: bool,
-                               rate: tuple[int, float] | None, set_rate: bool) -> Any:
+                               rate: tuple[int, float] | None, set_rate: bool) -> QueueRow:
         """Set (``set_*``) or clear (None) a queue's concurrency limit and its rate limit (starts, period in
         seconds), leaving the other as it is; tells every worker. The queue's settings row."""
         count, period = rate if rate is not None else (None, None)
-        return await db.fetchrow(self.sql["set_queue_limits"], queue, concurrency, count, period, set_concurrency,
-                                 set_rate, self.control_channel)
+        row: Row = await db.fetchrow(self.sql["set_queue_limits"], queue, concurrency, count, period,
+                                     set_concurrency, set_rate, self.control_channel)
+        return _named(QueueRow, row)
 
     async def await_job(self, db: DB, job_id: int) -> None:
         """Have the job's completion, failure or cancellation notify the control channel."""
         await db.execute(self.sql["await_job"], job_id)
 
-    async def requeue_job(self, db: DB, job_id: int, from_statuses: Sequence[str], run_at: datetime | None) -> Any:
-        """Make a job pending and due at ``run_at`` (now if None) if it is in one of ``from_statuses``."""
-        return await db.fetchrow(self.sql["requeue_job"], job_id, list(from_statuses), run_at, self.channel)
+    async def requeue_job(self, db: DB, job_id: int, from_statuses: Sequence[str],
+                          run_at: datetime | None) -> Job | None:
+        """Make a job pending and due at ``run_at`` (now if None) if it is in one of ``from_statuses``: the
+        job, else None."""
+        row: Row | None = await db.fetchrow(self.sql["requeue_job"], job_id, list(from_statuses), run_at,
+                                            self.channel)
+        return None if row is None else Job.from_record(row)
 
-    async def restore_job(self, db: DB, job_id: int, run_at: datetime | None) -> Any:
-        """Bring a completed one-off job back to ``pending``, due at ``run_at`` (now if None).
+    async def restore_job(self, db: DB, job_id: int, run_at: datetime | None) -> Job | None:
+        """Bring a completed one-off job back to ``pending``, due at ``run_at`` (now if None): the job.
 
         None when the job is not a completed one (or another live job holds its dedup key).
         """
-        return await db.fetchrow(self.sql["restore_job"], job_id, run_at, self.channel)
+        row: Row | None = await db.fetchrow(self.sql["restore_job"], job_id, run_at, self.channel)
+        return None if row is None else Job.from_record(row)
 
     async def parent_results(self, db: DB, job_ids: Sequence[int]) -> dict[int, Any]:
         """The results of those of ``job_ids`` that completed (and are still kept), by id."""
         return {r["id"]: r["result"] for r in await db.fetch(self.sql["parent_results"], list(job_ids))}
 
-    async def job_runs(self, db: DB, job_id: int, limit: int) -> list[Any]:
-        """History rows of one job, oldest first."""
-        return await db.fetch(self.sql["job_runs"], job_id, limit)
+    async def job_runs(self, db: DB, job_id: int, limit: int) -> list[Run]:
+        """The runs of one job (its history rows), oldest first."""
+        return [Run.from_record(r) for r in await db.fetch(self.sql["job_runs"], job_id, limit)]
 
-    async def queue_stats(self, db: DB) -> list[Any]:
+    async def throughput(self, db: DB, minutes: int) -> list[ThroughputRow]:
+        """History rows per (``minute``, ``status``): ``n``, over the last ``minutes`` minutes, the current
+        one included; every row carries the server's current minute (``now_minute``)."""
+        return [_named(ThroughputRow, r) for r in await db.fetch(self.sql["throughput"], minutes)]
+
+    async def queue_stats(self, db: DB) -> list[QueueStat]:
         """Counts per queue and status, with the oldest due time of pending jobs."""
-        return await db.fetch(self.sql["queue_stats"])
+        return [_named(QueueStat, r) for r in await db.fetch(self.sql["queue_stats"])]
 
     # --- webhooks ---
     async def add_webhook(self, db: DB, url: str, events: Sequence[str], handlers: Sequence[str] | None,
                           queues: Sequence[str] | None, secret: str, max_attempts: int,
-                          description: str | None) -> Row:
+                          description: str | None) -> WebhookRow:
         """Register a webhook (values checked by the caller); its row, without the secret."""
         row: Row = await db.fetchrow(self.sql["add_webhook"], url, list(events),
                                      None if handlers is None else list(handlers),
                                      None if queues is None else list(queues), secret, max_attempts, description,
                                      self.control_channel)
-        return row
+        return _named(WebhookRow, row)
 
-    async def list_webhooks(self, db: DB) -> list[Any]:
+    async def list_webhooks(self, db: DB) -> list[WebhookRow]:
         """Every webhook, oldest first, without secrets."""
-        return await db.fetch(self.sql["list_webhooks"])
+        return [_named(WebhookRow, r) for r in await db.fetch(self.sql["list_webhooks"])]
 
-    async def get_webhook(self, db: DB, webhook_id: int) -> Row | None:
+    async def get_webhook(self, db: DB, webhook_id: int) -> StoredWebhook | None:
         """One webhook with its secret, or None."""
         row: Row | None = await db.fetchrow(self.sql["get_webhook"], webhook_id)
-        return row
+        return None if row is None else _named(StoredWebhook, row)
 
     async def remove_webhook(self, db: DB, webhook_id: int) -> bool:
         """Forget a webhook (deliveries already created go on); False when the id is unknown."""
@@ -1568,8 +1750,8 @@ class Queries:
 
 #: The statements that only read. After a lost connection they run again on a fresh one.
 READ_STATEMENTS = ("get_job", "get_jobs", "list_jobs", "job_runs", "recurring_jobs", "find_live_dedup",
-                   "list_workers", "queue_stats", "unserved", "queue_settings", "next_due", "cancelled_runs",
-                   "parent_results", "list_webhooks", "get_webhook", "webhooks_active")
+                   "list_workers", "queue_stats", "throughput", "unserved", "queue_settings", "next_due",
+                   "cancelled_runs", "parent_results", "list_webhooks", "get_webhook", "webhooks_active")
 
 #: The server ended the session: pg_terminate_backend or a fast shutdown (57P01), a crash (57P02), a
 #: server starting or stopping (57P03), the database dropped (57P04), idle_session_timeout (57P05). Or

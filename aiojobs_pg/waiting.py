@@ -87,7 +87,7 @@ class Waiters:
                 await self.queries.await_job(db, job_id)
                 while True:
                     event.clear()
-                    job = Job.from_record(await self._read(db, job_id))
+                    job = await self._read(db, job_id)
                     if job.status in _FINISHED:
                         return _outcome(job)
                     if job.schedule is not None:
@@ -104,11 +104,11 @@ class Waiters:
             if not events:
                 del self._events[job_id]
 
-    async def _read(self, db: DB, job_id: int) -> Any:
-        row = await self.queries.get_job(db, job_id)
-        if row is None:
+    async def _read(self, db: DB, job_id: int) -> Job:
+        job = await self.queries.get_job(db, job_id)
+        if job is None:
             raise JobNotFound(job_id)
-        return row
+        return job
 
     async def close(self) -> None:
         """Stop listening."""

@@ -43,7 +43,7 @@ import anyio.to_thread
 
 from .errors import Cancel, Fail, Retry, ValidationError
 from .executor import Backoff, HandlerSpec, JobContext
-from .queries import DB, WEBHOOK_HANDLER, WEBHOOK_QUEUE, Queries, Row
+from .queries import DB, WEBHOOK_HANDLER, WEBHOOK_QUEUE, Queries, WebhookRow
 from .validation import (
     MAX_NAME_LENGTH,
     MAX_QUEUE_LENGTH,
@@ -95,10 +95,10 @@ class Webhook:
     secret: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_record(cls, row: Row, secret: str | None = None) -> Webhook:
-        """A Webhook from a row of ``webhooks``."""
-        return cls(row["id"], row["url"], list(row["events"]), _listed(row["handlers"]), _listed(row["queues"]),
-                   row["max_attempts"], row["description"], row["created_at"], secret)
+    def from_record(cls, row: WebhookRow, secret: str | None = None) -> Webhook:
+        """A Webhook from a row of ``webhooks`` (``secret`` is not taken from it: a read never returns it)."""
+        return cls(row.id, row.url, list(row.events), _listed(row.handlers), _listed(row.queues),
+                   row.max_attempts, row.description, row.created_at, secret)
 
 
 def _listed(value: Sequence[str] | None) -> list[str] | None:
@@ -277,13 +277,13 @@ def delivery_spec(db: Callable[[], DB], queries: Queries, options: WebhookOption
         row = await queries.get_webhook(db(), int(data["webhook"]))
         if row is None:
             raise Cancel(f"webhook {data['webhook']} was removed before this delivery was sent")
-        url: str = row["url"]
+        url = row.url
         body = body_of(ctx.job_id, data)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json", "User-Agent": "aiojobs_pg-webhooks",
             DELIVERY_HEADER: str(ctx.job_id), "Idempotency-Key": str(ctx.job_id), EVENT_HEADER: data["event"],
-            TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(row["secret"], timestamp, body),
+            TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(row.secret, timestamp, body),
             ATTEMPT_HEADER: str(ctx.attempt),
         }
         started = time.perf_counter()

@@ -117,8 +117,7 @@ async def enqueue_demo_jobs(app: App) -> DemoJobs:
 
 async def fetch_jobs(app: App, ids: Sequence[int]) -> dict[int, Job]:
     """The current rows of these jobs, by id."""
-    rows = await app.queries.get_jobs(app.pool, ids)
-    return {r["id"]: Job.from_record(r) for r in rows}
+    return {job.id: job for job in await app.queries.get_jobs(app.pool, ids)}
 
 
 _FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

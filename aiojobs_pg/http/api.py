@@ -180,6 +180,26 @@ class Handlers:
         runs = await self.app.admin().history(self._job_id(request))
         return JSONResponse({"data": [ser.run_json(r) for r in runs]})
 
+    async def schedules(self, request: Request) -> Response:
+        """``GET /schedules``: every recurring job, soonest first, each with its ``nextRuns``."""
+        ser.no_params(ser.query_params(request.scope["query_string"]))
+        jobs = await self.app.admin().recurring()
+        served = await self.app.admin().served()
+        now = datetime.now(UTC)
+
+        def render() -> list[dict[str, Any]]:
+            return [ser.job_json(j, now, served) for j in jobs]
+
+        # as in list_jobs: many cron previews render in a thread
+        data = await anyio.to_thread.run_sync(render) if len(jobs) > 20 else render()
+        return JSONResponse({"data": data})
+
+    async def throughput(self, request: Request) -> Response:
+        """``GET /stats/throughput?minutes=60``: recorded runs per minute and status, from the history."""
+        minutes = ser.throughput_minutes(ser.query_params(request.scope["query_string"]))
+        now, rows = await self.app.admin().throughput(minutes)
+        return JSONResponse(ser.throughput_json(now, rows))
+
     # --- runner, queues, health ---
     async def runner_status(self, request: Request) -> Response:
         """``GET /jobs/runner``: this process's worker, and live workers on every host."""
@@ -331,6 +351,8 @@ class Handlers:
             Resource("/openapi.json", name="openapi", get=self.openapi),
             Resource("/metrics", name="metrics", get=self.metrics),
             Resource("/queues", name="queues", get=self.queues),
+            Resource("/schedules", name="schedules", get=self.schedules),
+            Resource("/stats/throughput", name="throughput", get=self.throughput),
             Resource("/queues/{queue:any}/pause", name="queue_pause", post=self.pause_queue),
             Resource("/queues/{queue:any}/resume", name="queue_resume", post=self.resume_queue),
             Resource("/queues/{queue:any}/settings", name="queue_settings", post=self.queue_settings),

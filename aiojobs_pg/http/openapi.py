@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..admin import MAX_PAGE
+from ..admin import MAX_PAGE, MAX_THROUGHPUT_MINUTES
 from ..events import EVENTS
 from ..models import MAX_BACKOFF, MAX_BACKOFF_FACTOR, MAX_JSON_DEPTH, JobStatus, RunStatus
 from ..schedules import MAX_EXPR_LENGTH
@@ -39,6 +39,7 @@ from . import serialize as ser
 _INT32 = 2**31 - 1
 _INT64 = 2**63 - 1
 _JOB_STATUSES = [s.value for s in JobStatus]
+_RUN_STATUSES = [s.value for s in RunStatus]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -258,6 +259,21 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {"data": {"type": "array", "items": _ref("Job")},
                        "nextCursor": _nullable({"type": "string", "description": "pass as ?cursor= for the "
                                                                                  "next page; null at the end"})},
+    },
+    "JobList": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref("Job")}},
+    },
+    "Throughput": {
+        "type": "object", "required": ["now", "data"],
+        "properties": {
+            "now": {**_TIME, "description": "the server's current minute (the last entry)"},
+            "data": {"type": "array", "description": "one entry per minute, oldest first, zeros included",
+                     "items": {"type": "object", "required": ["minute", *_RUN_STATUSES], "properties": {
+                         "minute": _TIME,
+                         **{s: {"type": "integer", "minimum": 0,
+                                "description": f"runs recorded as {s} that minute"} for s in _RUN_STATUSES}}}},
+        },
     },
     "Run": {
         "type": "object",
@@ -480,6 +496,10 @@ _PATHS: dict[str, Any] = {
                        _query("status", {"type": "string", "enum": _JOB_STATUSES}, "only this status"),
                        _query("queue", {**_text(MAX_QUEUE_LENGTH), "minLength": 1}, "only this queue"),
                        _query("handler", {**_text(MAX_NAME_LENGTH), "minLength": 1}, "only this handler"),
+                       _query("data", {"type": "string", "pattern": ser.DATA_FILTER_PATTERN},
+                              "only jobs whose data contains this JSON object (jsonb @>): {\"user\": 7} matches "
+                              "{\"user\": 7, \"plan\": \"pro\"}; the text must parse as JSON, with no NUL "
+                              "(\\u0000) and at most 256 levels deep, else 422"),
                        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
                               f"page size ({ser.DEFAULT_PAGE})"),
                        _query("cursor", {"type": "string", "pattern": ser.CURSOR_PATTERN},
@@ -518,6 +538,13 @@ _PATHS: dict[str, Any] = {
     "/jobs/runner/stop": {"post": _op("Drain and stop this process's worker",
                                       {202: _json(_ref("Runner"), "stopping")}, (409, 503))},
     "/queues": {"get": _op("Job counts per queue and status", {200: _json(_ref("Queues"), "")}, (503,))},
+    "/schedules": {"get": _op("Every recurring job, soonest first, with its next runs (nextRuns)",
+                              {200: _json(_ref("JobList"), "the recurring jobs")}, (503,))},
+    "/stats/throughput": {"get": _op(
+        "Recorded runs per minute and status over the last minutes, from the history (a scan of it: no index "
+        "on completion times)", {200: _json(_ref("Throughput"), "per minute")}, (422, 503), params=[
+            _query("minutes", {"type": "integer", "minimum": 1, "maximum": MAX_THROUGHPUT_MINUTES},
+                   "how many minutes, the current one included (60)")])},
     "/queues/{queue}/pause": {"post": _op(
         "Pause a queue for every worker on every host (stored; running jobs finish)",
         {200: _json(_ref("QueueState"), "paused")}, (422, 503), params=[_QUEUE_PARAM])},

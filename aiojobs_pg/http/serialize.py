@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..admin import UNSET, QueueSettings
+from ..admin import MAX_THROUGHPUT_MINUTES, UNSET, QueueSettings
 from ..errors import ValidationError
 from ..models import Job, JobStatus, Run
 from ..schedules import MAX_INTERVAL, upcoming_runs
@@ -370,21 +370,69 @@ def wait_timeout(params: Mapping[str, str]) -> float:
     return seconds
 
 
+#: ``GET /jobs?data=``: the text of a JSON object (whether it parses, and holds no NUL, is checked on use;
+#: its size is bounded as a job's data is, by ``max_data_bytes``). No maxLength in the document: schemathesis
+#: folds one into the pattern and breaks it.
+DATA_FILTER_PATTERN = r"^[{][^\x00]*[}]$"
+_DATA_FILTER_RE = re.compile(DATA_FILTER_PATTERN)
+
+
+def data_filter(text: str) -> dict[str, Any]:
+    """``GET /jobs``'s ``data``: a JSON object (:data:`DATA_FILTER_PATTERN`) the jobs' data must contain."""
+    if _DATA_FILTER_RE.fullmatch(text) is None:
+        raise ValidationError("data", f'must be a JSON object, such as {{"user": 7}}, got {text[:40]!r}')
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValidationError("data", "is nested too deeply") from None
+    except ValueError as exc:
+        raise ValidationError("data", f"is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):  # "{} {}" and the like are refused above; this is the type's guard
+        raise ValidationError("data", f"must be a JSON object, got {_json_type(value)}")
+    return value
+
+
 def list_kwargs(params: Mapping[str, str]) -> dict[str, Any]:
     """Keywords for :meth:`Admin.list_jobs` from ``GET /jobs``'s query string (a filter given must not be empty)."""
-    unknown = sorted(set(params) - {"status", "queue", "handler", "limit", "cursor"})
+    unknown = sorted(set(params) - {"status", "queue", "handler", "data", "limit", "cursor"})
     if unknown:
-        raise ValidationError(unknown[0], "unknown query parameter; expected status, queue, handler, limit, cursor")
+        raise ValidationError(unknown[0], "unknown query parameter; expected status, queue, handler, data, limit, "
+                                          "cursor")
     for field in ("status", "queue", "handler"):
         if params.get(field) == "":
             raise ValidationError(field, "must not be empty (leave the parameter out to match any)")
+    data = params.get("data")
     return {
         "status": params.get("status"),
         "queue": params.get("queue"),
         "handler": params.get("handler"),
+        "data": None if data is None else data_filter(data),
         "limit": query_int(params, "limit", DEFAULT_PAGE),
         "cursor": query_int(params, "cursor", None),
     }
+
+
+def no_params(params: Mapping[str, str]) -> None:
+    """Refuse any query parameter (a route that takes none)."""
+    if params:
+        raise ValidationError(sorted(params)[0], "unknown query parameter; this route takes none")
+
+
+def throughput_minutes(params: Mapping[str, str]) -> int:
+    """``GET /stats/throughput``'s ``minutes``: 1 to :data:`~aiojobs_pg.admin.MAX_THROUGHPUT_MINUTES` (60)."""
+    unknown = sorted(set(params) - {"minutes"})
+    if unknown:
+        raise ValidationError(unknown[0], "unknown query parameter; expected minutes")
+    minutes = query_int(params, "minutes", 60)
+    assert minutes is not None
+    if minutes > MAX_THROUGHPUT_MINUTES:
+        raise ValidationError("minutes", f"must be at most {MAX_THROUGHPUT_MINUTES} (a day), got {minutes}")
+    return minutes
+
+
+def throughput_json(now: datetime, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``GET /stats/throughput``'s answer: one entry per minute, oldest first."""
+    return {"now": iso(now), "data": [{**row, "minute": iso(row["minute"])} for row in rows]}
 
 
 def job_json(job: Job, now: datetime | None = None, served: Collection[tuple[str, str]] | None = None

@@ -18,11 +18,13 @@ _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 # page -> lines its script must print (in any order: workers run side by side)
 PAGES = {
+    "../README.md#0": ["completed {'sent': True}", "['completed']", "1"],  # the usage tour, as written
     "index.md": ["pending", "hello, world"],
     "concepts.md": ["third time lucky", "['1:failed', '2:failed', '3:completed']", "completed"],
     "dependencies.md": ["waiting", "report ready: 7", "7"],
     "webhooks.md": ["failed charge RuntimeError: card declined"],
-    "flow-control.md": ["True True completed", "Backoff(base=2.0, factor=3.0, cap=3600.0, jitter=0.2)", "3"],
+    "flow-control.md": ["True True completed", "Backoff(base=2.0, factor=3.0, cap=3600.0, jitter=0.2)", "3",
+                        "pending", "resized", "hook: resize completed"],
     "tracing.md": ["POST /images <- -  UNSET", "enqueue default <- POST /images  UNSET",
                    "run default <- enqueue default retrying ERROR", "run default <- enqueue default completed UNSET"],
     "drivers.md": ["email to a@example.com", "email to b@example.com", "email to c@example.com"],
@@ -30,10 +32,13 @@ PAGES = {
 
 
 def script_of(page: str) -> str:
-    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    """The page's python blocks as one script; ``page#N``: its N-th block alone (a page whose other
+    blocks are fragments, as the README's)."""
+    name, _, index = page.partition("#")
+    text = (REPO / "docs" / name).read_text(encoding="utf-8")
     blocks = _BLOCK.findall(text)
-    assert blocks, f"docs/{page} has no python block"
-    return "\n".join(blocks)
+    assert blocks, f"docs/{name} has no python block"
+    return blocks[int(index)] if index else "\n".join(blocks)
 
 
 @pytest.mark.parametrize("page", sorted(PAGES))

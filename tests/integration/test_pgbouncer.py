@@ -22,7 +22,7 @@ import pytest
 
 from aiojobs_pg import App
 from aiojobs_pg.errors import ValidationError
-from tests.helpers import eventually
+from tests.helpers import eventually, register_slow
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
 
@@ -157,16 +157,7 @@ async def test_worker_through_pgbouncer_without_listen_dsn_polls(bouncer_dsn: st
 
 async def test_cancel_reaches_a_poll_only_worker_through_its_lease_renewal(bouncer_dsn: str, bounced: str) -> None:
     app = _app(bouncer_dsn, bounced, lease=1.5)
-    started, stopped = asyncio.Event(), asyncio.Event()
-
-    @app.handler()
-    async def slow(_: None) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
+    started, stopped = register_slow(app)
 
     async with app, app.worker() as worker:
         assert not worker.listening

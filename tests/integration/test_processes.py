@@ -21,7 +21,7 @@ import anyio
 import asyncpg
 import pytest
 
-from aiojobs_pg import App
+from aiojobs_pg import App, Job
 from tests.helpers import eventually, spawn_python
 
 #: lease of the worker processes (seconds): short, so that a dead worker's jobs are rescued quickly
@@ -114,9 +114,9 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float, message: str)
     return time.monotonic() - t0
 
 
-async def statuses(app: App, ids: list[int]) -> dict[int, Any]:
-    """The rows of these jobs (completed ones from their history row) by id."""
-    return {r["id"]: r for r in await app.queries.get_jobs(app.pool, ids)}
+async def statuses(app: App, ids: list[int]) -> dict[int, Job]:
+    """These jobs (completed ones from their history row) by id."""
+    return {job.id: job for job in await app.queries.get_jobs(app.pool, ids)}
 
 
 # Completed one-off jobs live in their history rows (migration 0006): all_jobs reads both tables.
@@ -182,14 +182,14 @@ async def test_sigkill_mid_job_is_rescued_and_rerun_by_another_process(app: App,
     await wait_exit(first, 5, "the SIGKILLed worker did not die")
     assert first.returncode == -signal.SIGKILL
     # Nothing finished the jobs: they are still running under the dead worker's lease.
-    assert {r["status"] for r in (await statuses(app, ids)).values()} == {"running"}
+    assert {r.status for r in (await statuses(app, ids)).values()} == {"running"}
 
     t0 = time.monotonic()
     second = procs.start(10)
 
     async def all_completed() -> bool:
         assert second.poll() is None, f"second worker died with exit code {second.returncode}"
-        return all(r["status"] == "completed" for r in (await statuses(app, ids)).values())
+        return all(r.status == "completed" for r in (await statuses(app, ids)).values())
 
     # Lease (2 s) + maintenance (0.5 s) + backoff (~1 s) + start-up, with margin.
     await eventually(all_completed, timeout=20, interval=0.1, message="rescued jobs not completed within 20 s")
@@ -198,7 +198,7 @@ async def test_sigkill_mid_job_is_rescued_and_rerun_by_another_process(app: App,
     rows = await statuses(app, ids)
     assert len(rows) == 10
     for job_id in ids:
-        assert rows[job_id]["attempts"] == 2
+        assert rows[job_id].attempts == 2
         history = await app.job_history(job_id)
         assert [(r.attempt, r.status.value) for r in history] == [(1, "failed"), (2, "completed")], history
         assert history[0].error is not None and "worker lost" in history[0].error
@@ -247,19 +247,19 @@ async def test_sigterm_drains_then_releases_and_claims_nothing_new(app: App, pro
 
     rows = await statuses(app, short + long + late)
     for job_id in short:
-        assert rows[job_id]["status"] == "completed"
+        assert rows[job_id].status == "completed"
         history = await app.job_history(job_id)
         assert [r.status.value for r in history] == ["completed"]
         # Still running when the signal came: the drain let it finish.
         assert history[0].completed_at is not None and history[0].completed_at > signalled_at
     for job_id in long:
-        assert rows[job_id]["status"] == "pending"
-        assert rows[job_id]["attempts"] == 0
+        assert rows[job_id].status == "pending"
+        assert rows[job_id].attempts == 0
         history = await app.job_history(job_id)
         assert [(r.attempt, r.status.value) for r in history] == [(1, "released")]
     for job_id in late:
-        assert rows[job_id]["status"] == "pending"
-        assert rows[job_id]["attempts"] == 0
+        assert rows[job_id].status == "pending"
+        assert rows[job_id].attempts == 0
         assert await app.job_history(job_id) == []
     assert await count(app, "SELECT count(*) FROM {schema}.jobs WHERE status = 'running'") == 0
     assert await count(app, "SELECT count(*) FROM {schema}.workers") == 0
@@ -283,14 +283,14 @@ async def test_second_sigterm_stops_at_once(app: App, procs: Procs) -> None:
     rows = await statuses(app, short + long)
     for job_id in short + long:
         row = rows[job_id]
-        released = row["status"] == "pending" and row["attempts"] == 0
+        released = row.status == "pending" and row.attempts == 0
         if job_id in short:
-            assert released or row["status"] == "completed", dict(row)
+            assert released or row.status == "completed", row
             continue
         # The final flush handed the job back; or, if it was cut short, the lease runs out soon.
-        left_to_lease = (row["status"] == "running" and row["lease_expires_at"] is not None
-                         and row["lease_expires_at"] <= now + timedelta(seconds=LEASE))
-        assert released or left_to_lease, dict(row)
+        left_to_lease = (row.status == "running" and row.lease_expires_at is not None
+                         and row.lease_expires_at <= now + timedelta(seconds=LEASE))
+        assert released or left_to_lease, row
         if released:
             assert [(r.attempt, r.status.value) for r in await app.job_history(job_id)] == [(1, "released")]
     running = await count(app, "SELECT count(*) FROM {schema}.jobs WHERE status = 'running' "

@@ -275,8 +275,8 @@ async def test_the_list_cursor_bounds_the_index_scans_under_a_generic_plan(app: 
     async with app.pool.acquire() as conn:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         try:
-            await conn.execute(f"PREPARE page(text, text, text, bigint, int) AS {app.queries.sql['list_jobs']}")
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN EXECUTE page(NULL, NULL, NULL, 5, 50)"))
+            await conn.execute(f"PREPARE page(text, text, text, bigint, int, jsonb) AS {app.queries.sql['list_jobs']}")
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN EXECUTE page(NULL, NULL, NULL, 5, 50, NULL)"))
             await conn.execute("DEALLOCATE page")
         finally:
             await conn.execute("RESET plan_cache_mode")

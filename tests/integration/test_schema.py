@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from aiojobs_pg import App, Job, JobStatus, Run, RunStatus
+from aiojobs_pg import App, Job, JobStatus, RunStatus
 from aiojobs_pg.schema import migrate, migrations
 from tests.helpers import eventually
 
@@ -92,7 +92,7 @@ async def test_completed_jobs_move_into_their_history_rows_and_read_as_before(
         # Read as the code of migration 5 read them: every job from its row in jobs.
         rows = await app.pool.fetch(f"SELECT * FROM {own_schema}.jobs ORDER BY id")
         before = [Job.from_record(r) for r in rows]
-        histories = [[Run.from_record(r) for r in await app.queries.job_runs(app.pool, job_id, 100)] for job_id in ids]
+        histories = [await app.queries.job_runs(app.pool, job_id, 100) for job_id in ids]
 
         assert await app.migrate() == list(range(COMPLETED_INTO_HISTORY, LATEST + 1))
 

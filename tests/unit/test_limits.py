@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,9 +10,11 @@ import pytest
 from aiojobs_pg.errors import ValidationError
 from aiojobs_pg.executor import HandlerSpec
 from aiojobs_pg.limits import ClaimPlan, QueueLimits, plan_claims
-from aiojobs_pg.queries import Queries
+from aiojobs_pg.queries import Queries, QueueRow
 from aiojobs_pg.schedules import parse_duration
 from aiojobs_pg.validation import RateLimit, check_concurrency_limit, duration_text, parse_rate_limit
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("text", "count", "period", "canonical"), [
@@ -91,15 +94,14 @@ def test_only_the_pairs_under_a_limit_take_the_limited_claim() -> None:
 
 def test_a_worker_with_no_pair_under_a_limit_has_no_plan() -> None:
     specs = _specs(mail={})
-    rows = [{"name": "other", "concurrency_limit": 1, "rate_limit": None, "rate_period": None},
-            {"name": "default", "concurrency_limit": None, "rate_limit": None, "rate_period": None}]
+    rows = [QueueRow("other", False, NOW, 1, None, None), QueueRow("default", False, NOW, None, None, None)]
     assert plan_claims(Queries("s"), ["default"], ["mail"], specs, rows) is None
     plan = plan_claims(Queries("s"), ["default", "other"], ["mail"], specs, rows)
     assert plan is not None and plan.pairs == [("other", "mail")]
 
 
 def test_queue_limits_read_from_a_settings_row() -> None:
-    row = {"concurrency_limit": None, "rate_limit": 50, "rate_period": 1.0}
+    row = QueueRow("default", False, NOW, None, 50, 1.0)
     assert QueueLimits.from_row(row) == QueueLimits(None, RateLimit(50, 1.0))
     assert str(QueueLimits(2, RateLimit(50, 1.0))) == "concurrency 2, rate 50/1s"
     assert not QueueLimits() and str(QueueLimits()) == "none"

@@ -7,16 +7,17 @@ from typing import Any
 
 from aiojobs_pg.maintenance import lost_worker
 from aiojobs_pg.models import JobStatus, RunStatus, micros
+from aiojobs_pg.queries import ExpiredLease
 
 TICK = datetime(2025, 1, 1, 9, tzinfo=UTC)
 
 
-def row(**changes: Any) -> dict[str, Any]:
+def row(**changes: Any) -> ExpiredLease:
     """A row of ``expired_leases``."""
     values = {"id": 7, "token": 12, "attempts": 1, "max_attempts": 3, "schedule": None, "timezone": None,
               "misfire": "skip", "overlap": "wait", "worker_id": "host:1:ab", "last_run_at": TICK,
               "scheduled_at": TICK}
-    return values | changes
+    return ExpiredLease(**(values | changes))
 
 
 def test_attempts_left_run_again_at_once_without_backoff() -> None:

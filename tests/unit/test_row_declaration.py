@@ -82,7 +82,7 @@ class FakeDB:
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         self.args = args
-        return {"id": args[0]}
+        return None  # no such job: only what was sent is checked
 
 
 async def test_update_job_sends_what_changes_by_name() -> None:

@@ -4,9 +4,13 @@
 
 (function () {
   const REFRESH_MS = 2000;
+  const THROUGHPUT_MS = 30000;  // the charts' route scans the history: fetch it every 30 s, not every 2 s
+  const SVG = "http://www.w3.org/2000/svg";
   const STATUSES = ["waiting", "pending", "running", "completed", "failed", "cancelled"];
   const state = {
-    status: "", queue: "", handler: "",
+    status: "", queue: "", handler: "", jobId: "", data: "",
+    checked: new Set(),   // ids of the jobs ticked for a bulk action (kept across refreshes)
+    throughputAt: 0,      // when the charts were last fetched (they refresh less often)
     shown: 50,            // how many jobs the list shows (grows with "load more")
     nextCursor: null,
     selected: null,       // id of the job in the detail panel
@@ -168,6 +172,12 @@
         title: q.paused ? "let workers claim this queue's jobs again"
                         : "stop every worker from claiming this queue's jobs (running ones finish)" });
       toggle.addEventListener("click", () => pauseQueue(q.queue, !q.paused));
+      const retryAll = el("button", { class: "queue-retry-failed", type: "button", text: "retry failed",
+        disabled: !q.counts.failed, title: "re-queue every failed job of this queue" });
+      retryAll.addEventListener("click", () => queueBulk(q.queue, "retry-failed", q.counts.failed));
+      const cancelAll = el("button", { class: "queue-cancel-pending", type: "button", text: "cancel pending",
+        disabled: !q.counts.pending, title: "cancel every pending job of this queue" });
+      cancelAll.addEventListener("click", () => queueBulk(q.queue, "cancel-pending", q.counts.pending));
       return el("tr", { "data-queue": q.queue, "data-paused": String(q.paused),
                         "data-concurrency-limit": String(q.concurrencyLimit ?? ""), "data-rate-limit": q.rateLimit || "" }, [
         name,
@@ -175,9 +185,33 @@
         el("td", { text: q.oldestPendingAgeSeconds === null ? "–" : `${Math.round(q.oldestPendingAgeSeconds)}s`,
                    title: q.oldestPendingAt || "" }),
         el("td", {}, [toggle]),
+        el("td", { class: "bulk-cell" }, [retryAll, cancelAll]),
       ]);
     });
     fillBody($("#queues"), rows, $("#queues-empty"));
+    // the status tabs' counts: every queue's, from the same answer
+    const totals = { all: 0 };
+    for (const s of STATUSES) totals[s] = 0;
+    for (const q of data) {
+      totals.all += q.total;
+      for (const s of STATUSES) totals[s] += q.counts[s] || 0;
+    }
+    for (const node of document.querySelectorAll("#status-tabs [data-count]")) {
+      node.textContent = String(totals[node.dataset.count]);
+    }
+  }
+
+  // a bulk action on every job of a queue (one statement on the server), after a confirm
+  async function queueBulk(queue, action, shown) {
+    const what = action === "retry-failed" ? "Re-queue every failed job" : "Cancel every pending job";
+    if (!window.confirm(`${what} of queue ${queue} (${shown} now)?`)) return;
+    try {
+      const { count } = await api("POST", `bulk/${action}`, { queue });
+      toast(`${action === "retry-failed" ? "Retried" : "Cancelled"} ${count} job${count === 1 ? "" : "s"} of ${queue}`);
+    } catch (err) {
+      toast(err.message, true);
+    }
+    await refresh();
   }
 
   async function pauseQueue(queue, pause) {
@@ -225,6 +259,7 @@
     if (state.status) params.set("status", state.status);
     if (state.queue) params.set("queue", state.queue);
     if (state.handler) params.set("handler", state.handler);
+    if (state.data) params.set("data", state.data);
     params.set("limit", String(limit));
     if (cursor) params.set("cursor", cursor);
     return `jobs?${params}`;
@@ -241,7 +276,15 @@
 
   function jobRow(job) {
     const label = job.name ? `${job.name} (${job.handler})` : job.handler;
+    const box = el("input", { type: "checkbox", class: "job-select", checked: state.checked.has(job.id) });
+    box.setAttribute("aria-label", `select job ${job.id}`);
+    box.addEventListener("click", (event) => event.stopPropagation());  // ticking is not opening
+    box.addEventListener("change", () => {
+      if (box.checked) state.checked.add(job.id); else state.checked.delete(job.id);
+      updateBulk();
+    });
     const row = el("tr", { class: "job-row", "data-job-id": job.id, tabIndex: 0 }, [
+      el("td", { class: "select" }, [box]),
       el("td", { class: "num", text: job.id }),
       el("td", { class: "label", text: label }),
       el("td", { text: job.queue }),
@@ -257,10 +300,129 @@
   }
 
   async function loadJobs() {
-    const page = await api("GET", jobQuery(Math.min(state.shown, 1000)));
+    let page;
+    if (state.jobId) {  // a search by id: that job alone, if it exists and passes the other filters
+      let job = null;
+      try {
+        job = await api("GET", `jobs/${encodeURIComponent(state.jobId)}`);
+      } catch (err) {
+        if (err.status !== 404) throw err;
+      }
+      const matches = job && (!state.status || job.status === state.status) && (!state.queue || job.queue === state.queue)
+        && (!state.handler || job.handler === state.handler);
+      page = { data: matches ? [job] : [], nextCursor: null };
+    } else {
+      page = await api("GET", jobQuery(Math.min(state.shown, 1000)));
+    }
     state.nextCursor = page.nextCursor;
     fillBody($("#jobs"), page.data.map(jobRow), $("#jobs-empty"));
     $("#load-more").hidden = !page.nextCursor;
+    // a bulk action acts on what is shown: a ticked job that left the list (another filter, another status) is unticked
+    const shown = new Set(shownIds());
+    for (const id of state.checked) if (!shown.has(id)) state.checked.delete(id);
+    updateBulk();
+  }
+
+  // --- bulk actions on the ticked jobs ---------------------------------------
+  function shownIds() {
+    return [...document.querySelectorAll("#jobs tr.job-row")].map((row) => Number(row.dataset.jobId));
+  }
+
+  function updateBulk() {
+    const shown = shownIds();
+    const n = state.checked.size;
+    $("#bulk-count").textContent = `${n} selected`;
+    for (const button of document.querySelectorAll("#bulk [data-bulk]")) button.disabled = n === 0;
+    const all = $("#select-all");
+    all.checked = shown.length > 0 && shown.every((id) => state.checked.has(id));
+    all.indeterminate = !all.checked && shown.some((id) => state.checked.has(id));
+  }
+
+  async function bulkSelected(action) {
+    const ids = [...state.checked];
+    if (!ids.length) return;
+    if (action === "delete" && !window.confirm(`Delete ${ids.length} job(s) and their history?`)) return;
+    // the per-job routes, a few at a time; a job whose status does not allow the action is skipped (409)
+    let done = 0, skipped = 0;
+    const failures = [];
+    for (let i = 0; i < ids.length; i += 8) {
+      const batch = ids.slice(i, i + 8);
+      const results = await Promise.allSettled(batch.map((id) => action === "delete"
+        ? api("DELETE", `jobs/${id}`) : api("POST", `jobs/${id}/${action}`)));
+      results.forEach((r, k) => {
+        if (r.status === "fulfilled") { done += 1; state.checked.delete(batch[k]); }
+        else if (r.reason.status === 409 || r.reason.status === 404) { skipped += 1; state.checked.delete(batch[k]); }
+        else failures.push(r.reason.message);
+      });
+    }
+    const verb = { retry: "retried", cancel: "cancelled", delete: "deleted" }[action];
+    toast(`${done} job${done === 1 ? "" : "s"} ${verb}` + (skipped ? `, ${skipped} skipped (status did not allow it)` : "")
+      + (failures.length ? `; ${failures.length} failed: ${failures[0]}` : ""), failures.length > 0);
+    if (action === "delete" && state.selected !== null && !shownIds().includes(state.selected)) closeDetail();
+    await refresh();
+  }
+
+  // --- schedules ---------------------------------------------------------------
+  async function loadSchedules() {
+    const { data } = await api("GET", "schedules");
+    const rows = data.map((job) => {
+      const row = el("tr", { class: "schedule-row", "data-job-id": job.id, tabIndex: 0 }, [
+        el("td", { class: "num", text: job.id }),
+        el("td", { class: "label", text: job.name ? `${job.name} (${job.handler})` : job.handler }),
+        el("td", { text: `${job.schedule}${job.timezone ? ` (${job.timezone})` : ""}` }),
+        el("td", { text: job.queue }),
+        el("td", {}, statusBadges(job)),
+        el("td", { class: "next-runs" }, [el("ol", {}, (job.nextRuns || []).map((iso) =>
+          el("li", { text: `${shortTime(iso)} (${relative(iso)})`, title: iso })))]),
+      ]);
+      row.addEventListener("click", () => openDetail(job.id));
+      row.addEventListener("keydown", (event) => { if (event.key === "Enter") openDetail(job.id); });
+      return row;
+    });
+    fillBody($("#schedules"), rows, $("#schedules-empty"));
+  }
+
+  // --- charts: runs per minute over the last hour, as SVG bars built node by node ---
+  function svg(tag, attrs, children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  async function loadThroughput(force) {
+    if (!force && Date.now() - state.throughputAt < THROUGHPUT_MS) return;
+    state.throughputAt = Date.now();
+    const { data } = await api("GET", "stats/throughput?minutes=60");
+    const width = 600, height = 170, top = 18, bottom = 20;
+    const step = width / data.length;
+    const peak = Math.max(1, ...data.map((m) => m.completed + m.failed));
+    const scale = (height - top - bottom) / peak;
+    const bars = data.flatMap((m, i) => {
+      const x = i * step + 1, w = Math.max(1, step - 2);
+      const ok = m.completed * scale, bad = m.failed * scale;
+      const base = height - bottom;
+      const title = `${shortTime(m.minute)}: ${m.completed} completed, ${m.failed} failed`;
+      return [svg("g", { class: "minute", "data-minute": m.minute, "data-completed": m.completed,
+                          "data-failed": m.failed }, [
+        svg("title", {}, [title]),
+        svg("rect", { class: "bar completed", x, y: base - ok, width: w, height: ok }),
+        svg("rect", { class: "bar failed", x, y: base - ok - bad, width: w, height: bad }),
+        // an invisible full-height target, so a minute with few runs still shows its title on hover
+        svg("rect", { class: "hit", x: i * step, y: 0, width: step, height: base }),
+      ])];
+    });
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart",
+                               "aria-label": "runs per minute over the last hour" }, [
+      svg("line", { class: "axis", x1: 0, y1: height - bottom, x2: width, y2: height - bottom }),
+      svg("text", { class: "tick", x: 0, y: top - 2 }, [`${peak}/min`]),
+      svg("text", { class: "tick", x: 0, y: height - 3 }, ["−60 min"]),
+      svg("text", { class: "tick", x: width, y: height - 3, "text-anchor": "end" }, ["now"]),
+      ...bars,
+    ]);
+    $("#throughput").replaceChildren(chart);
+    $("#throughput-completed").textContent = `(${data.reduce((n, m) => n + m.completed, 0)})`;
+    $("#throughput-failed").textContent = `(${data.reduce((n, m) => n + m.failed, 0)})`;
   }
 
   async function loadMore() {
@@ -270,6 +432,7 @@
     state.nextCursor = page.nextCursor;
     $("#jobs").tBodies[0].append(...page.data.map(jobRow));
     $("#load-more").hidden = !page.nextCursor;
+    updateBulk();
   }
 
   // --- detail ------------------------------------------------------------------
@@ -405,7 +568,7 @@
   // --- refresh loop ------------------------------------------------------------
   async function refresh() {
     const results = await Promise.allSettled([loadHealth(), loadQueues(), loadWorkers(), loadWebhooks(), loadJobs(),
-      loadDetail()]);
+      loadDetail(), loadSchedules(), loadThroughput(false)]);
     const failed = results.find((r) => r.status === "rejected");
     $("#updated").textContent = failed ? `update failed: ${failed.reason.message}`
       : `updated ${new Date().toLocaleTimeString()}`;
@@ -438,10 +601,33 @@
     }
     $("#filters").addEventListener("submit", (event) => {
       event.preventDefault();
+      const id = $("#filter-id").value.trim();
+      const data = $("#filter-data").value.trim();
+      if (id && !/^[1-9][0-9]{0,18}$/.test(id)) { toast("job id: a positive whole number", true); return; }
+      if (data) {  // checked here for a quick message; the server checks it again (422 names the field)
+        let parsed = null;
+        try { parsed = JSON.parse(data); } catch (err) { /* reported below */ }
+        if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+          toast('data: a JSON object, such as {"user": 7}', true);
+          return;
+        }
+      }
+      state.jobId = id;
+      state.data = data;
       state.queue = $("#filter-queue").value.trim();
       state.handler = $("#filter-handler").value.trim();
       resetList();
     });
+    $("#select-all").addEventListener("change", (event) => {
+      for (const id of shownIds()) {
+        if (event.target.checked) state.checked.add(id); else state.checked.delete(id);
+      }
+      for (const box of document.querySelectorAll("#jobs .job-select")) box.checked = event.target.checked;
+      updateBulk();
+    });
+    for (const button of document.querySelectorAll("#bulk [data-bulk]")) {
+      button.addEventListener("click", () => bulkSelected(button.dataset.bulk));
+    }
     $("#load-more").addEventListener("click", () => loadMore().catch((err) => toast(err.message, true)));
     $("#detail-close").addEventListener("click", closeDetail);
     for (const button of document.querySelectorAll("#detail [data-action]")) {

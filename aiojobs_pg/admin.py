@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -346,11 +346,11 @@ class Admin:
                                max_attempts=max_attempts, description=description)
         row = await self.q.add_webhook(self.db, new.url, new.events, new.handlers, new.queues, new.secret,
                                        new.max_attempts, new.description)
-        return Webhook.from_record(row, secret=new.secret)
+        return replace(row, secret=new.secret)
 
     async def webhooks(self) -> list[Webhook]:
         """Every webhook, oldest first (without secrets)."""
-        return [Webhook.from_record(r) for r in await self.q.list_webhooks(self.db)]
+        return await self.q.list_webhooks(self.db)
 
     async def remove_webhook(self, webhook_id: int) -> None:
         """Stop reporting to a webhook (:class:`WebhookNotFound` if none has this id). Its deliveries not

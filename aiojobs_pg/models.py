@@ -438,6 +438,25 @@ class Outcome:
     follow_ups: list[NewJob] | None = None
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """A registered webhook. ``secret`` is set only on what :meth:`App.add_webhook` returns (and on the
+    row a delivery reads to sign with): no listing shows it."""
+
+    id: int
+    url: str
+    events: list[str]
+    #: only jobs of these handlers; None: every handler
+    handlers: list[str] | None
+    #: only jobs of these queues; None: every queue
+    queues: list[str] | None
+    #: attempts of each delivery before it fails for good
+    max_attempts: int
+    description: str | None
+    created_at: datetime
+    secret: str | None = field(default=None, repr=False)
+
+
 #: Default of ``App(max_data_bytes=...)``: 1 MiB, the HTTP API's request-body limit, so that no way in
 #: accepts data the other refuses, and no worker loads more than that per claimed job.
 DEFAULT_MAX_DATA_BYTES = 1_048_576

@@ -27,6 +27,7 @@ from .models import (
     NewJob,
     Outcome,
     Run,
+    Webhook,
     attributes,
     build_claimed_job,
     json_array,
@@ -183,34 +184,15 @@ class QueueStat:
     oldest_due: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookRow:
-    """A registered webhook, without its secret."""
-
-    id: int
-    url: str
-    events: list[str]
-    handlers: list[str] | None
-    queues: list[str] | None
-    max_attempts: int
-    description: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredWebhook(WebhookRow):
-    """A registered webhook with its signing secret (:meth:`Queries.get_webhook`)."""
-
-    secret: str
-
-
 _D = TypeVar("_D")
 
 
 def _named(cls: type[_D], row: Row) -> _D:
     """A ``cls`` (a dataclass) from the columns of ``row`` named as its fields; other columns (such as
     ``notified``) are ignored."""
-    return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    # a field with a default may be missing from the row (a webhook's secret: only get_webhook reads it)
+    return cls(**{f.name: row[f.name] if f.default is MISSING else row.get(f.name, f.default)
+                  for f in fields(cls)})  # type: ignore[arg-type]
 
 
 #: The schema holding the tables when neither the caller nor ``$AIOJOBS_PG_SCHEMA`` names one.
@@ -1720,22 +1702,22 @@ class Queries:
     # --- webhooks ---
     async def add_webhook(self, db: DB, url: str, events: Sequence[str], handlers: Sequence[str] | None,
                           queues: Sequence[str] | None, secret: str, max_attempts: int,
-                          description: str | None) -> WebhookRow:
+                          description: str | None) -> Webhook:
         """Register a webhook (values checked by the caller); its row, without the secret."""
         row: Row = await db.fetchrow(self.sql["add_webhook"], url, list(events),
                                      None if handlers is None else list(handlers),
                                      None if queues is None else list(queues), secret, max_attempts, description,
                                      self.control_channel)
-        return _named(WebhookRow, row)
+        return _named(Webhook, row)
 
-    async def list_webhooks(self, db: DB) -> list[WebhookRow]:
+    async def list_webhooks(self, db: DB) -> list[Webhook]:
         """Every webhook, oldest first, without secrets."""
-        return [_named(WebhookRow, r) for r in await db.fetch(self.sql["list_webhooks"])]
+        return [_named(Webhook, r) for r in await db.fetch(self.sql["list_webhooks"])]
 
-    async def get_webhook(self, db: DB, webhook_id: int) -> StoredWebhook | None:
+    async def get_webhook(self, db: DB, webhook_id: int) -> Webhook | None:
         """One webhook with its secret, or None."""
         row: Row | None = await db.fetchrow(self.sql["get_webhook"], webhook_id)
-        return None if row is None else _named(StoredWebhook, row)
+        return None if row is None else _named(Webhook, row)
 
     async def remove_webhook(self, db: DB, webhook_id: int) -> bool:
         """Forget a webhook (deliveries already created go on); False when the id is unknown."""

@@ -33,8 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -43,7 +42,8 @@ import anyio.to_thread
 
 from .errors import Cancel, Fail, Retry, ValidationError
 from .executor import Backoff, HandlerSpec, JobContext
-from .queries import DB, WEBHOOK_HANDLER, WEBHOOK_QUEUE, Queries, WebhookRow
+from .models import Webhook as Webhook  # a registered webhook: plain data, read by the query layer
+from .queries import DB, WEBHOOK_HANDLER, WEBHOOK_QUEUE, Queries
 from .validation import (
     MAX_NAME_LENGTH,
     MAX_QUEUE_LENGTH,
@@ -75,34 +75,6 @@ ATTEMPT_HEADER = "X-Aiojobs-Attempt"
 #: how much of a response is read (the rest is dropped), and how much of it an error quotes
 _READ_LIMIT = 64 * 1024
 _QUOTED = 200
-
-
-@dataclass(frozen=True)
-class Webhook:
-    """A registered webhook. ``secret`` is only set on what :meth:`App.add_webhook` returns."""
-
-    id: int
-    url: str
-    events: list[str]
-    #: only jobs of these handlers; None: every handler
-    handlers: list[str] | None
-    #: only jobs of these queues; None: every queue
-    queues: list[str] | None
-    #: attempts of each delivery before it fails for good
-    max_attempts: int
-    description: str | None
-    created_at: datetime
-    secret: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_record(cls, row: WebhookRow, secret: str | None = None) -> Webhook:
-        """A Webhook from a row of ``webhooks`` (``secret`` is not taken from it: a read never returns it)."""
-        return cls(row.id, row.url, list(row.events), _listed(row.handlers), _listed(row.queues),
-                   row.max_attempts, row.description, row.created_at, secret)
-
-
-def _listed(value: Sequence[str] | None) -> list[str] | None:
-    return None if value is None else list(value)
 
 
 #: 5 s, 15 s, 45 s, ... at most an hour, each spread by ±20%: a receiver down for an hour still gets its
@@ -275,7 +247,7 @@ def delivery_spec(db: Callable[[], DB], queries: Queries, options: WebhookOption
     """
     async def deliver(data: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         row = await queries.get_webhook(db(), int(data["webhook"]))
-        if row is None:
+        if row is None or row.secret is None:
             raise Cancel(f"webhook {data['webhook']} was removed before this delivery was sent")
         url = row.url
         body = body_of(ctx.job_id, data)

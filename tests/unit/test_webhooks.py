@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aiojobs_pg import Backoff, Cancel, Fail, JobContext, Retry, ValidationError, WebhookOptions
-from aiojobs_pg.queries import StoredWebhook
+from aiojobs_pg.models import Webhook
 from aiojobs_pg.webhooks import Response, body_of, delivery_spec, verify
 
 SECRET = "0123456789abcdef0123"
@@ -18,15 +18,15 @@ DATA = {"webhook": 7, "url": "https://r.example/h", "event": "failed", "occurred
                 "error": "boom", "result": None}}
 
 
-WEBHOOK = StoredWebhook(7, "https://r.example/h", ["failed"], None, None, 8, None, datetime(2026, 1, 1, tzinfo=UTC),
+WEBHOOK = Webhook(7, "https://r.example/h", ["failed"], None, None, 8, None, datetime(2026, 1, 1, tzinfo=UTC),
                         SECRET)
 
 
 class FakeQueries:
-    def __init__(self, row: StoredWebhook | None) -> None:
+    def __init__(self, row: Webhook | None) -> None:
         self.row = row
 
-    async def get_webhook(self, db: Any, webhook_id: int) -> StoredWebhook | None:
+    async def get_webhook(self, db: Any, webhook_id: int) -> Webhook | None:
         assert webhook_id == 7
         return self.row
 
@@ -36,7 +36,7 @@ def ctx(attempt: int = 1) -> JobContext:
                       max_attempts=8, worker_id="w", scheduled_at=datetime.now(UTC), name=None)
 
 
-async def deliver(answer: Response | Exception, row: StoredWebhook | None = None,
+async def deliver(answer: Response | Exception, row: Webhook | None = None,
                   options: WebhookOptions | None = None) -> tuple[Any, list[tuple[str, bytes, dict[str, str]]]]:
     sent: list[tuple[str, bytes, dict[str, str]]] = []
 

@@ -56,6 +56,7 @@ from .validation import (
     RateLimit,
     check_concurrency_limit,
     check_int,
+    check_parents,
     check_text,
     parse_rate_limit,
 )
@@ -480,11 +481,26 @@ class App:
         return await self._atomically(connection, enq.insert_group, self.queries, prepared, callback)
 
     def _prepare_steps(self, items: Sequence[Mapping[str, Any]], field: str) -> list[NewJob]:
+        """Validate a workflow's jobs: one-off jobs (one that never completes would hold up the rest), whose
+        ``on_parent_failure`` needs no ``after`` of their own (the chain or group gives them parents)."""
         if isinstance(items, Mapping | str) or not isinstance(items, Sequence):
             raise ValidationError(field, f"must be a list of jobs, got {type(items).__name__}")
-        return enq.prepare_many(items, max_attempts=self.default_max_attempts, known_handlers=self._known_handlers(),
-                                validated=self._validated, max_data_bytes=self.max_data_bytes, uniform=False,
-                                field=field)
+        items = [dict(item) if isinstance(item, Mapping) else item for item in items]
+        policies: dict[int, Any] = {}
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue  # prepare_many names it
+            if item.get("schedule") is not None:
+                raise ValidationError(f"{field}[{index}].schedule", "a workflow's jobs are one-off: no schedule")
+            if item.get("after") is None and "on_parent_failure" in item:
+                policies[index] = item.pop("on_parent_failure")
+                check_parents([1], policies[index], recurring=False, field=f"{field}[{index}].on_parent_failure")
+        prepared = enq.prepare_many(items, max_attempts=self.default_max_attempts,
+                                    known_handlers=self._known_handlers(), validated=self._validated,
+                                    max_data_bytes=self.max_data_bytes, uniform=False, field=field)
+        for index, policy in policies.items():
+            prepared[index] = dataclasses.replace(prepared[index], on_parent_failure=policy)
+        return prepared
 
     async def _atomically(self, connection: Conn | None, insert: Callable[Concatenate[DB, P], Awaitable[T]],
                           *args: P.args, **kwargs: P.kwargs) -> T:

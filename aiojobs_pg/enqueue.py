@@ -9,6 +9,7 @@ is delivered) only if that transaction commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
@@ -217,20 +218,32 @@ async def _deduplicated(db: DB, queries: Queries, jobs: Sequence[NewJob], row: I
 async def insert_chain(db: DB, queries: Queries, steps: Sequence[NewJob]) -> list[Job]:
     """Insert each step after the one before it (on one connection, in the caller's transaction)."""
     chain: list[Job] = []
-    for step in steps:
+    for index, step in enumerate(steps):
         if chain:
             step = replace(step, parents=tuple(dict.fromkeys((*(step.parents or ()), chain[-1].id))))
-        chain.append(await insert_one(db, queries, step))
+        with _naming(f"steps[{index}]"):
+            chain.append(await insert_one(db, queries, step))
     return chain
+
+
+@contextmanager
+def _naming(item: str) -> Iterator[None]:
+    """Name the workflow's item in a refusal from the database (a parent not found)."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise ValidationError(f"{item}.{exc.field}", exc.message) from None
 
 
 async def insert_group(db: DB, queries: Queries, members: Sequence[NewJob], then: NewJob) -> tuple[list[Job], Job]:
     """Insert the members in one statement, then ``then`` after all of them (in the caller's transaction)."""
-    jobs = list(await insert_many(db, queries, members))
+    with _naming("members[]"):
+        jobs = list(await insert_many(db, queries, members))
     parents = tuple(dict.fromkeys((*(then.parents or ()), *(j.id for j in jobs))))
     if len(parents) > MAX_PARENTS:
         raise ValidationError("members", f"a group's callback can wait for at most {MAX_PARENTS} jobs")
-    return jobs, await insert_one(db, queries, replace(then, parents=parents))
+    with _naming("then"):
+        return jobs, await insert_one(db, queries, replace(then, parents=parents))
 
 
 @dataclass(slots=True)

@@ -92,11 +92,12 @@ PARENT_FAILURE_POLICIES = ("cancel", "run")
 MAX_PARENTS = 1000
 
 
-def check_parents(after: object, on_parent_failure: object, *, recurring: bool) -> tuple[int, ...] | None:
+def check_parents(after: object, on_parent_failure: object, *, recurring: bool,
+                  field: str = "on_parent_failure") -> tuple[int, ...] | None:
     """The ids of ``after=`` (job ids or jobs, deduplicated, in order); None when there are none."""
     if on_parent_failure is not None and on_parent_failure not in PARENT_FAILURE_POLICIES:
         allowed = ", ".join(PARENT_FAILURE_POLICIES)
-        raise ValidationError("on_parent_failure", f"must be one of {allowed} (or None), got {on_parent_failure!r}")
+        raise ValidationError(field, f"must be one of {allowed} (or None), got {on_parent_failure!r}")
     if after is None:
         if on_parent_failure is not None:
             raise ValidationError("on_parent_failure", "only applies to a job with after=")

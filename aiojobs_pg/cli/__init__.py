@@ -23,7 +23,15 @@ from ..admin import UNSET, QueueSettings
 from ..app import App
 from ..errors import AiojobsPgError, ConfigurationError
 from ..events import EVENTS
-from ..http.serialize import job_json, live_worker_json, queue_settings_json, queues_json, run_json, webhook_json
+from ..http.serialize import (
+    job_json,
+    live_worker_json,
+    queue_settings_json,
+    queues_json,
+    run_json,
+    webhook_json,
+    workflow_item,
+)
 from ..logs import ENV_LEVEL, LEVELS, configure_logging, env_json, parse_level
 from ..models import Backoff, Job, JobStatus, Run
 from ..queries import DB_ERRORS, DEFAULT_SCHEMA, ServerError, UndefinedTable, schema_or_default
@@ -200,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: end as the parent ended)")
     p.add_argument("--json", action="store_true", help="print the job as JSON")
     p.set_defaults(func=cmd_jobs_enqueue)
+
+    job_text = ("a job as JSON, as POST /jobs takes it: {\"handler\": \"resize\", \"data\": {...}, "
+                "\"maxAttempts\": 5, ...}")
+    p = sub_parser(actions, "chain", "enqueue jobs that run one after another",
+                   "Enqueue the steps in one transaction, each waiting for the one before it (a step that "
+                   "fails or is cancelled ends the ones after it). Each --step is " + job_text + ".")
+    p.add_argument("--step", action="append", required=True, metavar="JSON", help="a step, in order (repeat)")
+    p.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    p.set_defaults(func=cmd_jobs_workflow, workflow="chain")
+
+    p = sub_parser(actions, "group", "enqueue jobs side by side and a callback after all of them",
+                   "Enqueue the members and the callback (--then) in one transaction; the callback waits until "
+                   "every member completed and reads their results in ctx.parent_results. Each is " + job_text + ".")
+    p.add_argument("--member", action="append", required=True, metavar="JSON", help="a member (repeat)")
+    p.add_argument("--then", required=True, metavar="JSON", help="the callback")
+    p.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    p.set_defaults(func=cmd_jobs_workflow, workflow="group")
 
     for name, help_text in [
         ("retry", "re-queue a failed or cancelled job with a fresh attempt count"),
@@ -700,6 +725,39 @@ def _read_data(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{source} is not valid JSON: {exc}") from None
+
+
+def _workflow_job(text: str, option: str) -> dict[str, Any]:
+    try:
+        return workflow_item(json.loads(text), option)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{option} is not valid JSON: {exc}") from None
+
+
+def cmd_jobs_workflow(args: argparse.Namespace) -> int:
+    """``jobs chain --step JSON ...`` and ``jobs group --member JSON ... --then JSON``."""
+    if args.workflow == "chain":
+        steps = [_workflow_job(text, f"--step[{i}]") for i, text in enumerate(args.step)]
+
+        async def enqueue(app: App) -> tuple[list[Job], frozenset[tuple[str, str]]]:
+            return await app.chain(steps), await app.admin().served()
+    else:
+        members = [_workflow_job(text, f"--member[{i}]") for i, text in enumerate(args.member)]
+        then = _workflow_job(args.then, "--then")
+
+        async def enqueue(app: App) -> tuple[list[Job], frozenset[tuple[str, str]]]:
+            jobs, callback = await app.group(members, then=then)
+            return [*jobs, callback], await app.admin().served()
+
+    jobs, served = _with_app(args, enqueue)
+    if args.json:
+        print_json([job_json(j, served=served) for j in jobs])
+    elif args.workflow == "chain":
+        print(f"enqueued a chain of {len(jobs)}: " + " -> ".join(f"job {j.id} ({j.handler})" for j in jobs))
+    else:
+        print(f"enqueued a group of {len(jobs) - 1}: " + ", ".join(f"job {j.id} ({j.handler})" for j in jobs[:-1])
+              + f"; then job {jobs[-1].id} ({jobs[-1].handler}), {jobs[-1].status.value}")
+    return EXIT_OK
 
 
 def cmd_jobs_enqueue(args: argparse.Namespace) -> int:

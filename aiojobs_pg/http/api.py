@@ -128,6 +128,20 @@ class Handlers:
         return JSONResponse({**await self._job_json(job), "existing": job.existing}, status_code=201,
                             headers={"Location": f"{base_path(request)}/jobs/{job.id}"})
 
+    async def create_chain(self, request: Request) -> Response:
+        """``POST /chains``: enqueue jobs that run one after another (:meth:`App.chain`)."""
+        jobs = await self.app.chain(ser.chain_steps(await self._object(request)))
+        served = await self.app.admin().served()
+        return JSONResponse({"data": [ser.job_json(j, served=served) for j in jobs]}, status_code=201)
+
+    async def create_group(self, request: Request) -> Response:
+        """``POST /groups``: enqueue jobs side by side and a callback after all of them (:meth:`App.group`)."""
+        members, then = ser.group_jobs(await self._object(request))
+        jobs, callback = await self.app.group(members, then=then)
+        served = await self.app.admin().served()
+        return JSONResponse({"members": [ser.job_json(j, served=served) for j in jobs],
+                             "then": ser.job_json(callback, served=served)}, status_code=201)
+
     async def get_job(self, request: Request) -> Response:
         """``GET /jobs/{id}``."""
         return JSONResponse(await self._job_json(await self.app.admin().get_job(self._job_id(request))))
@@ -362,6 +376,8 @@ class Handlers:
             Resource("/webhooks", name="webhooks", get=self.list_webhooks, post=self.add_webhook),
             Resource("/webhooks/{id}", name="webhook", delete=self.remove_webhook),
             Resource("/jobs", name="jobs", get=self.list_jobs, post=self.create_job),
+            Resource("/chains", name="chains", post=self.create_chain),
+            Resource("/groups", name="groups", post=self.create_group),
             Resource("/jobs/runner", name="runner", get=self.runner_status),
             Resource("/jobs/runner/start", name="runner_start", post=self.runner_start),
             Resource("/jobs/runner/stop", name="runner_stop", post=self.runner_stop),

@@ -180,6 +180,37 @@ _QUEUE_LIMITS: dict[str, Any] = {
                                                    "'N/period' (null: no limit)"}),
 }
 
+# What POST /jobs takes (JobCreate), and a chain's or group's jobs, but their schedule (WorkflowJob).
+_JOB_CREATE_FIELDS: dict[str, Any] = {
+    "handler": _HANDLER,
+    "name": _nullable(_text(MAX_NAME_LENGTH)),
+    "data": _ref("JsonValue"),
+    "schedule": _schedule("makes the job recurring: " + _SCHEDULE_TEXT),
+    "timezone": _timezone(_TIMEZONE_TEXT + "; only with a schedule"),
+    "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+    "queue": _QUEUE,
+    "priority": {"type": "integer", "minimum": -_INT32 - 1, "maximum": _INT32},
+    "runAt": _nullable({**_RUN_AT, "description": _RUN_AT_TEXT + "; not with delay"}),
+    "delay": _nullable(_DELAY),
+    "dedupKey": _nullable(_text(MAX_KEY_LENGTH)),
+    "timeout": _nullable(_TIMEOUT),
+    "after": _nullable({"type": "array", "minItems": 1, "maxItems": MAX_PARENTS,
+                        "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "format": "int64"},
+                        "description": "ids of one-off jobs this one waits for (status waiting) until they "
+                                       "all completed; an id no job has is refused with 422"}),
+    "onParentFailure": _nullable({"type": "string", "enum": list(PARENT_FAILURE_POLICIES),
+                                  "description": "when a parent fails or is cancelled: cancel this job, or "
+                                                 "run it anyway; null (the default) ends it as the parent "
+                                                 "ended. Only with after"}),
+    "dedupWindow": _nullable({**_TIMEOUT, "description": "with dedupKey: return the newest job with the key "
+                              "created within this window, whatever its status (completed, failed, "
+                              "cancelled too), instead of adding one; " + _TIMEOUT["description"]}),
+    "backoff": _nullable(_BACKOFF_IN),
+    "concurrencyKey": _nullable({**_text(MAX_KEY_LENGTH, blank=False),
+                                 "description": "its handler's concurrency and rate limits count per key "
+                                                "(a customer id, say): docs/limits.md"}),
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Job": {"type": "object", "required": [*_JOB_FIELDS, "noWorker"], "properties": {
         **_JOB_FIELDS,
@@ -189,35 +220,7 @@ _SCHEMAS: dict[str, Any] = {
     }},
     "JobCreate": {
         "type": "object", "required": ["handler"], "additionalProperties": False,
-        "properties": {
-            "handler": _HANDLER,
-            "name": _nullable(_text(MAX_NAME_LENGTH)),
-            "data": _ref("JsonValue"),
-            "schedule": _schedule("makes the job recurring: " + _SCHEDULE_TEXT),
-            "timezone": _timezone(_TIMEZONE_TEXT + "; only with a schedule"),
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
-            "queue": _QUEUE,
-            "priority": {"type": "integer", "minimum": -_INT32 - 1, "maximum": _INT32},
-            "runAt": _nullable({**_RUN_AT, "description": _RUN_AT_TEXT + "; not with delay"}),
-            "delay": _nullable(_DELAY),
-            "dedupKey": _nullable(_text(MAX_KEY_LENGTH)),
-            "timeout": _nullable(_TIMEOUT),
-            "after": _nullable({"type": "array", "minItems": 1, "maxItems": MAX_PARENTS,
-                                "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "format": "int64"},
-                                "description": "ids of one-off jobs this one waits for (status waiting) until they "
-                                               "all completed; an id no job has is refused with 422"}),
-            "onParentFailure": _nullable({"type": "string", "enum": list(PARENT_FAILURE_POLICIES),
-                                          "description": "when a parent fails or is cancelled: cancel this job, or "
-                                                         "run it anyway; null (the default) ends it as the parent "
-                                                         "ended. Only with after"}),
-            "dedupWindow": _nullable({**_TIMEOUT, "description": "with dedupKey: return the newest job with the key "
-                                      "created within this window, whatever its status (completed, failed, "
-                                      "cancelled too), instead of adding one; " + _TIMEOUT["description"]}),
-            "backoff": _nullable(_BACKOFF_IN),
-            "concurrencyKey": _nullable({**_text(MAX_KEY_LENGTH, blank=False),
-                                         "description": "its handler's concurrency and rate limits count per key "
-                                                        "(a customer id, say): docs/limits.md"}),
-        },
+        "properties": _JOB_CREATE_FIELDS,
         "allOf": [
             {"description": "dedupWindow needs dedupKey",
              "anyOf": [{"properties": {"dedupWindow": _NULL_ONLY}},
@@ -442,6 +445,33 @@ _SCHEMAS: dict[str, Any] = {
             "job": {**_ref("Job"), "description": "the job (409 job_failed, job_cancelled)"},
         },
     },
+    # A job of a chain or group: JobCreate's fields and rules but two. It is one-off (no schedule: a recurring
+    # job never completes, and would hold up what waits for it), and onParentFailure needs no after of its
+    # own: the chain or group gives it parents.
+    "WorkflowJob": {
+        "type": "object", "required": ["handler"], "additionalProperties": False,
+        "properties": {name: prop for name, prop in _JOB_CREATE_FIELDS.items() if name not in ("schedule", "timezone")},
+        "allOf": [
+            {"description": "dedupWindow needs dedupKey",
+             "anyOf": [{"properties": {"dedupWindow": _NULL_ONLY}},
+                       {"required": ["dedupKey"], "properties": {"dedupKey": {"type": "string"}}}]},
+            {"description": "delay or runAt, not both",
+             "anyOf": [{"properties": {"delay": _NULL_ONLY}}, {"properties": {"runAt": _NULL_ONLY}}]},
+        ],
+    },
+    "ChainCreate": {
+        "type": "object", "required": ["steps"], "additionalProperties": False,
+        "properties": {"steps": {"type": "array", "minItems": 1, "maxItems": MAX_PARENTS, "items": _ref("WorkflowJob"),
+                                 "description": "each step waits for the one before it (after=)"}},
+    },
+    "GroupCreate": {
+        "type": "object", "required": ["members", "then"], "additionalProperties": False,
+        "properties": {
+            "members": {"type": "array", "minItems": 1, "maxItems": MAX_PARENTS, "items": _ref("WorkflowJob"),
+                        "description": "jobs that run side by side"},
+            "then": {**_ref("WorkflowJob"), "description": "runs once every member completed"},
+        },
+    },
     "CreatedJob": {"allOf": [_ref("Job"), {
         "type": "object", "required": ["existing"],
         "properties": {"existing": {"type": "boolean", "description": (
@@ -554,6 +584,17 @@ _PATHS: dict[str, Any] = {
         "Set or remove a queue's concurrency and rate limits, for every worker on every host (stored)",
         {200: _json(_ref("QueueSettings"), "the queue's settings now")}, (413, 422, 503),
         body="QueueSettingsUpdate", params=[_QUEUE_PARAM])},
+    "/chains": {"post": _op("Enqueue jobs that run one after another, in one transaction",
+                            {201: _json({"type": "object", "required": ["data"],
+                                         "properties": {"data": {"type": "array", "items": _ref("Job")}}},
+                                        "the steps, in order: the first pending, the others waiting")},
+                            (413, 422, 503), body="ChainCreate")},
+    "/groups": {"post": _op("Enqueue jobs side by side and a callback after all of them, in one transaction",
+                            {201: _json({"type": "object", "required": ["members", "then"],
+                                         "properties": {"members": {"type": "array", "items": _ref("Job")},
+                                                        "then": _ref("Job")}},
+                                        "the members, and the callback (waiting)")},
+                            (413, 422, 503), body="GroupCreate")},
     "/bulk/retry-failed": {"post": _op("Re-queue every failed job (of a queue and/or handler), due now",
                                        {200: _json(_ref("BulkCount"), "how many")}, (413, 422, 503),
                                        body="BulkFilter", body_required=False)},

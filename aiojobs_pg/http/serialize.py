@@ -153,8 +153,10 @@ CURSOR_PATTERN = f"^{_numbers_to(2**63 - 1, zero=False)}$"
 
 
 def api_field(name: str) -> str:
-    """The API's name for a field named in a core :class:`ValidationError` (``max_attempts`` → ``maxAttempts``)."""
-    return _PY_TO_API.get(name, name)
+    """The API's name for a field named in a core :class:`ValidationError` (``max_attempts`` → ``maxAttempts``,
+    ``steps[2].max_attempts`` → ``steps[2].maxAttempts``)."""
+    prefix, dot, last = name.rpartition(".")
+    return prefix + dot + _PY_TO_API.get(last, last)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -273,6 +275,39 @@ def enqueue_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationError("backoff", f"must be a number of seconds (fixed) or an object of base, factor, cap and "
                                          f"jitter, got {_json_type(backoff)}")
     return kwargs
+
+
+def workflow_items(body: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
+    """The jobs of a ``POST /chains`` or ``POST /groups`` body's ``field``: each as :func:`enqueue_kwargs`
+    reads a ``POST /jobs`` body, for :meth:`App.chain` / :meth:`App.group`; errors name the item."""
+    items = body.get(field)
+    if not isinstance(items, list):
+        raise ValidationError(field, f"must be a list of jobs, got {_json_type(items)}")
+    return [workflow_item(item, f"{field}[{i}]") for i, item in enumerate(items)]
+
+
+def workflow_item(item: object, field: str) -> dict[str, Any]:
+    """One job of a workflow body (see :func:`workflow_items`), ``field`` naming it in errors."""
+    if not isinstance(item, dict):
+        raise ValidationError(field, f"must be an object, got {_json_type(item)}")
+    try:
+        return enqueue_kwargs(item)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}.{api_field(exc.field)}", exc.message) from None
+
+
+def chain_steps(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The steps of a ``POST /chains`` body."""
+    _keywords(body, {"steps": "steps"}, frozenset({"steps"}))
+    return workflow_items(body, "steps")
+
+
+def group_jobs(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The members and the callback (``then``) of a ``POST /groups`` body."""
+    _keywords(body, {"members": "members", "then": "then"}, frozenset({"members", "then"}))
+    if "then" not in body:
+        raise ValidationError("then", "is required")
+    return workflow_items(body, "members"), workflow_item(body["then"], "then")
 
 
 def update_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:

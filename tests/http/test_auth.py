@@ -51,7 +51,7 @@ def client_of(api: JobsApi, **headers: str) -> httpx.AsyncClient:
 
 async def test_auth_matrix_no_route_but_health_answers_without_credentials(guarded: JobsApi, app: App) -> None:
     routes = every_route(guarded)
-    assert len(routes) == 33  # with GET /schedules and GET /stats/throughput
+    assert len(routes) == 35  # with POST /chains and POST /groups
     bad_credentials: list[dict[str, str]] = [
         {}, bearer("wrong-token-0123456789abcdef"), bearer(""), {"Authorization": f"Basic {ADMIN_TOKEN}"},
         {"Authorization": ADMIN_TOKEN}, {"Cookie": f"{SESSION_COOKIE}=forged.1.sig"},

@@ -59,7 +59,8 @@ def complete(case: schemathesis.Case, api: httpx.Client) -> None:
 
     * ``{id}``: a job that exists (a recurring one, next due in 2100), or under ``/webhooks`` a webhook:
       any id in range is valid, but only an existing one gets as far as its body;
-    * ``handler``: one the server registered (handlers are registered in code, not listed);
+    * ``handler``: one the server registered (handlers are registered in code, not listed), in a chain's
+      or group's jobs too;
     * ``timezone`` and ``schedule``: a zone the server's tz database has, and a cron expression whose
       fields are in range and whose dates occur (the document gives their syntax; the server's
       refusal of the others is tested in ``test_jobs.py``).
@@ -77,6 +78,10 @@ def complete(case: schemathesis.Case, api: httpx.Client) -> None:
         return
     if case.method.upper() == "POST" and case.path == "/jobs":
         body["handler"] = "echo"
+    if case.method.upper() == "POST" and case.path in ("/chains", "/groups"):
+        for item in [*body.get("steps", []), *body.get("members", []), body.get("then")]:
+            if isinstance(item, dict):
+                item["handler"] = "echo"
     if isinstance(body.get("timezone"), str):
         try:
             parse_schedule("1h", body["timezone"])
@@ -116,8 +121,8 @@ def expected_refusal(case: schemathesis.Case, response: Any) -> bool:
     if path == "/jobs" and case.method.upper() == "GET" and error.get("field") == "data":
         return True  # ?data=: the document gives a JSON object's outline ({...}); whether it parses is the server's
     body = case.body if isinstance(case.body, dict) else {}
-    if error.get("field") == "after" and ("not found" in error.get("message", "")
-                                          or "recurring" in error.get("message", "")):
+    if str(error.get("field")).rpartition(".")[2] == "after" and (
+            "not found" in error.get("message", "") or "recurring" in error.get("message", "")):
         return True  # state, not input: the jobs named in after must exist, and be one-off jobs
     # OpenAPI 3.0 has no propertyNames: a NUL in an object key of data cannot be ruled out (jsonb cannot store it)
     return error.get("field") == "data" and "NUL" in error.get("message", "") and _nul_in_a_key(body.get("data"))

@@ -283,6 +283,25 @@ async def test_enqueue_rejects_bad_input_and_writes_nothing(app: App, cli_env: d
     assert await app.list_jobs() == []
 
 
+async def test_chain_and_group(app: App, cli_env: dict[str, str]) -> None:
+    result = await run_cli(cli_env, "jobs", "chain", "--step", '{"handler": "echo", "data": 1}',
+                           "--step", '{"handler": "echo", "data": 2, "maxAttempts": 5}', "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)
+    assert (second["status"], second["parents"], second["maxAttempts"]) == ("waiting", [first["id"]], 5)
+
+    result = await run_cli(cli_env, "jobs", "group", "--member", '{"handler": "echo"}', "--member",
+                           '{"handler": "echo"}', "--then", '{"handler": "echo", "data": "all"}')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("enqueued a group of 2: ") and result.stdout.rstrip().endswith("waiting")
+
+    result = await run_cli(cli_env, "jobs", "chain", "--step", '{"handler": "echo"}', "--step", "{nope")
+    assert result.returncode == 1 and "error: --step[1] is not valid JSON" in result.stderr
+    result = await run_cli(cli_env, "jobs", "chain", "--step", '{"handler": "echo", "priority": "high"}')
+    assert result.returncode == 1 and "steps[0].priority: must be an integer" in result.stderr
+    assert len(await app.list_jobs()) == 5
+
+
 async def test_show(app: App, cli_env: dict[str, str]) -> None:
     job = await app.enqueue("echo", {"k": [1, 2]}, name="shown", delay=3600)
 

@@ -26,7 +26,7 @@ PAGES = {
     "dependencies.md": ["waiting", "report ready: 7", "7"],
     "webhooks.md": ["failed charge RuntimeError: card declined"],
     "flow-control.md": ["True True completed", "Backoff(base=2.0, factor=3.0, cap=3600.0, jitter=0.2)", "3",
-                        "pending", "resized", "hook: resize completed"],
+                        "pending", "1", "resized", "hook: resize completed"],
     "tracing.md": ["POST /images <- -  UNSET", "enqueue default <- POST /images  UNSET",
                    "run default <- enqueue default retrying ERROR", "run default <- enqueue default completed UNSET"],
     "drivers.md": ["email to a@example.com", "email to b@example.com", "email to c@example.com"],

@@ -1,7 +1,8 @@
 """Lifecycle hooks in the worker's process: ``@app.on("failed") async def alert(job, error): ...``.
 
 A hook runs after the outcome it is about was committed, in a task of its own, so a slow
-hook delays no job and a hook that raises is logged and changes nothing. Hooks fire in the
+hook delays no job and a hook that raises is logged and changes nothing. A worker that stops
+gracefully waits for the hooks still running (at most its ``drain_timeout``). Hooks fire in the
 process that ran the attempt: an attempt whose worker died (rescued when its lease expired)
 fires none.
 """
@@ -70,6 +71,12 @@ class Hooks:
             task = asyncio.get_running_loop().create_task(self._call(hook, event, job, outcome.error))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, for the hooks still running (a worker that stops lets its
+        last outcomes' hooks finish rather than drop them)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def _call(self, hook: Hook, event: str, job: ClaimedJob, error: str | None) -> None:
         try:

@@ -456,6 +456,8 @@ class Worker:
                     self.completer.close()
                     if self._force:
                         self._limit_final_flush()
+                if not self._force:
+                    await self.hooks.settle(s.drain_timeout)
                 background.cancel_scope.cancel()
         finally:
             if self._limits_reload is not None:

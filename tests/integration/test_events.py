@@ -58,3 +58,20 @@ async def test_an_unknown_event_is_refused(app: App) -> None:
     with pytest.raises(ValidationError) as err:
         app.on("finished")
     assert err.value.field == "event" and "completed" in str(err.value)
+
+
+async def test_a_worker_that_stops_lets_its_last_hooks_finish(app: App) -> None:
+    finished: list[int] = []
+
+    @app.handler()
+    async def quick(data: None) -> None:
+        return None
+
+    @app.on("completed")
+    async def slow_hook(job: ClaimedJob, error: str | None) -> None:
+        await asyncio.sleep(0.3)  # the hook's own work, outlasting the worker's last flush
+        finished.append(job.id)
+
+    job = await app.enqueue("quick")
+    await app.run_worker(burst=True, handle_signals=False)
+    assert finished == [job.id]  # not dropped when the burst worker returned

@@ -83,6 +83,7 @@ async def test_starlette_recipe_runs_the_worker_that_the_dashboard_reports(
         recipe_env: Callable[[], Awaitable[int]]) -> None:
     main = run_blocks(STARLETTE)
     async with serving(main["app"]) as client:
+        await _listening(client)
         health = await client.get("/admin/jobs/health")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "database": True, "listener": True}
@@ -108,11 +109,18 @@ async def test_starlette_recipe_runs_the_worker_that_the_dashboard_reports(
     assert await recipe_env() == 0
 
 
+async def _listening(client: httpx.AsyncClient) -> None:
+    """Wait for the worker's LISTEN connection: it connects in the background once the worker started."""
+    async def up() -> bool:
+        return bool((await client.get("/admin/jobs/health")).json()["listener"] is True)
+    await eventually(up, timeout=10, message="the worker's listener never connected")
+
+
 async def test_own_lifespan_recipe(recipe_env: Callable[[], Awaitable[int]]) -> None:
     main = run_blocks(STARLETTE, OWN_LIFESPAN)
     async with serving(main["app"]) as client:
         assert main["app"].state.started is True
-        assert (await client.get("/admin/jobs/health")).json()["listener"] is True
+        await _listening(client)
         assert (await client.get("/admin/jobs/jobs/runner", headers=bearer())).json()["state"] == "running"
         assert await recipe_env() == 1
     assert main["jobs_admin"].runner.state == "stopped" and await recipe_env() == 0

@@ -17,7 +17,8 @@ Recurring jobs (``schedule=``) are not taken: use :meth:`App.enqueue` or ``@app.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol, overload
 
@@ -90,6 +91,19 @@ def _call(schema: str | None, param: Callable[[str], str], handler: str, data: A
     arguments = ", ".join(f"{arg} => {cast.format(param(arg))}" for arg, _, cast in given)
     params = {arg: value for arg, value, _ in given}
     return f"SELECT {target}.enqueue({arguments}, max_data_bytes => NULL)", params
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Raise the server's refusal of the call (see :func:`_refusal`) as the ValidationError naming its field;
+    any other error as it is."""
+    try:
+        yield
+    except Exception as exc:
+        refused = _refusal(exc)
+        if refused is None:
+            raise
+        raise refused from exc
 
 
 def _refusal(exc: BaseException) -> ValidationError | None:
@@ -166,25 +180,15 @@ def enqueue_psycopg(conn: Any, handler: str, data: Any = None, *, schema: str | 
                               max_data_bytes=max_data_bytes)
     if inspect.iscoroutinefunction(conn.execute):
         return _psycopg_async(conn, statement, params)
-    try:
+    with _refusals():
         row = conn.execute(statement, params).fetchone()
-    except Exception as exc:
-        refused = _refusal(exc)
-        if refused is None:
-            raise
-        raise refused from exc
     return int(row[0])
 
 
 async def _psycopg_async(conn: Any, statement: str, params: dict[str, Any]) -> int:
-    try:
+    with _refusals():
         cursor = await conn.execute(statement, params)
         row = await cursor.fetchone()
-    except Exception as exc:
-        refused = _refusal(exc)
-        if refused is None:
-            raise
-        raise refused from exc
     return int(row[0])
 
 
@@ -238,22 +242,12 @@ def enqueue_sqlalchemy(session: Any, handler: str, data: Any = None, *, schema: 
     clause = text(statement)
     if inspect.iscoroutinefunction(session.execute):
         return _sqlalchemy_async(session, clause, params)
-    try:
+    with _refusals():
         result = session.execute(clause, params)
-    except Exception as exc:
-        refused = _refusal(exc)
-        if refused is None:
-            raise
-        raise refused from exc
     return int(result.scalar_one())
 
 
 async def _sqlalchemy_async(session: Any, clause: Any, params: dict[str, Any]) -> int:
-    try:
+    with _refusals():
         result = await session.execute(clause, params)
-    except Exception as exc:
-        refused = _refusal(exc)
-        if refused is None:
-            raise
-        raise refused from exc
     return int(result.scalar_one())

@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -24,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from benchmarks import floor, ours
-from benchmarks.common import CPUS, ROOT, Config, Result, ServerCpu, bench_dsn, tagged
+from benchmarks.common import CPUS, Config, Result, ServerCpu, bench_dsn, commit, server_settings, tagged
 
 IMPLS: dict[str, ModuleType] = {"floor": floor, "ours": ours}
 SETTINGS = ["server_version", "shared_buffers", "synchronous_commit", "fsync", "autovacuum", "max_connections"]
@@ -48,13 +47,15 @@ def plan(cfg: Config) -> list[Case]:
     def drain(k: int) -> Case:
         return Case("drain", f"p{k}", lambda m, c: m.drain(c, k))
     return [
-        Case("enqueue", "single", lambda m, c: m.enqueue_single(c)),
-        Case("enqueue", "batch", lambda m, c: m.enqueue_batch(c)),
+        Case("enqueue", "single", lambda m, c: m.enqueue(c, batch=False)),
+        Case("enqueue", "batch", lambda m, c: m.enqueue(c, batch=True)),
         drain(1), drain(2), drain(4),
+        Case("drain", "p1 limited", lambda m, c: m.drain(c, 1, limited=True), impls=("ours",)),
         Case("latency", f"{cfg.latency_rate:g}/s",
              lambda m, c: m.stream(c, "latency", c.latency_rate, c.latency_seconds)),
         Case("soak", f"{cfg.soak_rate:g}/s", lambda m, c: m.stream(c, "soak", c.soak_rate, c.soak_seconds)),
         Case("deferred", "0.2-2s", lambda m, c: m.deferred(c), impls=("ours",)),
+        Case("overview", f"{cfg.overview_runs // 1000}k runs", lambda m, c: m.overview(c), impls=("ours",)),
         Case("memory", f"{cfg.memory_jobs // 1000}k", lambda m, c: m.memory(c), impls=("ours",), long=True),
     ]
 
@@ -140,10 +141,12 @@ def targets(results: list[Result]) -> list[str]:
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run for CI: n=2,000, latency and soak 4 s (with --long: memory over 200,000 jobs)")
+                   help="a smoke run for CI: n=2,000, latency and soak 4 s, overview over 20,000 runs"
+                   " (with --long: memory over 200,000 jobs)")
     p.add_argument("--long", action="store_true", help="also the memory run (1,000,000 jobs)")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="floor, ours, a section (enqueue, drain, latency, soak, memory) or ours.drain; repeatable")
+                   help="floor, ours, a section (enqueue, drain, latency, soak, deferred, overview, memory) or"
+                   " ours.drain; repeatable")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results and the run's metadata there")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN, else the local test server")
     p.add_argument("-n", type=int, help="jobs enqueued one by one (20,000; --quick 2,000); ten times as many"
@@ -156,18 +159,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
 async def _run(cfg: Config, todo: list[tuple[Case, str]]) -> tuple[dict[str, str], list[Result], list[str]]:
     conn = await asyncpg.connect(cfg.dsn)
     try:
-        settings = {r[0]: r[1] for r in await conn.fetch(
-            "SELECT s, current_setting(s) FROM unnest($1::text[]) AS s", SETTINGS)}
+        settings = await server_settings(conn, SETTINGS)
     finally:
         await conn.close()
     results: list[Result] = []
@@ -200,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  concurrency=args.concurrency, latency_rate=args.latency_rate,
                  latency_seconds=4.0 if quick else 10.0, soak_rate=args.soak_rate,
                  soak_seconds=args.soak_seconds or (4.0 if quick else 30.0),
-                 memory_jobs=200_000 if quick else 1_000_000)
+                 memory_jobs=200_000 if quick else 1_000_000, overview_runs=20_000 if quick else 1_000_000)
     todo = selected(plan(cfg), args.only, args.long)
     if args.list or not todo:
         for case, impl in selected(plan(cfg), args.only, True):
@@ -210,8 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.list else 2
     started, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     settings, results, errors = asyncio.run(_run(cfg, todo))
-    commit = _git("rev-parse", "--short", "HEAD") + ("+changes" if _git("status", "--porcelain") else "")
-    print(f"\n{started}, commit {commit}, {CPUS} CPUs, PostgreSQL {settings.get('server_version', '?')},"
+    print(f"\n{started}, commit {commit()}, {CPUS} CPUs, PostgreSQL {settings.get('server_version', '?')},"
           f" n={cfg.n:,} (batches and drains {cfg.bulk:,}), {time.perf_counter() - t0:.0f} s")
     if ServerCpu.note:
         print(ServerCpu.note)
@@ -221,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for e in errors:
         print(f"FAILED {e}")
     if args.json:
-        meta = {"started": started, "seconds": round(time.perf_counter() - t0, 1), "commit": commit,
+        meta = {"started": started, "seconds": round(time.perf_counter() - t0, 1), "commit": commit(),
                 "argv": list(sys.argv[1:] if argv is None else argv), "config": {**asdict(cfg), "dsn": None},
                 "server": settings, "python": platform.python_version(), "asyncpg": asyncpg.__version__,
                 "platform": platform.platform(), "cpus": CPUS}

@@ -1,8 +1,8 @@
-"""What the floor and ours share: configuration, results, the meters, worker processes, the paced producer.
+"""What the floor, ours and the soak share: configuration, results, the meters, child processes, the producer.
 
-Every measurement is a :class:`Result` keyed by ``(section, variant)``; the report puts the floor's
-and ours' side by side. A measured block is ``async with measured(admin) as m:``, then
-``m.fill(result, jobs)`` copies wall time, client CPU, server CPU and notes on the machine in.
+Every measurement is a :class:`Result` keyed by ``(section, variant)``. A measured block is
+``async with measured(admin) as m:``, then ``m.fill(result, jobs)`` copies wall time, client CPU,
+server CPU and notes on the machine in.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,14 +23,18 @@ from typing import Any
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
 TICK = os.sysconf("SC_CLK_TCK")
 CPUS = os.cpu_count() or 1
 Conn = Any  # an asyncpg connection (asyncpg's own type is generic over its record class)
 
 
 def bench_dsn() -> str:
-    return os.environ.get("AIOJOBS_PG_BENCH_DSN") or DEFAULT_DSN
+    return os.environ.get("AIOJOBS_PG_BENCH_DSN") or "postgresql://root@127.0.0.1:5432/test"
+
+
+def tagged(dsn: str) -> str:
+    """``dsn`` with this run's ``application_name``, which every connection of the run then carries."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}application_name=aiojobs_pg_bench_{os.getpid()}"
 
 
 def schema_name(impl: str) -> str:
@@ -37,22 +42,34 @@ def schema_name(impl: str) -> str:
     return f"bench_{impl}_{os.getpid()}"
 
 
+def commit() -> str:
+    """The checked-out commit, ``+changes`` when the working tree differs from it."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain") else "")
+
+
+async def server_settings(conn: Conn, names: Sequence[str]) -> dict[str, str]:
+    return {r[0]: r[1] for r in await conn.fetch("SELECT s, current_setting(s) FROM unnest($1::text[]) AS s",
+                                                 list(names))}
+
+
 @dataclass(frozen=True)
 class Config:
     dsn: str
-    n: int = 20_000
-    """Jobs enqueued one by one."""
-    bulk: int = 200_000
-    """Jobs enqueued in batches, and jobs drained."""
-    batch: int = 1_000
-    """Jobs per batch enqueue (``enqueue_many``; the floor's ``unnest``)."""
-    concurrency: int = 100
-    """Ours: handlers of each drain worker process (the floor's process runs one loop claiming 100)."""
+    n: int = 20_000  # jobs enqueued one by one
+    bulk: int = 200_000  # jobs enqueued in batches, and jobs drained
+    batch: int = 1_000  # jobs per batch enqueue (enqueue_many; the floor's unnest)
+    concurrency: int = 100  # ours: handlers per drain worker process (the floor's runs one loop claiming 100)
     latency_rate: float = 50.0
     latency_seconds: float = 10.0
     soak_rate: float = 500.0
     soak_seconds: float = 30.0
     memory_jobs: int = 1_000_000
+    overview_runs: int = 1_000_000  # history rows under the overview's calls
 
 
 @dataclass
@@ -63,15 +80,13 @@ class Result:
     n: int
     seconds: float = 0.0
     jobs_per_s: float | None = None
-    pg_cpu_s: float | None = None
-    """Server CPU seconds of the run's own connections (the whole server's is in ``extra``)."""
+    pg_cpu_s: float | None = None  # the run's own connections (the whole server's is in extra)
     client_cpu_s: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
     notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    """What makes the run fail: lost jobs, a section that did not finish."""
+    errors: list[str] = field(default_factory=list)  # what fails the run: lost jobs, a section that did not finish
     extra: dict[str, Any] = field(default_factory=dict)
 
     def us_per_job(self, cpu_s: float | None) -> float | None:
@@ -131,29 +146,31 @@ def _boot_time() -> float | None:
         return None
 
 
+def machine_cpu() -> tuple[float, float]:
+    """This machine's busy CPU seconds since boot (user, nice, system, irq, softirq) and its steal."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / TICK, f[7] / TICK
+
+
 class ServerCpu:
     """CPU time of the PostgreSQL server, from this machine's /proc: the whole server and each backend.
 
-    The figure reported is that of the run's own backends (those whose ``application_name`` is the
-    run's, see :func:`tagged`), which other sessions on the same server do not disturb; the whole
-    server's (the postmaster and all its children, exited ones included) is kept beside it, and a
-    note says when the two differ by much. A backend that exits during a section is lost from the
-    first: the drain's worker processes keep their connections until the reading has been taken.
+    The figure reported is that of the run's own backends (their ``application_name`` is the run's,
+    see :func:`tagged`), which other sessions on the server do not disturb; the whole server's (the
+    postmaster and all its children, exited ones included) is kept beside it. A backend that exits
+    during a section is lost from the first: drain worker processes keep their connections until the
+    reading has been taken.
     """
 
-    note: str | None = None
-    """Why the server's CPU is not measured, once known (a remote server, no /proc)."""
+    note: str | None = None  # why the server's CPU is not measured, once known (a remote server, no /proc)
 
     def __init__(self, postmaster: int | None) -> None:
         self.postmaster = postmaster
 
     @classmethod
     async def attach(cls, conn: Conn) -> ServerCpu:
-        """Find the postmaster through ``conn``'s backend, then CHECKPOINT (when the role may).
-
-        The checkpoint writes out what earlier sections left dirty, so that a checkpoint their WAL
-        brought on does not land in this section, for one implementation and not the other.
-        """
+        """Find the postmaster through ``conn``'s backend, after a CHECKPOINT (when the role may): what
+        earlier sections left dirty is written out, not by a checkpoint that lands in this section."""
         with contextlib.suppress(asyncpg.PostgresError):
             await conn.execute("CHECKPOINT")
         pid, started = await conn.fetchrow(
@@ -181,26 +198,12 @@ class ServerCpu:
             pid: ns / 1e9 for pid, ns in children.items()}
 
 
-def tagged(dsn: str) -> str:
-    """``dsn`` with this run's ``application_name``, which every connection of the run then carries."""
-    return f"{dsn}{'&' if '?' in dsn else '?'}application_name=aiojobs_pg_bench_{os.getpid()}"
-
-
-def _machine() -> tuple[float, float]:
-    """This machine's busy CPU seconds since boot (user, nice, system, irq, softirq) and its steal."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (f[0] + f[1] + f[2] + f[5] + f[6]) / TICK, f[7] / TICK
-
-
 @dataclass
 class Meter:
     seconds: float = 0.0
-    client_cpu_s: float = 0.0
-    """This process's CPU time; a section whose clients are other processes sets their sum."""
-    pg_cpu_s: float | None = None
-    """The run's own backends."""
-    pg_server_s: float | None = None
-    """The whole server: other sessions and background processes (WAL writer, checkpointer) too."""
+    client_cpu_s: float = 0.0  # this process's; a section whose clients are other processes sets their sum
+    pg_cpu_s: float | None = None  # the run's own backends
+    pg_server_s: float | None = None  # the whole server: other sessions and background processes too
     busy_s: float = 0.0
     steal_s: float = 0.0
 
@@ -229,10 +232,10 @@ async def measured(admin: Conn) -> AsyncIterator[Meter]:
     ``admin`` is a connection of the run that stays idle through the block.
     """
     cpu, m = await ServerCpu.attach(admin), Meter()
-    pg0, (busy0, steal0), c0, t0 = cpu.read(), _machine(), time.process_time(), time.perf_counter()
+    pg0, (busy0, steal0), c0, t0 = cpu.read(), machine_cpu(), time.process_time(), time.perf_counter()
     yield m
     m.seconds, m.client_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    pg1, (busy1, steal1) = cpu.read(), _machine()
+    pg1, (busy1, steal1) = cpu.read(), machine_cpu()
     m.busy_s, m.steal_s = busy1 - busy0, steal1 - steal0
     if pg0 is not None and pg1 is not None:
         ours = await admin.fetch("SELECT pid FROM pg_stat_activity"
@@ -241,63 +244,116 @@ async def measured(admin: Conn) -> AsyncIterator[Meter]:
         m.pg_cpu_s = sum(pg1[1].get(r[0], 0.0) - pg0[1].get(r[0], 0.0) for r in ours)
 
 
-# --------------------------------------------------------------------------- worker processes
-# The parent starts k processes (`python -m benchmarks.<impl> ...`); each sets up, prints READY and
-# waits for "go" on stdin, drains, and prints DONE {"claimed": ..., "cpu_s": ...}. The section is
-# timed from "go" to the last DONE.
+# --------------------------------------------------------------------------- child processes
+# A child (`python -m benchmarks.<module> ...`) sets up, prints READY and waits for "go [t0]" on stdin;
+# it may print "MINUTE {json}" (the soak), and prints "DONE {json}" at the end. It then waits for
+# stdin to close (a drain keeps its connections open until the server's CPU has been read); EOF on
+# stdin also tells it that the parent is gone.
 
 
-async def ready() -> None:
-    """In a worker process: report READY and wait for the parent's "go"."""
-    print("READY", flush=True)
-    if (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip() != "go":
+def emit(tag: str, payload: dict[str, Any] | None = None) -> None:
+    print(tag if payload is None else f"{tag} {json.dumps(payload, separators=(',', ':'))}", flush=True)
+
+
+async def readline() -> str:
+    return str(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
+
+
+async def ready() -> str:
+    """In a child: report READY and wait for the parent's "go"; what follows it on the line."""
+    emit("READY")
+    if not (line := await readline()).startswith("go"):
         raise SystemExit(1)
+    return line[2:].strip()
 
 
 async def done(claimed: int, cpu0: float) -> None:
-    """In a worker process: report the jobs it claimed and its CPU time since ``cpu0``, then wait for the
-    parent to close stdin (the connections stay open until the server's CPU has been read)."""
-    print("DONE " + json.dumps({"claimed": claimed, "cpu_s": time.process_time() - cpu0}), flush=True)
+    """In a drain worker process: report the jobs it claimed and its CPU time since ``cpu0``; wait for EOF."""
+    emit("DONE", {"claimed": claimed, "cpu_s": time.process_time() - cpu0})
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-async def _line(proc: asyncio.subprocess.Process, prefix: str, wait_s: float) -> str:
-    assert proc.stdout is not None
-    while True:
-        raw = await asyncio.wait_for(proc.stdout.readline(), wait_s)
-        if not raw:
-            raise RuntimeError(f"worker process {proc.pid} exited ({await proc.wait()}) before {prefix}")
-        if (line := raw.decode().strip()).startswith(prefix):
-            return line[len(prefix):].strip()
+class Child:
+    """The parent's side of a child process: what it reported so far."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name, self.proc, self.ready, self.eof = name, proc, False, False
+        self.minutes: dict[int, dict[str, Any]] = {}
+        self.done: dict[str, Any] | None = None
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def spawn(cls, name: str, module: str, *args: str) -> Child:
+        return cls(name, await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE))
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            tag, _, rest = (line := raw.decode().rstrip()).partition(" ")
+            if tag == "READY":
+                self.ready = True
+            elif tag == "MINUTE":
+                d = json.loads(rest)
+                self.minutes[d["m"]] = d
+            elif tag == "DONE":
+                self.done = json.loads(rest)
+            else:
+                print(f"[{self.name}] {line}", file=sys.stderr)
+            self.changed.set()
+        self.eof = True
+        self.changed.set()
+
+    def send(self, line: str) -> None:
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+            self.proc.stdin.write(line.encode() + b"\n")  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Close its stdin (a worker drains and exits); kill it if it has not exited 15 s later."""
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            await asyncio.wait_for(self.proc.wait(), 15.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        self.reader.cancel()
+
+
+async def until(children: Sequence[Child], cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for ``cond()``, woken by each line a child prints; fail if one exits first, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if dead := [c for c in children if c.eof and c.done is None]:
+            raise RuntimeError(f"{dead[0].name} exited ({await dead[0].proc.wait()}) while waiting for {what}")
+        if (left := deadline - time.monotonic()) <= 0:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        waits = [asyncio.ensure_future(c.changed.wait()) for c in children]
+        await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        for c in children:
+            c.changed.clear()  # what set it is already in the state that cond() reads
 
 
 async def drain_processes(module: str, args: list[str], processes: int, admin: Conn,
                           wait_s: float) -> tuple[Meter, list[dict[str, Any]]]:
     """Run ``processes`` worker processes of ``module`` from "go" to their last DONE; the meter and their DONEs."""
-    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", module, *args, cwd=ROOT,
-                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-             for _ in range(processes)]
+    procs = [await Child.spawn(f"worker {k + 1}", module, *args) for k in range(processes)]
     try:
-        for p in procs:
-            await _line(p, "READY", 60.0)
+        await until(procs, lambda: all(p.ready for p in procs), 60.0, "the worker processes to be ready")
         async with measured(admin) as m:
             for p in procs:
-                assert p.stdin is not None
-                p.stdin.write(b"go\n")
-            dones = [json.loads(d) for d in await asyncio.gather(*(_line(p, "DONE", wait_s) for p in procs))]
+                p.send("go")
+            await until(procs, lambda: all(p.done is not None for p in procs), wait_s, "the drain's end")
+        dones = [p.done for p in procs if p.done is not None]
         m.client_cpu_s = sum(d["cpu_s"] for d in dones)
         return m, dones
     finally:
-        for p in procs:
-            if p.returncode is None:
-                with contextlib.suppress(OSError, AssertionError):
-                    assert p.stdin is not None
-                    p.stdin.close()
-                try:
-                    await asyncio.wait_for(p.wait(), 30.0)
-                except TimeoutError:
-                    p.kill()
-                    await p.wait()
+        await asyncio.gather(*(p.stop() for p in procs))
 
 
 # --------------------------------------------------------------------------- paced producer

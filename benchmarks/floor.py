@@ -70,36 +70,22 @@ async def _count(admin: Conn, status: str) -> int:
     return int(await admin.fetchval(f"SELECT count(*) FROM {SCHEMA}.floor_jobs WHERE status = $1", status))
 
 
-async def enqueue_single(cfg: Config) -> Result:
-    """``n`` jobs from one connection, one INSERT each, each its own (autocommit) transaction."""
+async def enqueue(cfg: Config, batch: bool) -> Result:
+    """``n`` jobs from one connection, one INSERT each, each its own (autocommit) transaction; or ``bulk`` jobs as
+    ``INSERT ... SELECT FROM unnest($1::jsonb[])``, ``batch`` rows per statement."""
+    n = cfg.bulk if batch else cfg.n
     async with _fresh(cfg.dsn) as admin:
         conn = await asyncpg.connect(cfg.dsn)
         try:
-            payloads, sql = [json.dumps({"i": i}) for i in range(cfg.n)], INSERT_ONE.format(s=SCHEMA)
+            payloads = [json.dumps({"i": i}) for i in range(n)]
+            sql = (INSERT_MANY if batch else INSERT_ONE).format(s=SCHEMA)
+            calls = [payloads[i:i + cfg.batch] for i in range(0, n, cfg.batch)] if batch else payloads
             async with measured(admin) as m:
-                for p in payloads:
-                    await conn.execute(sql, p)
+                for arg in calls:
+                    await conn.execute(sql, arg)
         finally:
             await conn.close()
-        res = m.fill(Result(IMPL, "enqueue", "single", cfg.n), cfg.n)
-        res.check("jobs stored", await _count(admin, "pending"), cfg.n)
-    return res
-
-
-async def enqueue_batch(cfg: Config) -> Result:
-    """``bulk`` jobs as ``INSERT ... SELECT FROM unnest($1::jsonb[])``, ``batch`` rows per statement."""
-    n = cfg.bulk
-    async with _fresh(cfg.dsn) as admin:
-        conn = await asyncpg.connect(cfg.dsn)
-        try:
-            payloads, sql = [json.dumps({"i": i}) for i in range(n)], INSERT_MANY.format(s=SCHEMA)
-            chunks = [payloads[i:i + cfg.batch] for i in range(0, n, cfg.batch)]
-            async with measured(admin) as m:
-                for chunk in chunks:
-                    await conn.execute(sql, chunk)
-        finally:
-            await conn.close()
-        res = m.fill(Result(IMPL, "enqueue", "batch", n), n)
+        res = m.fill(Result(IMPL, "enqueue", "batch" if batch else "single", n), n)
         res.check("jobs stored", await _count(admin, "pending"), n)
     return res
 

@@ -1,19 +1,14 @@
 """``python -m benchmarks soak``: minutes of a steady stream, with pruning and autovacuum at work.
 
 One enqueuer process adds jobs at a steady rate (by default half of what one worker process drains,
-measured first) while worker processes run them with a no-op handler. History and job retention
-are short, so pruning runs all along. Each minute it prints pickup latency, throughput, the size of
-the jobs and history tables and their dead tuples; at the end it counts the jobs enqueued against
-the runs, judges the goals and writes a plot. See benchmarks/README.md ("Soak").
+measured first) while worker processes run them with a no-op handler; retention is short, so pruning
+runs all along. Each minute: pickup latency, throughput, sizes and dead tuples of jobs and history.
+At the end: jobs enqueued against runs, the goals, a plot. See benchmarks/README.md ("Soak").
 
-Pickup latency is measured in the handler: its start (``time.time()``) minus the job's due time,
-which the enqueuer stamps into the job's data just before the ``enqueue_many`` call that inserts it
-(the job is due from its insert: ``next_run_at`` defaults to ``now()``). How far the enqueuer falls
-behind its schedule is reported apart ("enq lag"). Each worker process keeps a histogram per minute
-(1% wide buckets) and reports it; runs are counted there too, one byte per job number, so that
-pruned history does not hide a run: the tallies are written to files when the workers stop.
-
-The child processes are ``python -m benchmarks.soak --role worker|enqueuer ...``.
+Pickup latency is the handler's start minus the moment the job's insert was sent (stamped into its
+data; it is due from its insert). Each worker process keeps a histogram per minute (1% buckets) and
+counts runs per job number (a byte each, written to a file when it stops), so that pruning hides no
+run. The child processes are ``python -m benchmarks.soak --role worker|enqueuer ...``.
 """
 
 from __future__ import annotations
@@ -27,14 +22,11 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -42,38 +34,25 @@ import asyncpg
 
 from aiojobs_pg import App
 from aiojobs_pg.embedded import embedded_dsn, stop_embedded
-from benchmarks.common import CPUS, ROOT, Conn, _machine, drain_processes, tagged
+from benchmarks import common, ours
+from benchmarks.common import CPUS, Child, Conn, emit, machine_cpu, readline, ready, until
 
-HANDLER = "soak"
 WINDOW = 60.0
 """Seconds per reported window (a minute)."""
 SCALE = 100
 """Histogram buckets per factor e of latency: each bucket is 1% wide."""
 SETTINGS = ["server_version", "autovacuum", "autovacuum_naptime", "autovacuum_vacuum_scale_factor",
             "autovacuum_vacuum_insert_scale_factor", "synchronous_commit", "fsync", "shared_buffers"]
-P99_RATIO = 1.5
-SIZE_RATIO = 1.2
-SIZE_SLACK = 2**20
-"""A table may also grow by 1 MiB over its size at minute 3: a table of a few pages flips by more than 20%."""
-SIZE_REF_MINUTE = 3
-
-
-# --------------------------------------------------------------------------- latency histograms
-
-
-def bucket(seconds: float) -> int:
-    return int(math.log(max(seconds * 1e6, 1.0)) * SCALE)
+P99_RATIO, SIZE_RATIO, SIZE_SLACK, SIZE_REF_MINUTE = 1.5, 1.2, 2**20, 3
+"""Goals: the last minute's p99 within 1.5x the first's; each table's size within 1.2x (or 1 MiB: a table of a
+few pages flips by more than 20%) of its size at minute 3."""
 
 
 def hist_percentile(hist: dict[int, int], q: float) -> float | None:
     """The ``q``-th percentile (nearest rank) of a histogram, in ms: its bucket's geometric middle."""
-    total = sum(hist.values())
-    if not total:
-        return None
-    rank, seen = max(1, math.ceil(total * q / 100)), 0
+    rank, seen = max(1, math.ceil(sum(hist.values()) * q / 100)), 0
     for k in sorted(hist):
-        seen += hist[k]
-        if seen >= rank:
+        if (seen := seen + hist[k]) >= rank:
             return math.exp((k + 0.5) / SCALE) / 1000
     return None
 
@@ -87,29 +66,11 @@ def merge(hists: Sequence[dict[Any, int]]) -> dict[int, int]:
 
 
 # --------------------------------------------------------------------------- child processes
-# Each prints READY, waits for "go <t0>" on stdin (t0: the common start, epoch seconds), prints
-# "MINUTE {json}" after each window, and "DONE {json}" at the end. A worker runs until "stop" or
-# EOF on stdin (EOF too when the parent died), then drains and writes its tally.
-
-
-def emit(tag: str, payload: dict[str, Any] | None = None) -> None:
-    print(tag if payload is None else f"{tag} {json.dumps(payload, separators=(',', ':'))}", flush=True)
-
-
-async def readline() -> str:
-    line: str = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    return line.strip()
-
-
-async def go() -> float:
-    line = await readline()
-    if not line.startswith("go "):
-        raise SystemExit(1)
-    return float(line.split()[1])
+# The common protocol (benchmarks/common.py), with "go <t0>" (the common start, epoch seconds) and a
+# "MINUTE {json}" half a second after each window ends. A worker runs until "stop" or EOF on stdin.
 
 
 async def every_window(t0: float, report: Callable[[int], None]) -> None:
-    """Call ``report(m)`` half a second after window ``m`` ends: what started in it has been recorded."""
     m = 0
     while True:
         await asyncio.sleep(max(0.0, t0 + WINDOW * (m + 1) + 0.5 - time.time()))
@@ -119,25 +80,19 @@ async def every_window(t0: float, report: Callable[[int], None]) -> None:
 
 async def worker_child(args: argparse.Namespace) -> None:
     t0 = math.inf
-    runs = 0
     seen = bytearray()  # runs per job number, capped at 255
     hists: dict[int, dict[int, int]] = defaultdict(dict)
     slowest: dict[int, float] = defaultdict(float)
 
     async def soak(data: Any) -> None:
-        nonlocal runs
-        now = time.time()
-        i = data["i"]
+        now, i = time.time(), data["i"]
         if i >= len(seen):
             seen.extend(bytes(i + 65536 - len(seen)))
-        if seen[i] < 255:
-            seen[i] += 1
-        runs += 1
+        seen[i] = min(255, seen[i] + 1)
         late, m = now - data["t"], int((now - t0) // WINDOW)
-        h, k = hists[m], bucket(late)
-        h[k] = h.get(k, 0) + 1
-        if late > slowest[m]:
-            slowest[m] = late
+        k = int(math.log(max(late * 1e6, 1.0)) * SCALE)
+        hists[m][k] = hists[m].get(k, 0) + 1
+        slowest[m] = max(slowest[m], late)
 
     def report(m: int) -> None:
         h = hists.pop(m, {})
@@ -145,35 +100,25 @@ async def worker_child(args: argparse.Namespace) -> None:
 
     app = App(args.dsn, schema=args.schema, auto_migrate=False, history_retention=args.retention,
               job_retention=args.retention, maintenance_interval=args.maintenance_interval)
-    app.register(HANDLER, soak)
+    app.register("soak", soak)
     async with app, app.worker(concurrency=args.concurrency) as worker:
-        for _ in range(1000):
-            if worker.notifier.connected:
-                break
-            await asyncio.sleep(0.01)
-        emit("READY")
-        t0 = await go()
+        await ours.listening(worker)
+        t0 = float(await ready())
         reporter = asyncio.create_task(every_window(t0, report))
         await readline()  # "stop", or EOF
         reporter.cancel()
         claimed, rescued = worker.producer.claimed, worker.maintenance.rescued
-    # The worker has drained and the pool is closed (its backends flushed their statistics).
-    for m in sorted(hists):
+    for m in sorted(hists):  # the worker has drained
         report(m)
     await asyncio.to_thread(Path(args.tally).write_bytes, seen)
-    emit("DONE", {"runs": runs, "claimed": claimed, "rescued": rescued})
+    emit("DONE", {"runs": sum(seen), "claimed": claimed, "rescued": rescued})
 
 
 async def enqueuer_child(args: argparse.Namespace) -> None:
-    """``rate`` jobs/s for ``seconds``: every ``tick``, one ``enqueue_many`` of the jobs due by the next tick.
-
-    Ticks are absolute deadlines from t0: after a slow call the next one catches up, so the rate does
-    not drift. Each job's data is its number and its due time: the moment its insert is sent. A
-    minute's report has the jobs whose insert returned in it and how late the calls of the minute
-    started against their tick (the lag).
-    """
+    """Every ``tick``, one ``enqueue_many`` of the jobs due by the next tick. Ticks are absolute deadlines
+    from t0, so after a slow call the next one catches up and the rate does not drift. A minute reports
+    the jobs whose insert returned in it and how late its calls started against their tick (the lag)."""
     sent, n = 0, round(args.rate * args.seconds)
-    ticks = math.ceil(args.seconds / args.tick)
     enqueued: dict[int, int] = defaultdict(int)
     lag: dict[int, float] = defaultdict(float)
 
@@ -183,24 +128,20 @@ async def enqueuer_child(args: argparse.Namespace) -> None:
     async with App(args.dsn, schema=args.schema, auto_migrate=False) as app:
         async with app.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        emit("READY")
-        t0 = await go()
+        t0 = float(await ready())
         reporter = asyncio.create_task(every_window(t0, report))
         stopped = asyncio.create_task(readline())  # EOF: the parent stops the run early
-        for k in range(ticks):
+        for k in range(math.ceil(args.seconds / args.tick)):
             if stopped.done():
                 break
-            due = t0 + k * args.tick
-            if (delay := due - time.time()) > 0:
+            if (delay := t0 + k * args.tick - time.time()) > 0:
                 await asyncio.sleep(delay)
-            target = min(n, round(args.rate * (k + 1) * args.tick))
-            if target <= sent:
+            if (target := min(n, round(args.rate * (k + 1) * args.tick))) <= sent:
                 continue
             now = time.time()
             m = int((now - t0) // WINDOW)
-            lag[m] = max(lag[m], now - due)
-            await app.enqueue_many([{"handler": HANDLER, "data": {"i": i, "t": now}} for i in range(sent, target)])
-            # Counted in the minute the call returned in: a minute's report (0.5 s after it) has them all.
+            lag[m] = max(lag[m], now - t0 - k * args.tick)
+            await app.enqueue_many([{"handler": "soak", "data": {"i": i, "t": now}} for i in range(sent, target)])
             enqueued[int((time.time() - t0) // WINDOW)] += target - sent
             sent = target
         reporter.cancel()
@@ -209,83 +150,10 @@ async def enqueuer_child(args: argparse.Namespace) -> None:
     emit("DONE", {"enqueued": sent})
 
 
-# --------------------------------------------------------------------------- the parent
+# --------------------------------------------------------------------------- the figures
 
-
-@dataclass
-class Child:
-    name: str
-    proc: asyncio.subprocess.Process
-    ready: bool = False
-    eof: bool = False
-    minutes: dict[int, dict[str, Any]] = field(default_factory=dict)
-    done: dict[str, Any] | None = None
-
-    async def read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            line = raw.decode().rstrip()
-            tag, _, rest = line.partition(" ")
-            if tag == "READY":
-                self.ready = True
-            elif tag == "MINUTE":
-                d = json.loads(rest)
-                self.minutes[d["m"]] = d
-            elif tag == "DONE":
-                self.done = json.loads(rest)
-            else:
-                print(f"[{self.name}] {line}", file=sys.stderr)
-        self.eof = True
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(OSError, RuntimeError):
-            self.proc.stdin.write(line.encode() + b"\n")
-
-
-async def until(cond: Callable[[], bool], timeout: float, what: str, children: Sequence[Child]) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        for c in children:
-            if c.eof and c.done is None:
-                raise RuntimeError(f"{c.name} exited ({await c.proc.wait()}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def reported(m: int, children: Sequence[Child]) -> Callable[[], bool]:
-    return lambda: all(m in c.minutes for c in children)
-
-
-async def spawn(name: str, args: list[str], readers: list[asyncio.Task[None]]) -> Child:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "benchmarks.soak", *args, cwd=ROOT,
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    child = Child(name, proc)
-    readers.append(asyncio.create_task(child.read()))
-    return child
-
-
-async def stop_children(children: Sequence[Child]) -> None:
-    """Close what is still running: stdin first (a worker drains and exits), then SIGTERM, then SIGKILL."""
-    for c in children:
-        if c.proc.returncode is None and c.proc.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                c.proc.stdin.close()
-    for c in children:
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if c.proc.returncode is not None:
-                break
-            if sig is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    c.proc.send_signal(sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(c.proc.wait(), 10.0)
-
-
-STATS = """
-SELECT relname, pg_total_relation_size(relid) AS total, pg_indexes_size(relid) AS indexes,
-       n_live_tup, n_dead_tup, n_tup_ins, n_tup_del, autovacuum_count, autoanalyze_count
+STATS = """SELECT relname, pg_total_relation_size(relid) AS total, pg_indexes_size(relid) AS indexes,
+       n_live_tup, n_dead_tup, n_tup_ins, n_tup_del, autovacuum_count
 FROM pg_stat_user_tables WHERE schemaname = $1 AND relname IN ('jobs', 'job_runs')"""
 
 
@@ -294,42 +162,14 @@ async def table_stats(admin: Conn, schema: str) -> dict[str, dict[str, int]]:
             for r in await admin.fetch(STATS, schema)}
 
 
-async def calibrate(admin: Conn, dsn: str, jobs: int, concurrency: int) -> float:
-    """Jobs/s one burst worker process drains (``benchmarks.ours``' drain worker), over ``jobs`` preloaded."""
-    schema = f"soak_calibration_{os.getpid()}"
-    await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    try:
-        async with App(dsn, schema=schema):
-            pass  # migrates
-        await admin.execute(f"INSERT INTO {schema}.jobs (handler, data) SELECT 'noop', jsonb_build_object('i', g)"
-                            " FROM generate_series(1, $1::int) AS g", jobs)
-        await admin.execute(f"VACUUM ANALYZE {schema}.jobs")
-        args = ["--dsn", dsn, "--schema", schema, "--concurrency", str(concurrency)]
-        meter, dones = await drain_processes("benchmarks.ours", args, 1, admin, wait_s=60 + jobs / 200)
-        if (claimed := sum(d["claimed"] for d in dones)) != jobs:
-            raise RuntimeError(f"calibration: {claimed} jobs claimed of {jobs}")
-        return jobs / meter.seconds
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
 def minute_row(m: int, workers: Sequence[Child], enqueuer: Child, stats: dict[str, dict[str, int]],
                before: dict[str, dict[str, int]], totals: dict[str, int], busy: float) -> dict[str, Any]:
     reports = [w.minutes[m] for w in workers]
     e = enqueuer.minutes.get(m, {"enqueued": 0, "lag_max_ms": 0.0})
-    hist = merge([r["hist"] for r in reports])
-    runs = sum(r["runs"] for r in reports)
+    hist, runs = merge([r["hist"] for r in reports]), sum(r["runs"] for r in reports)
     totals["enqueued"] += e["enqueued"]
     totals["runs"] += runs
-    j, h = stats.get("jobs", {}), stats.get("job_runs", {})
-    hb = before.get("job_runs", {})
+    j, h, hb = stats.get("jobs", {}), stats.get("job_runs", {}), before.get("job_runs", {})
     return {
         "minute": m + 1, "enqueued": e["enqueued"], "runs": runs, "runs_per_s": round(runs / WINDOW, 1),
         "backlog": totals["enqueued"] - totals["runs"],
@@ -342,8 +182,16 @@ def minute_row(m: int, workers: Sequence[Child], enqueuer: Child, stats: dict[st
         "history_inserted": h.get("n_tup_ins", 0) - hb.get("n_tup_ins", 0),
         "history_pruned": h.get("n_tup_del", 0) - hb.get("n_tup_del", 0),
         "autovacuum_jobs": j.get("autovacuum_count"), "autovacuum_history": h.get("autovacuum_count"),
-        "machine_busy_pct": round(busy, 1),
+        "machine_busy_pct": round(100 * busy / (WINDOW * CPUS), 1),
     }
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _mb(total: int | None, idx: int | None) -> str:
+    return "-" if total is None or idx is None else f"{total / 2**20:.1f} ({idx / 2**20:.1f})"
 
 
 COLUMNS: list[tuple[str, int, Callable[[dict[str, Any]], str]]] = [  # heading, width, format
@@ -366,42 +214,30 @@ COLUMNS: list[tuple[str, int, Callable[[dict[str, Any]], str]]] = [  # heading, 
 ]
 
 
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
-
-
-def _mb(total: int | None, idx: int | None) -> str:
-    return "-" if total is None or idx is None else f"{total / 2**20:.1f} ({idx / 2**20:.1f})"
-
-
-def header_line() -> str:
-    return "  ".join(h.rjust(w) for h, w, _ in COLUMNS)
-
-
-def row_line(r: dict[str, Any]) -> str:
-    return "  ".join(f(r).rjust(w) for _, w, f in COLUMNS)
+def row_line(r: dict[str, Any] | None) -> str:
+    return "  ".join((h if r is None else f(r)).rjust(w) for h, w, f in COLUMNS)
 
 
 def count_runs(tallies: Sequence[bytes], n: int) -> int:
     """Distinct job numbers below ``n`` run at least once, over every worker's tally (ORed as big ints)."""
-    ints = [int.from_bytes(t[:n].ljust(n, b"\0"), "little") for t in tallies]
-    return n - reduce(lambda a, b: a | b, ints, 0).to_bytes(n, "little").count(0) if n else 0
+    union = 0
+    for t in tallies:
+        union |= int.from_bytes(t[:n].ljust(n, b"\0"), "little")
+    return n - union.to_bytes(n, "little").count(0) if n else 0
 
 
 def verdicts(rows: Sequence[dict[str, Any]], enqueued: int, distinct: int, runs: int) -> tuple[list[str], bool]:
     """The goal lines, and whether nothing was lost or run twice."""
     lines = []
-    first, last = rows[0], rows[-1]
+    first, last, ref = rows[0], rows[-1], rows[min(SIZE_REF_MINUTE, len(rows)) - 1]
     if first["p99_ms"] and last["p99_ms"] is not None:
         q = last["p99_ms"] / first["p99_ms"]
         lines.append(f"  p99 latency: minute 1 {_ms(first['p99_ms'])} ms, minute {last['minute']}"
                      f" {_ms(last['p99_ms'])} ms: {q:.2f}x (<= {P99_RATIO}x: {'met' if q <= P99_RATIO else 'NOT met'})")
-    ref = rows[min(SIZE_REF_MINUTE, len(rows)) - 1]
     for table, key in (("jobs", "jobs_bytes"), ("job_runs", "history_bytes")):
         a, b = ref[key], last[key]
-        judged = len(rows) > SIZE_REF_MINUTE
-        met = b <= max(SIZE_RATIO * a, a + SIZE_SLACK)
-        verdict = ("met" if met else "NOT met") if judged else f"not judged: needs more than {SIZE_REF_MINUTE} minutes"
+        verdict = (("met" if b <= max(SIZE_RATIO * a, a + SIZE_SLACK) else "NOT met") if len(rows) > SIZE_REF_MINUTE
+                   else f"not judged: needs more than {SIZE_REF_MINUTE} minutes")
         lines.append(f"  {table} size: minute {ref['minute']} {a / 2**20:.1f} MB, minute {last['minute']}"
                      f" {b / 2**20:.1f} MB: {b / a:.2f}x (<= {SIZE_RATIO}x or +1 MiB: {verdict})")
     lost, twice = enqueued - distinct, runs - distinct
@@ -411,25 +247,11 @@ def verdicts(rows: Sequence[dict[str, Any]], enqueued: int, distinct: int, runs:
     return lines, lost == 0 and twice == 0
 
 
-# --------------------------------------------------------------------------- the plot
-
-
-def _ticks(top: float) -> list[float]:
-    """About five round tick values from 0 to at least ``top``."""
-    raw = max(top, 1e-9) / 5
-    unit = 10.0 ** math.floor(math.log10(raw))
-    step = min(s * unit for s in (1, 2, 5, 10) if s * unit >= raw)
-    return [step * i for i in range(math.ceil(top / step) + 1)]
-
-
 def plot_svg(rows: Sequence[dict[str, Any]], title: str) -> str:
-    """Two panels, per minute: p50, p99 and max latency; total and index size of jobs and job_runs.
-
-    ``title`` may have a second line (smaller)."""
+    """Two panels per minute: p50, p99 and max latency (log scale); total and index size of jobs and job_runs."""
     w, ph, left, right, top, gap = 760, 220, 70, 190, 56, 60
-    height = top + 2 * ph + gap + 40
-    xs: list[int] = [r["minute"] for r in rows]
-    xmax = max(max(xs), 2)
+    height, xs = top + 2 * ph + gap + 40, [r["minute"] for r in rows]
+    xmax = max(*xs, 2)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif"'
            f' font-size="12">', f'<rect width="{w}" height="{height}" fill="white"/>',
            *(f'<text x="{left}" y="{20 + 16 * i}" font-size="{14 - 2 * min(i, 1)}">{line}</text>'
@@ -437,93 +259,80 @@ def plot_svg(rows: Sequence[dict[str, Any]], title: str) -> str:
 
     def panel(y0: float, label: str, series: list[tuple[str, str, str, list[float | None]]], log: bool) -> None:
         values = [v for *_, vs in series for v in vs if v is not None and (v > 0 or not log)]
-        if log:  # p50 and p99 differ by orders of magnitude: decades, from the one below the smallest value
+        if log:  # decades, from the one below the smallest value
             lo = math.floor(math.log10(min(values, default=1.0)))
             yt = [10.0 ** e for e in range(lo, max(lo + 1, math.ceil(math.log10(max(values, default=1.0)))) + 1)]
-        else:
-            yt = _ticks(max(values, default=1.0) * 1.05)
+        else:  # about five round steps from 0
+            raw = max(max(values, default=1.0) * 1.05, 1e-9) / 5
+            step = min(s * 10.0 ** math.floor(math.log10(raw)) for s in (1, 2, 5, 10)
+                       if s * 10.0 ** math.floor(math.log10(raw)) >= raw)
+            yt = [step * i for i in range(math.ceil(5 * raw / step) + 1)]
         ymin, ymax = yt[0], yt[-1] or 1.0
 
         def px(x: float) -> float:
             return left + (x - 1) / (xmax - 1) * (w - left - right)
 
         def py(y: float) -> float:
-            if log:
-                return y0 + ph - math.log(max(y, ymin) / ymin) / math.log(ymax / ymin) * ph
-            return y0 + ph - y / ymax * ph
+            frac = math.log(max(y, ymin) / ymin) / math.log(ymax / ymin) if log else y / ymax
+            return y0 + ph - frac * ph
 
         out.append(f'<rect x="{left}" y="{y0}" width="{w - left - right}" height="{ph}" fill="none" stroke="#999"/>')
         for t in yt:
-            out.append(f'<line x1="{left}" x2="{w - right}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>')
-            out.append(f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
-        for x in range(1, xmax + 1, max(1, xmax // 10)):
-            out.append(f'<text x="{px(x):.1f}" y="{y0 + ph + 16}" text-anchor="middle">{x}</text>')
+            out.append(f'<line x1="{left}" x2="{w - right}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
+                       f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
+        out.extend(f'<text x="{px(x):.1f}" y="{y0 + ph + 16}" text-anchor="middle">{x}</text>'
+                   for x in range(1, xmax + 1, max(1, xmax // 10)))
         out.append(f'<text x="16" y="{y0 + ph / 2}" transform="rotate(-90 16 {y0 + ph / 2})"'
                    f' text-anchor="middle">{label}</text>')
         for i, (name, colour, dash, vs) in enumerate(series):
-            pts = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(xs, vs, strict=True) if v is not None)
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"'
-                       f' stroke-dasharray="{dash}"/>')
-            for x, v in zip(xs, vs, strict=True):
-                if v is not None:
-                    out.append(f'<circle cx="{px(x):.1f}" cy="{py(v):.1f}" r="2.5" fill="{colour}"/>')
+            pts = [(px(x), py(v)) for x, v in zip(xs, vs, strict=True) if v is not None]
+            out.append(f'<polyline points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}" fill="none"'
+                       f' stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
+            out.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{colour}"/>' for a, b in pts)
             ly = y0 + 14 + 18 * i
             out.append(f'<line x1="{w - right + 14}" x2="{w - right + 40}" y1="{ly - 4}" y2="{ly - 4}"'
-                       f' stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
-            out.append(f'<text x="{w - right + 46}" y="{ly}">{name}</text>')
+                       f' stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>'
+                       f'<text x="{w - right + 46}" y="{ly}">{name}</text>')
 
     def mb(key: str) -> list[float | None]:
         return [None if r[key] is None else r[key] / 2**20 for r in rows]
 
     panel(top, "pickup latency, ms (log)", [("p50", "#1f77b4", "none", [r["p50_ms"] for r in rows]),
-                                      ("p99", "#d62728", "none", [r["p99_ms"] for r in rows]),
-                                      ("max", "#999999", "4 3", [r["max_ms"] for r in rows])], log=True)
+                                             ("p99", "#d62728", "none", [r["p99_ms"] for r in rows]),
+                                             ("max", "#999999", "4 3", [r["max_ms"] for r in rows])], log=True)
     panel(top + ph + gap, "size, MB", [("job_runs total", "#2ca02c", "none", mb("history_bytes")),
                                        ("job_runs indexes", "#2ca02c", "4 3", mb("history_index_bytes")),
                                        ("jobs total", "#9467bd", "none", mb("jobs_bytes")),
                                        ("jobs indexes", "#9467bd", "4 3", mb("jobs_index_bytes"))], log=False)
-    out.append(f'<text x="{left + (w - left - right) / 2}" y="{height - 8}" text-anchor="middle">minute</text>')
-    out.append("</svg>")
+    out += [f'<text x="{left + (w - left - right) / 2}" y="{height - 8}" text-anchor="middle">minute</text>', "</svg>"]
     return "\n".join(out) + "\n"
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- the parent
 
 
 async def soak(args: argparse.Namespace) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="aiojobs_pg_soak_"))
-    schema = f"soak_{os.getpid()}"
+    tmp, schema = Path(tempfile.mkdtemp(prefix="aiojobs_pg_soak_")), f"soak_{os.getpid()}"
     children: list[Child] = []
-    readers: list[asyncio.Task[None]] = []
     admin: Conn = None
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
-        if args.dsn is None:
-            # The server runs as a system user of its own when we are root: embedded_dsn opens tmp to it.
-            dsn, where = await asyncio.to_thread(embedded_dsn, tmp), f"embedded, in {tmp}"
-        else:
-            dsn, where = args.dsn, "--dsn"
-        dsn = tagged(dsn)
-        admin = await asyncpg.connect(dsn)
-        settings = {r[0]: r[1] for r in await admin.fetch(
-            "SELECT s, current_setting(s) FROM unnest($1::text[]) AS s", SETTINGS)}
-        commit = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain") else "")
-        print(f"soak {started}, commit {commit}, {CPUS} CPUs; PostgreSQL {settings['server_version']} ({where}),"
-              f" autovacuum {settings['autovacuum']} (naptime {settings['autovacuum_naptime']}, scale factor"
-              f" {settings['autovacuum_vacuum_scale_factor']},"
-              f" insert {settings['autovacuum_vacuum_insert_scale_factor']}),"
-              f" synchronous_commit {settings['synchronous_commit']}, fsync {settings['fsync']}", flush=True)
+        # The server runs as a system user of its own when we are root: embedded_dsn opens tmp to it.
+        dsn, where = (args.dsn, "--dsn") if args.dsn else (await asyncio.to_thread(embedded_dsn, tmp), f"in {tmp}")
+        admin = await asyncpg.connect(dsn := common.tagged(dsn))
+        settings, tree = await common.server_settings(admin, SETTINGS), common.commit()
+        print(f"soak {started}, commit {tree}, {CPUS} CPUs; PostgreSQL ({where}) "
+              + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
         if settings["autovacuum"] != "on":
             print("WARNING: autovacuum is off on this server; the soak's goals assume it on", flush=True)
-
-        drain_rate = None
-        if args.rate is None:
-            drain_rate = await calibrate(admin, dsn, args.calibration_jobs, args.concurrency)
-            rate = max(100.0, round(drain_rate / 2, -2))
+        rate, drain_rate = args.rate, None
+        if rate is None:  # one burst worker process over preloaded jobs: the suite's drain p1
+            res = await ours.drain(common.Config(dsn, bulk=args.calibration_jobs, concurrency=args.concurrency), 1)
+            if res.errors or not res.jobs_per_s:
+                raise RuntimeError(f"calibration: {'; '.join(res.errors)}")
+            drain_rate, rate = res.jobs_per_s, max(100.0, round(res.jobs_per_s / 2, -2))
             print(f"calibration: one worker process drained {args.calibration_jobs:,} jobs at {drain_rate:,.0f}/s;"
                   f" rate {rate:,.0f}/s (half)", flush=True)
-        else:
-            rate = args.rate
         seconds = WINDOW * args.minutes
         print(f"{args.minutes} min at {rate:,.0f} jobs/s ({round(rate * seconds):,} jobs), {args.workers} worker"
               f" processes of concurrency {args.concurrency}, history and job retention {args.retention:g} s,"
@@ -532,38 +341,34 @@ async def soak(args: argparse.Namespace) -> int:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         async with App(dsn, schema=schema):
             pass  # migrates
-        common = ["--dsn", dsn, "--schema", schema]
+        base = ["benchmarks.soak", "--dsn", dsn, "--schema", schema]
         for k in range(args.workers):
-            children.append(await spawn(f"worker {k + 1}", [
-                "--role", "worker", *common, "--concurrency", str(args.concurrency), "--retention",
+            children.append(await Child.spawn(
+                f"worker {k + 1}", *base, "--role", "worker", "--concurrency", str(args.concurrency), "--retention",
                 str(args.retention), "--maintenance-interval", str(args.maintenance_interval),
-                "--tally", str(tmp / f"tally_{k}.bin")], readers))
-        enqueuer = await spawn("enqueuer", ["--role", "enqueuer", *common, "--rate", str(rate),
-                                            "--seconds", str(seconds), "--tick", str(args.tick)], readers)
+                "--tally", str(tmp / f"tally_{k}.bin")))
+        workers, enqueuer = [*children], await Child.spawn(
+            "enqueuer", *base, "--role", "enqueuer", "--rate", str(rate), "--seconds", str(seconds),
+            "--tick", str(args.tick))
         children.append(enqueuer)
-        workers = children[:-1]
-        await until(lambda: all(c.ready for c in children), 60, "the child processes to be ready", children)
+        await until(children, lambda: all(c.ready for c in children), 60, "the child processes to be ready")
 
-        before = await table_stats(admin, schema)
-        t0 = time.time() + 0.5
-        busy0 = _machine()[0]
+        before, t0, busy0 = await table_stats(admin, schema), time.time() + 0.5, machine_cpu()[0]
         for c in children:
             c.send(f"go {t0!r}")
-        print("\n" + header_line(), flush=True)
+        print("\n" + row_line(None), flush=True)
         rows: list[dict[str, Any]] = []
         totals = {"enqueued": 0, "runs": 0}
         for m in range(args.minutes):
             await asyncio.sleep(max(0.0, t0 + WINDOW * (m + 1) - time.time()))
-            stats, busy1 = await table_stats(admin, schema), _machine()[0]
-            await until(reported(m, children), 30, f"the reports of minute {m + 1}", children)
-            rows.append(minute_row(m, workers, enqueuer, stats, before, totals,
-                                   100 * (busy1 - busy0) / (WINDOW * CPUS)))
+            stats, busy1 = await table_stats(admin, schema), machine_cpu()[0]
+            await until(children, lambda m=m: all(m in c.minutes for c in children), 30, f"minute {m + 1}'s reports")
+            rows.append(minute_row(m, workers, enqueuer, stats, before, totals, busy1 - busy0))
             before, busy0 = stats, busy1
             print(row_line(rows[-1]), flush=True)
 
-        await until(lambda: enqueuer.done is not None, 60, "the enqueuer's end", children)
-        enqueued = int(enqueuer.done["enqueued"]) if enqueuer.done else 0
-        t_end = time.monotonic()
+        await until(children, lambda: enqueuer.done is not None, 60, "the enqueuer's end")
+        enqueued, t_end = int(enqueuer.done["enqueued"]) if enqueuer.done else 0, time.monotonic()
         for _ in range(1200):  # up to 120 s for the backlog: completed jobs leave jobs
             if not await admin.fetchval(f"SELECT EXISTS (SELECT FROM {schema}.jobs WHERE status IN"
                                         " ('pending', 'running'))"):
@@ -572,63 +377,49 @@ async def soak(args: argparse.Namespace) -> int:
         drained_s = time.monotonic() - t_end
         for w in workers:
             w.send("stop")
-        await until(lambda: all(w.done is not None for w in workers), 120, "the workers' end", children)
-        await stop_children(children)
+        await until(children, lambda: all(w.done is not None for w in workers), 120, "the workers' end")
+        await asyncio.gather(*(c.stop() for c in children))
         await asyncio.sleep(1.0)  # the workers' backends flush their statistics as they exit
-        final = await table_stats(admin, schema)
+        written = (await table_stats(admin, schema)).get("job_runs", {}).get("n_tup_ins", 0)
         left = {r[0]: r[1] for r in await admin.fetch(f"SELECT status, count(*) FROM {schema}.jobs GROUP BY 1")}
 
-        runs = sum(int(w.done["runs"]) for w in workers if w.done)
-        tallies = [(tmp / f"tally_{k}.bin").read_bytes() for k in range(args.workers)]
-        distinct = count_runs(tallies, enqueued)
+        dones = [w.done for w in workers if w.done]
+        runs = sum(int(d["runs"]) for d in dones)
+        distinct = count_runs([(tmp / f"tally_{k}.bin").read_bytes() for k in range(args.workers)], enqueued)
         tail = [w.minutes[m] for w in workers for m in w.minutes if m >= args.minutes]
-        tail_runs = sum(t["runs"] for t in tail)
         tail_enqueued = sum(e["enqueued"] for m, e in enqueuer.minutes.items() if m >= args.minutes)
         tail_p99 = hist_percentile(merge([t["hist"] for t in tail]), 99)
-        history_written = final.get("job_runs", {}).get("n_tup_ins", 0)
-
-        print(f"\nafter the last minute: {tail_enqueued:,} jobs enqueued (the enqueuer's lag), {tail_runs:,} runs"
-              f" (p99 {_ms(tail_p99)} ms), backlog drained {drained_s:.1f} s after the enqueuer's end;"
-              f" rows left in jobs: {left or 'none'}")
-        per_worker = ", ".join(f"{int(w.done['runs']):,}" for w in workers if w.done)
-        print(f"runs counted by the handlers: {runs:,} ({per_worker});"
-              f" history rows written (pg_stat n_tup_ins of job_runs): {history_written:,};"
-              f" leases rescued: {sum(int(w.done['rescued']) for w in workers if w.done)}")
+        print(f"\nafter the last minute: {tail_enqueued:,} jobs enqueued (the enqueuer's lag),"
+              f" {sum(t['runs'] for t in tail):,} runs (p99 {_ms(tail_p99)} ms), backlog drained {drained_s:.1f} s"
+              f" after the enqueuer's end; rows left in jobs: {left or 'none'}")
+        print(f"runs counted by the handlers: {runs:,} ({', '.join(format(d['runs'], ',') for d in dones)});"
+              f" history rows written (pg_stat n_tup_ins of job_runs): {written:,};"
+              f" leases rescued: {sum(int(d['rescued']) for d in dones)}")
         if (worst := max(r["enqueue_lag_max_ms"] for r in rows)) > 1000:
             print(f"NOTE: the enqueuer fell up to {worst / 1000:.1f} s behind its schedule ({tail_enqueued:,} jobs"
                   " sent after the last minute): the machine did not sustain the rate (see busy %)")
         lines, correct = verdicts(rows, enqueued, distinct, runs)
         print("goals:", *lines, sep="\n")
-
-        title = (f"aiojobs_pg soak: {rate:,.0f} jobs/s, {args.workers} workers, retention {args.retention:g} s,"
-                 f" PostgreSQL {settings['server_version']}, autovacuum {settings['autovacuum']}"
-                 f"\n{started}, commit {commit}, {CPUS} CPUs, {args.minutes} min")
         if args.plot:
             args.plot.parent.mkdir(parents=True, exist_ok=True)
-            args.plot.write_text(plot_svg(rows, title))
+            args.plot.write_text(plot_svg(rows, (
+                f"aiojobs_pg soak: {rate:,.0f} jobs/s, {args.workers} workers, retention {args.retention:g} s,"
+                f" PostgreSQL {settings['server_version']}, autovacuum {settings['autovacuum']}"
+                f"\n{started}, commit {tree}, {CPUS} CPUs, {args.minutes} min")))
             print(f"plot written to {args.plot}")
         if args.json:
-            doc = {"meta": {"started": started, "commit": commit, "server": settings, "where": where,
-                            "cpus": CPUS, "python": platform.python_version(), "platform": platform.platform(),
-                            "argv": args.argv, "rate": rate, "calibration_drain_per_s": drain_rate,
-                            "minutes": args.minutes, "workers": args.workers, "concurrency": args.concurrency,
-                            "retention_s": args.retention, "maintenance_interval_s": args.maintenance_interval,
-                            "latency": "handler start minus the job's due time (when its enqueue_many call was sent)"},
-                   "minutes": rows,
-                   "end": {"enqueued": enqueued, "runs": runs, "distinct_jobs_run": distinct,
-                           "lost": enqueued - distinct, "extra_runs": runs - distinct,
-                           "tail_enqueued": tail_enqueued, "tail_runs": tail_runs, "tail_p99_ms": tail_p99,
-                           "drained_s": round(drained_s, 1), "left_in_jobs": left,
-                           "history_rows_written": history_written, "workers": [w.done for w in workers]},
-                   "goals": [x.strip() for x in lines]}
+            meta = {"started": started, "commit": tree, "server": settings, "where": where, "cpus": CPUS,
+                    "python": platform.python_version(), "rate": rate, "calibration_drain_per_s": drain_rate,
+                    "options": {k: str(v) for k, v in vars(args).items()}}
+            end = {"enqueued": enqueued, "runs": runs, "distinct_jobs_run": distinct, "tail_p99_ms": tail_p99,
+                   "drained_s": round(drained_s, 1), "left_in_jobs": left, "history_rows_written": written,
+                   "workers": dones, "goals": [x.strip() for x in lines]}
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+            args.json.write_text(json.dumps({"meta": meta, "minutes": rows, "end": end}, indent=1, default=str))
             print(f"figures written to {args.json}")
         return 0 if correct else 1
     finally:
-        await stop_children(children)
-        for t in readers:
-            t.cancel()
+        await asyncio.gather(*(c.stop() for c in children))
         if admin is not None:
             with contextlib.suppress(Exception):
                 if args.dsn is not None:
@@ -646,7 +437,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    " first)")
     p.add_argument("--dsn", help="a server of your own (default: a fresh embedded PostgreSQL in a temporary"
                    " directory); the run works in a schema soak_<pid>, dropped at the end")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "soak.svg", help="the SVG to write (docs/soak.svg)")
+    p.add_argument("--plot", type=Path, default=common.ROOT / "docs" / "soak.svg", help="the SVG (docs/soak.svg)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the per-minute figures there")
     p.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     p.add_argument("--concurrency", type=int, default=100, help="handlers per worker process (100)")
@@ -661,7 +452,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tally", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.minutes < 1:
         p.error("--minutes must be at least 1")
     return args

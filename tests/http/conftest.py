@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -102,7 +103,13 @@ class LiveServer:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A sync httpx client with the token."""
+        kwargs.setdefault("verify", _TLS)
         return httpx.Client(base_url=self.url, headers=bearer(self.token), timeout=10, **kwargs)
+
+
+#: One TLS context for every client of the live server, which speaks plain HTTP: httpx would otherwise
+#: load the CA bundle anew for each client, and the fuzz test makes one per generated request.
+_TLS = ssl.create_default_context()
 
 
 def _serve(server: Any, sock: socket.socket) -> None:

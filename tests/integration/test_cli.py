@@ -25,6 +25,7 @@ import pytest
 
 from aiojobs_pg import App, JobNotFound, JobStatus
 from aiojobs_pg.http.serialize import job_json
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_DSN = "postgresql://nobody@127.0.0.1:1/nowhere"
@@ -235,7 +236,8 @@ async def test_jobs_wait_prints_the_result_or_fails(app: App, cli_env: dict[str,
     done, failed = await app.enqueue("double", 21), await app.enqueue("broken", max_attempts=1)
     later = await app.enqueue("double", 1, delay=3600)
     waiting = asyncio.create_task(run_cli(cli_env, "jobs", "wait", str(done.id), "--timeout", "30"))
-    await asyncio.sleep(0.5)  # the CLI waits before any worker ran the job
+    # The CLI is waiting (listening, and has marked the job) before any worker runs it.
+    await eventually(lambda: _awaited(app, done.id), timeout=30, message="the CLI never started waiting")
     await app.run_worker(burst=True, handle_signals=False)
     result = await waiting
     assert result.returncode == 0, result.stderr
@@ -244,6 +246,11 @@ async def test_jobs_wait_prints_the_result_or_fails(app: App, cli_env: dict[str,
     assert refused.returncode == 1 and "failed after 1 attempt(s): RuntimeError: no luck" in refused.stderr
     late = await run_cli(cli_env, "jobs", "wait", str(later.id), "--timeout", "0.5")
     assert late.returncode == 1 and "did not finish within 0.5" in late.stderr
+
+
+async def _awaited(app: App, job_id: int) -> bool:
+    """Whether a wait marked the job (it does so once its listener is up, before it reads the job)."""
+    return bool(await app.pool.fetchval(f"SELECT awaited FROM {app.schema}.jobs WHERE id = $1", job_id))
 
 
 async def test_queues_pause_resume_and_bulk_actions(app: App, cli_env: dict[str, str]) -> None:
@@ -323,8 +330,10 @@ async def test_show(app: App, cli_env: dict[str, str]) -> None:
 
 
 async def test_unknown_job_exits_1(app: App, cli_env: dict[str, str]) -> None:
-    for action in ("show", "cancel", "retry", "trigger", "delete"):
-        result = await run_cli(cli_env, "jobs", action, "987654")
+    actions = ("show", "cancel", "retry", "trigger", "delete")
+    # Side by side: each one is refused, so none changes what another sees.
+    results = await asyncio.gather(*(run_cli(cli_env, "jobs", action, "987654") for action in actions))
+    for action, result in zip(actions, results, strict=True):
         assert result.returncode == 1, (action, result.stderr)
         assert result.stderr.strip() == "error: job 987654 not found"
 

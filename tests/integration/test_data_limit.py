@@ -42,20 +42,6 @@ def assert_too_large(exc: ValidationError, field: str, size: int, limit: int = L
     assert f"{size} bytes" in exc.message and f"limit is {limit} bytes" in exc.message
 
 
-# --- settings ---
-
-def test_the_default_is_one_mebibyte_and_none_turns_it_off() -> None:
-    assert App("postgresql://unused", schema="unused").max_data_bytes == DEFAULT_LIMIT
-    assert App("postgresql://unused", schema="unused", max_data_bytes=None).max_data_bytes is None
-
-
-@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "1024"])
-def test_max_data_bytes_is_validated(bad: Any) -> None:
-    with pytest.raises(ValidationError) as info:
-        App("postgresql://unused", schema="unused", max_data_bytes=bad)
-    assert info.value.field == "max_data_bytes"
-
-
 # --- enqueue ---
 
 async def test_the_default_limit_refuses_data_over_one_mebibyte(app: App) -> None:

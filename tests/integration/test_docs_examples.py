@@ -6,11 +6,9 @@ fresh interpreter with ``AIOJOBS_PG_DSN``/``AIOJOBS_PG_SCHEMA`` set; the test ch
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -52,16 +50,3 @@ def test_a_docs_page_example_runs_as_written(page: str, pg_dsn: str, own_schema:
     assert done.returncode == 0, done.stderr
     lines = [line.strip() for line in done.stdout.splitlines()]
     assert sorted(lines) == sorted(PAGES[page]), done.stdout
-
-
-def _all_blocks() -> list[tuple[str, int, str]]:
-    pages = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
-    return [(page.name, i, block) for page in pages
-            for i, block in enumerate(_BLOCK.findall(page.read_text(encoding="utf-8")))]
-
-
-@pytest.mark.parametrize(("page", "index", "block"), _all_blocks(), ids=lambda v: str(v)[:30])
-def test_every_python_block_of_the_docs_compiles(page: str, index: int, block: str) -> None:
-    """The fragments the pages above do not run (settings, an ASGI mount) are at least valid Python
-    (top-level ``await`` allowed, as in a REPL or a notebook; an excerpt of a function's body is dedented)."""
-    compile(textwrap.dedent(block), f"{page}[{index}]", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)

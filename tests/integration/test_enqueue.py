@@ -146,13 +146,6 @@ async def test_default_max_attempts_setting(pg_dsn: str, own_schema: str) -> Non
         assert [j.max_attempts for j in jobs] == [5, 9]
 
 
-def test_default_max_attempts_is_validated() -> None:
-    for bad in (0, -1, True, "3"):
-        with pytest.raises(ValidationError) as info:
-            App("postgresql://unused", schema="unused", default_max_attempts=bad)  # type: ignore[arg-type]
-        assert info.value.field == "default_max_attempts"
-
-
 # --- when ---
 
 @pytest.mark.parametrize(
@@ -296,7 +289,7 @@ async def test_rolled_back_enqueue_does_not_notify(app: App, listener: Listener,
     assert await listener.drain() == []
     async with conn.transaction():
         await app.enqueue("h", connection=conn)
-        # Not delivered before commit.
+        # Not delivered before commit. A negative: nothing arrives within 0.3 s (no event to wait for).
         await asyncio.sleep(0.3)
         assert listener.received.empty()
     assert await listener.drain() == ["default"]
@@ -481,12 +474,6 @@ async def test_huge_delay_is_rejected_and_writes_nothing(app: App, delay: Any) -
 async def test_enqueue_many_item_max_attempts_none_means_default(app: App) -> None:
     jobs = await app.enqueue_many([{"handler": "h", "max_attempts": None}])
     assert jobs[0].max_attempts == app.default_max_attempts
-
-
-def test_default_max_attempts_above_enqueue_limit_is_rejected() -> None:
-    with pytest.raises(ValidationError) as info:
-        App("postgresql://unused", schema="unused", default_max_attempts=10_001)
-    assert info.value.field == "default_max_attempts"
 
 
 async def test_enqueue_many_returns_the_jobs_as_stored(app: App) -> None:

@@ -219,7 +219,9 @@ async def test_a_job_that_leaves_running_by_any_way_frees_its_place(app: App) ->
         await asyncio.wait_for(worker.signals.wait("prune", worker.signals.counts["prune"] + 1), 10)
         second = await claim(lease=0.01)  # maintenance freed it
         assert len(second) == 1 and await claim() == []
-        await asyncio.sleep(0.05)  # its lease runs out: its worker is lost; maintenance rescues it
+        # Its lease runs out: its worker is lost; maintenance rescues it.
+        await eventually(lambda: app.pool.fetchval(
+            f"SELECT lease_expires_at < now() FROM {app.schema}.jobs WHERE id = $1", second[0]))
         await asyncio.wait_for(worker.signals.wait("rescue", worker.signals.counts["rescue"] + 1), 10)
         assert (await app.get_job(second[0])).status is JobStatus.PENDING
         assert len(await claim()) == 1  # the rescue freed its place in its own statement

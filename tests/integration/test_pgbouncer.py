@@ -21,7 +21,6 @@ import asyncpg
 import pytest
 
 from aiojobs_pg import App
-from aiojobs_pg.errors import ValidationError
 from tests.helpers import eventually, register_slow
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
@@ -214,25 +213,3 @@ async def test_maintenance_through_pgbouncer_prunes_and_rescues(
             assert await history() <= 1
         assert (await app.get_job(lost.id)).status.value == "pending"
     assert await _advisory_locks(pg_dsn, f"aiojobs_pg:prune:{bounced}") == 0
-
-
-def test_bad_pgbouncer_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError) as err:
-        App("postgresql://x/y", listen_dsn="  ")
-    assert err.value.field == "listen_dsn"
-    with pytest.raises(ValidationError) as err:
-        App("postgresql://x/y", pgbouncer="yes")  # type: ignore[arg-type]
-    assert err.value.field == "pgbouncer"
-    monkeypatch.setenv("AIOJOBS_PG_PGBOUNCER", "maybe")
-    with pytest.raises(ValidationError) as err:
-        App("postgresql://x/y")
-    assert err.value.field == "AIOJOBS_PG_PGBOUNCER"
-
-
-def test_pgbouncer_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert App("postgresql://x/y").pgbouncer is False
-    monkeypatch.setenv("AIOJOBS_PG_PGBOUNCER", "true")
-    monkeypatch.setenv("AIOJOBS_PG_LISTEN_DSN", "postgresql://direct/y")
-    app = App("postgresql://bouncer/y")
-    assert app.pgbouncer is True and app.listen_dsn == "postgresql://direct/y"
-    assert App("postgresql://bouncer/y", pgbouncer=False, listen_dsn="postgresql://d/y").listen_dsn == "postgresql://d/y"

@@ -271,8 +271,9 @@ async def test_second_sigterm_stops_at_once(app: App, procs: Procs) -> None:
     worker, short, long = await _start_four(app, procs, drain=30.0)
 
     os.kill(worker.pid, signal.SIGTERM)
-    # Scenario timing, not synchronisation: the second signal comes during the (30 s) drain.
-    await anyio.sleep(0.5)
+    # The second signal comes during the (30 s) drain: once the worker has handled the first.
+    await eventually(lambda: procs.handled_signal(worker), timeout=5, interval=0.01,
+                     message="the worker never logged the first signal")
     assert worker.poll() is None, "the worker left before the drain timeout with 60 s jobs running"
     os.kill(worker.pid, signal.SIGTERM)
     elapsed = await wait_exit(worker, 3, "worker did not exit within 3 s of the second signal")

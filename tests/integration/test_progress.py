@@ -43,7 +43,8 @@ async def test_a_new_attempt_starts_with_no_progress(app: App) -> None:
     async def flaky(data: None, ctx: JobContext) -> None:
         if ctx.attempt == 1:
             await ctx.progress(0.5, "halfway, then failed")
-            await asyncio.sleep(0.7)  # long enough for the write
+            # Written before the attempt ends: the next attempt must find it and clear it.
+            await eventually(lambda: _progress_is(app, ctx.job_id, 0.5), message="the progress was never written")
             raise Retry(after=0)
         second.set()
         await gate.wait()
@@ -75,3 +76,7 @@ async def test_a_sync_handler_reports_through_from_thread(app: App) -> None:
 
 async def _status_is(app: App, job_id: int, status: JobStatus) -> bool:
     return (await app.get_job(job_id)).status is status
+
+
+async def _progress_is(app: App, job_id: int, fraction: float) -> bool:
+    return (await app.get_job(job_id)).progress == fraction

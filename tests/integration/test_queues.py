@@ -50,8 +50,9 @@ async def test_a_pause_outlasts_the_workers_and_wakes_them_on_resume(app: App) -
     held = await app.enqueue("job")
     await app.run_worker(burst=True, handle_signals=False)  # a new worker: the pause still holds
     assert (await app.get_job(held.id)).status is JobStatus.PENDING
-    async with app.worker(poll_interval=30):  # only the resume's notification can wake it in time
-        await asyncio.sleep(0.3)
+    async with app.worker(poll_interval=30) as worker:  # only the resume's notification can wake it in time
+        await eventually(lambda: worker.notifier.connected, message="listener never connected")
+        await asyncio.wait_for(worker.signals.wait("claim", 1), 5)  # its startup claim found the queue paused
         await app.resume_queue("default")
         await eventually(lambda: _status_is(app, held.id, JobStatus.COMPLETED), timeout=5)
 

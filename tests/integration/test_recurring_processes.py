@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +17,8 @@ from aiojobs_pg import App, JobStatus, RunStatus
 from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
+#: seconds (ticks of each schedule) watched while the four workers compete
+WINDOW = 11
 
 
 @pytest.fixture
@@ -53,9 +54,18 @@ async def test_every_tick_runs_exactly_once_across_four_processes(
     await eventually(declared, timeout=20)
     await eventually(all_up, timeout=20)
     start = await app.pool.fetchval("SELECT now()")
-    await asyncio.sleep(15)
+    first = start.replace(microsecond=0) + timedelta(seconds=2)  # after start-up
+    last = first + timedelta(seconds=WINDOW)
+
+    async def window_ran() -> bool:  # each schedule completed a tick at the end of the window, or later
+        for job in await app.admin().recurring():
+            runs = await app.job_history(job.id)
+            if not any(r.status is RunStatus.COMPLETED and r.scheduled_at >= last for r in runs):
+                return False
+        return True
+
+    await eventually(window_ran, timeout=WINDOW + 20, interval=0.2, message="the window's last tick never ran")
     assert len(await app.admin().workers()) == 4, "all four workers competed for the whole window"
-    end = await app.pool.fetchval("SELECT now()")
     for p in spawn:
         p.send_signal(signal.SIGTERM)
     for p in spawn:
@@ -66,9 +76,9 @@ async def test_every_tick_runs_exactly_once_across_four_processes(
         ticks = Counter(r.scheduled_at for r in runs)
         doubled = [t for t, n in ticks.items() if n > 1]
         assert not doubled, f"{job.periodic_key}: ticks run twice: {doubled}"
-        # Every whole second of the window (after start-up, before shutdown) ran once.
-        first = start.replace(microsecond=0) + timedelta(seconds=2)
-        expected = {first + timedelta(seconds=k) for k in range(int((end - first).total_seconds()) - 1)}
+        # Every whole second of the window ran once: a schedule's next tick is set when its run completes,
+        # so with the tick at ``last`` done, each tick before it is done too.
+        expected = {first + timedelta(seconds=k) for k in range(WINDOW + 1)}
         missing = sorted(expected - set(ticks))
         assert not missing, f"{job.periodic_key}: ticks that never ran: {missing}"
 

@@ -2,7 +2,7 @@
 
 One worker prunes at a time; a round deletes batch after batch until nothing is left; the count
 limit keeps the newest completed jobs of each queue; the counters behind the overview follow every
-statement that writes the history. Timings are in ``python -m benchmarks.retention``, not here.
+statement that writes the history. Timings are in docs/performance.md ("Retention and the overview"), not here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from aiojobs_pg import App, JobStatus, Retry
-from aiojobs_pg.errors import JobNotFound, ValidationError
+from aiojobs_pg.errors import JobNotFound
 from aiojobs_pg.maintenance import Maintenance
 from aiojobs_pg.queries import DB, Pruned, Queries
 from aiojobs_pg.schema import migrate, migrations
@@ -83,18 +83,31 @@ async def test_a_worker_skips_its_prune_while_another_prunes(app: App) -> None:
     assert done is not None and done.runs == 10 and await runs(app) == 0
 
 
-class SlowPrune(Queries):
-    """Queries whose prune passes take a while, so that two rounds overlap."""
+class HeldPrune(Queries):
+    """Queries whose prune passes wait for ``release``, so that a round holds the lock until the test says."""
+
+    release: asyncio.Event
 
     async def prune(self, db: DB, **kinds: Any) -> Pruned:
-        await asyncio.sleep(0.3)
+        await self.release.wait()
         return await super().prune(db, **kinds)
 
 
 async def test_two_workers_pruning_at_once_one_skips(app: App) -> None:
     await history_rows(app, 10)
-    first, second = (maintenance(app, SlowPrune(app.schema)) for _ in range(2))
-    rounds = await asyncio.gather(first.prune(), second.prune())
+    release = asyncio.Event()
+    held = [HeldPrune(app.schema), HeldPrune(app.schema)]
+    for queries in held:
+        queries.release = release
+    first, second = (maintenance(app, queries) for queries in held)
+    tasks = [asyncio.create_task(first.prune()), asyncio.create_task(second.prune())]
+    try:
+        # While one round is held inside its passes (with the lock), the other gives up without pruning.
+        done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert [t.result() for t in done] == [None], "no round skipped while the other held the lock"
+    finally:
+        release.set()
+    rounds = await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert sorted(r is None for r in rounds) == [False, True]
     assert sum(r.runs for r in rounds if r is not None) == 10
     # The lock went back with the round: the next one prunes.
@@ -188,12 +201,6 @@ async def test_keep_completed_deletes_batch_after_batch(app: App) -> None:
     assert await kept(app) == {"a": 30, "b": 30} == await counted(app)
     newest = await app.pool.fetchval(f"SELECT min(job_id) FROM {app.schema}.job_runs WHERE queue = 'a'")
     assert newest == 1_000_000 + 221  # the 30 newest of "a" stay
-
-
-def test_keep_completed_is_a_setting_of_the_app_and_its_workers() -> None:
-    assert App("postgresql://unused", keep_completed=100).keep_completed == 100
-    with pytest.raises(ValidationError):
-        App("postgresql://unused", keep_completed=-1)
 
 
 async def test_the_workers_maintenance_has_the_apps_count_limit(pg_dsn: str, own_schema: str) -> None:

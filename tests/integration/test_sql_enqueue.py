@@ -4,8 +4,6 @@ helpers of aiojobs_pg.drivers, each in the caller's transaction."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -21,7 +19,7 @@ from sqlalchemy.orm import Session
 from aiojobs_pg import App, Backoff, JobNotFound, JobStatus, ValidationError
 from aiojobs_pg.drivers import ENQUEUE_SQLSTATE, enqueue_psycopg, enqueue_sqlalchemy
 from aiojobs_pg.errors import DataTooLarge
-from tests.helpers import REPO, eventually
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -307,10 +305,3 @@ async def test_sqlalchemy_sync_session(app: App, pg_dsn: str) -> None:
     finally:
         engine.dispose()
     assert (await app.get_job(job_id)).data == {"k": "v"}
-
-
-def test_the_helpers_import_no_driver() -> None:
-    code = ("import sys, aiojobs_pg, aiojobs_pg.drivers; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'sqlalchemy')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -209,12 +209,6 @@ def aiojobs_pg_dsn(pg_dsn: str) -> str:
     return pg_dsn
 
 
-def test_the_plugin_is_registered_through_its_entry_point() -> None:
-    found = [ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.name == "aiojobs_pg"]
-    assert [ep.value for ep in found] == ["aiojobs_pg.pytest_plugin"], (
-        "reinstall the package (pip install -e .) so that its pytest11 entry point is registered")
-
-
 async def test_the_app_fixture_is_open_and_migrated_on_a_schema_of_its_own(
         needs_ddl: None, aiojobs_pg_app: App, aiojobs_pg_schema: str, pg_dsn: str) -> None:
     assert aiojobs_pg_app.schema == aiojobs_pg_schema and aiojobs_pg_schema.startswith("aiojobs_pg_test_")
@@ -333,15 +327,3 @@ async def test_the_worked_example_suite_passes(pg_dsn: str, needs_ddl: None) -> 
     run = await asyncio.to_thread(_pytest, REPO / "examples" / "testing", "--aiojobs-pg-dsn", pg_dsn)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"\b10 passed\b", run.stdout), run.stdout
-
-
-def test_the_guides_examples_are_excerpts_of_the_example_suite() -> None:
-    # docs/testing.md quotes examples/testing/test_shop.py, which the test above runs: each block that
-    # awaits something must appear there as written (imports aside), so the guide cannot drift from it.
-    suite = (REPO / "examples" / "testing" / "test_shop.py").read_text(encoding="utf-8")
-    guide = (REPO / "docs" / "testing.md").read_text(encoding="utf-8")
-    blocks = [b for b in re.findall(r"^```python\n(.*?)^```", guide, re.S | re.M) if "await " in b]
-    assert len(blocks) >= 5
-    for block in blocks:
-        code = "\n".join(line for line in block.splitlines() if not line.startswith(("from ", "import ")))
-        assert code.strip("\n") in suite, f"docs/testing.md's block is not in examples/testing/test_shop.py:\n{code}"

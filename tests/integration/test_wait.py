@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from aiojobs_pg import App, JobCancelled, JobContext, JobFailed, JobStateError, Retry
+from tests.helpers import eventually
 from tests.integration.test_fleet import service
 
 
@@ -39,6 +40,7 @@ async def test_wait_is_woken_by_the_notification_not_by_polling(app: App, monkey
     async def flaky(data: None, ctx: JobContext) -> str:
         if ctx.attempt == 1:
             raise Retry(after=0.5)  # a retry is not an end: no notification, and the wait goes on
+        # A negative, over time: a wait that polled (every poll_interval, 0.2 s here) would read the job meanwhile.
         await asyncio.sleep(1)
         return "second time"
 
@@ -62,7 +64,8 @@ async def test_wait_raises_when_the_job_fails_or_is_cancelled(app: App) -> None:
 
     pending = await app.enqueue("broken", delay=3600)
     waiting = asyncio.create_task(app.wait(pending.id, timeout=20))
-    await asyncio.sleep(0.3)
+    # Cancelled once the wait listens and has marked the job: the cancellation's notification ends it.
+    await eventually(lambda: _awaited(app, pending.id), message="the wait never marked the job")
     async with service(app) as other:
         await other.cancel(pending.id)
     with pytest.raises(JobCancelled):
@@ -83,3 +86,8 @@ async def test_wait_on_a_finished_job_answers_at_once_and_a_timeout_raises(app: 
     recurring = await app.enqueue("quick", schedule="1h")
     with pytest.raises(JobStateError, match="recurring"):
         await app.wait(recurring.id, timeout=5)
+
+
+async def _awaited(app: App, job_id: int) -> bool:
+    """Whether a wait marked the job (it does so once its listener is up, before it reads the job)."""
+    return bool(await app.pool.fetchval(f"SELECT awaited FROM {app.schema}.jobs WHERE id = $1", job_id))

@@ -92,15 +92,6 @@ async def test_backoff_delays_the_retry_on_the_database_clock(app: App) -> None:
     assert timedelta(seconds=55) < after.next_run_at - now < timedelta(seconds=61)
 
 
-def test_backoff_math() -> None:
-    b = Backoff(base=1, factor=2, cap=10, jitter=0)
-    assert [b.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
-    jittered = Backoff(base=10, factor=1, cap=100, jitter=0.5)
-    values = {jittered.delay(1) for _ in range(200)}
-    assert min(values) >= 5 and max(values) <= 15 and len(values) > 100
-    assert Backoff(base=1, factor=10, cap=5).delay(10_000) <= 5
-
-
 async def test_dead_letter_then_manual_retry(app: App) -> None:
     app.backoff = FAST
     fail = True
@@ -235,8 +226,8 @@ async def test_deferred_job_waits_for_its_time(app: App) -> None:
         ran.set()
 
     job = await app.enqueue("deferred", delay=1.0)
-    async with app.worker():
-        await asyncio.sleep(0.5)
+    async with app.worker() as worker:
+        await asyncio.wait_for(worker.signals.wait("claim", 1), 5)  # a claim ran, and left the job alone
         assert not ran.is_set() and await status_of(app, job.id) is JobStatus.PENDING
         await wait_status(app, job.id, JobStatus.COMPLETED, timeout=5)
     runs = await app.job_history(job.id)
@@ -425,14 +416,15 @@ async def test_rescue_of_last_attempt_is_the_dead_letter(app: App) -> None:
 
 
 async def test_leases_are_renewed_for_long_jobs(app: App) -> None:
-    # lease is 3 s in the fixture; the job runs 4.5 s and must not be rescued meanwhile.
+    # A lease of 1 s; the job runs 2.5 s (past two leases) and must not be rescued meanwhile.
     @app.handler()
     async def long(data: None, ctx: JobContext) -> int:
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(2.5)
         return ctx.attempt
 
     job = await app.enqueue("long", max_attempts=1)
-    async with app.worker(), app.worker():  # the second worker's maintenance would rescue an expired lease
+    # The second worker's maintenance (every 0.5 s) would rescue an expired lease.
+    async with app.worker(lease=1), app.worker(lease=1):
         await wait_status(app, job.id, JobStatus.COMPLETED, timeout=15)
     assert (await app.get_job(job.id)).result == 1
     assert [r.status for r in await app.job_history(job.id)] == [RunStatus.COMPLETED]

@@ -8,7 +8,11 @@ the notifier (a LISTEN connection's callbacks) import asyncpg; everything else g
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+from tests.helpers import REPO
 
 PACKAGE = Path(__file__).resolve().parents[2] / "aiojobs_pg"
 DRIVER_LAYER = {"aiojobs_pg.queries", "aiojobs_pg.notifier"}
@@ -73,3 +77,11 @@ def test_no_import_cycles() -> None:
         if name not in done:
             visit(name, [name])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+# The psycopg and SQLAlchemy helpers (aiojobs_pg.drivers) load their driver only when they are used.
+def test_the_helpers_import_no_driver() -> None:
+    code = ("import sys, aiojobs_pg, aiojobs_pg.drivers; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'sqlalchemy')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

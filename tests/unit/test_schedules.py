@@ -674,3 +674,17 @@ def test_parse_interval_only_raises_invalid_schedule(text: str) -> None:
     except InvalidSchedule:
         return
     assert result > timedelta(0)
+
+
+def test_overlap_policies() -> None:
+    from aiojobs_pg.schedules import parse_schedule
+
+    every_10s = parse_schedule("10s")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    long_run = {"tick": t, "claimed_at": t, "finished_at": t + timedelta(seconds=25)}
+    assert every_10s.next_run(**long_run) == t + timedelta(seconds=10)  # wait: right after the run
+    assert every_10s.next_run(**long_run, overlap="skip") == t + timedelta(seconds=30)
+    late_claim = {"tick": t, "claimed_at": t + timedelta(hours=1), "finished_at": t + timedelta(hours=1)}
+    assert every_10s.next_run(**late_claim) == t + timedelta(hours=1, seconds=10)
+    caught_up = every_10s.next_run(**late_claim, misfire="all")
+    assert caught_up == t + timedelta(hours=1) - timedelta(seconds=1000) + timedelta(seconds=10)

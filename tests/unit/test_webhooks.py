@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 
 from aiojobs_pg import Backoff, Cancel, Fail, JobContext, Retry, ValidationError, WebhookOptions
 from aiojobs_pg.models import Webhook
-from aiojobs_pg.webhooks import Response, body_of, delivery_spec, verify
+from aiojobs_pg.webhooks import Response, body_of, delivery_spec, sign, verify
 
 SECRET = "0123456789abcdef0123"
 DATA = {"webhook": 7, "url": "https://r.example/h", "event": "failed", "occurred_at": "2026-01-01T00:00:00+00:00",
@@ -101,3 +103,9 @@ async def test_a_removed_webhook_cancels_the_delivery() -> None:
 def test_options_are_checked() -> None:
     with pytest.raises(ValidationError):
         WebhookOptions(timeout=0)
+
+
+async def test_sign_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    body = b'{"a":1}'
+    expected = hmac.new(b"k" * 16, b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign("k" * 16, 1700000000, body) == "sha256=" + expected

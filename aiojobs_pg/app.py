@@ -399,6 +399,8 @@ class App:
         answer came: the job may exist (a ``dedup_key`` makes enqueueing it again safe).
         """
         attempts = self.default_max_attempts if max_attempts is None else max_attempts
+        # The plain path validates only what prepare_plain takes; every other keyword must be at its default
+        # here (tests/unit/test_enqueue_keywords.py fails on a keyword of this signature left out).
         if (name is None and timeout is None and delay is None and run_at is None and dedup_key is None
                 and schedule is None and timezone is None and misfire == "skip" and overlap == "wait"
                 and after is None and on_parent_failure is None and dedup_window is None and backoff is None

@@ -264,8 +264,8 @@ def attributes(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
 class NewJob:
     """A validated job, ready to insert (``enqueue.prepare`` makes one).
 
-    Its fields are the values an insert sends, read by name: ``queries.NEW_JOB_COLUMNS`` says which
-    column each fills (and checks that it names every field).
+    Its fields are the values an insert sends, read by name: each fills the column of its name (but those
+    that ``queries.NEW_JOB_COLUMNS`` lists otherwise), unless marked NOT_STORED.
     """
 
     handler: str

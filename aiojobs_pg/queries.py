@@ -8,6 +8,7 @@ so asyncpg prepares and caches each one per connection.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,6 +38,8 @@ from .models import (
 )
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+#: a named placeholder ``:name`` in SQL (not a cast ``::type``): a claim condition's, a completion's
+_NAMED_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 #: What a statement raises when the database, or the connection to it, fails; the worker's loops log
 #: these and try again. asyncpg raises InternalClientError on a pooled connection that has already
@@ -229,7 +232,9 @@ class DB(Protocol):
 # it reads as for a completed one-off job, from its history row (migration 0006). Every read of jobs
 # selects these (_JOB_COLUMNS), the completed ones read from job_runs as these (_DONE_AS_JOB), and
 # Job.from_record builds a Job from such a row by name. The view all_jobs (its latest migration) reads the
-# same way. A new column: its migration (with the view), its field on Job, and its entry here.
+# same way. A column read from job_runs as itself is kept there: the completion copies it (_DONE_JOB). A new
+# column: its migration (with the view), its field on Job (and NewJob's, if a job is created with it: see
+# NEW_JOB_COLUMNS), and its entry here.
 JOB_COLUMNS: dict[str, str] = {
     "id": "job_id", "name": "name", "handler": "handler", "data": "data", "queue": "queue",
     "priority": "priority", "schedule": "NULL::text", "timezone": "NULL::text", "status": "'completed'::text",
@@ -247,23 +252,32 @@ JOB_COLUMNS: dict[str, str] = {
 assert JOB_COLUMNS.keys() == set(stored_fields(Job)), "JOB_COLUMNS must name every stored field of Job"
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 
-# What a new job writes, declared once: each field of NewJob, in the order of the inserts' parameters, with
-# the column it fills and the SQL type it is sent as. Two fields fill next_run_at: run_at, else delay seconds
-# from the database's now() (_due). Generated from it: the inserts' column lists, values and parameters
-# (read from a NewJob by name), insert_many's arrays, the declared schedules' upsert, and the columns
-# update_job may set. A new column a job is created with: its entry here too (and NewJob's field).
-NEW_JOB_COLUMNS: dict[str, tuple[str, str]] = {
-    "name": ("name", "text"), "handler": ("handler", "text"), "data_json": ("data", "jsonb"),
-    "queue": ("queue", "text"), "priority": ("priority", "int"), "schedule": ("schedule", "text"),
-    "timezone": ("timezone", "text"), "max_attempts": ("max_attempts", "int"), "timeout": ("timeout", "float8"),
-    "run_at": ("next_run_at", "timestamptz"), "delay": ("next_run_at", "float8"),
-    "dedup_key": ("dedup_key", "text"), "misfire": ("misfire", "text"), "overlap": ("overlap", "text"),
-    "parents": ("parents", "bigint[]"), "on_parent_failure": ("on_parent_failure", "text"),
-    "concurrency_key": ("concurrency_key", "text"),
-    "backoff_json": ("backoff", "jsonb"),
-    "trace_context": ("trace_context", "text"),
-}
-assert NEW_JOB_COLUMNS.keys() == set(stored_fields(NewJob)), "NEW_JOB_COLUMNS must name every stored field of NewJob"
+# What a new job writes: each stored field of NewJob, in its order (the inserts' parameters), with the column
+# it fills and the SQL type it is sent as. A field fills the column of its name, sent as the SQL type of its
+# annotation (_SQL_TYPES), but for the fields of _NEW_JOB_FIELDS. Two fields fill next_run_at: run_at, else
+# delay seconds from the database's now() (_due). Generated from it: the inserts' column lists, values and
+# parameters (read from a NewJob by name), insert_many's arrays, the declared schedules' upsert, and the
+# columns update_job may set. A new column a job is created with: NewJob's field of the column's name.
+_SQL_TYPES = {"str": "text", "int": "int", "float": "float8", "datetime": "timestamptz", "tuple[int, ...]": "bigint[]"}
+_NEW_JOB_FIELDS = {"data_json": ("data", "jsonb"), "backoff_json": ("backoff", "jsonb"),
+                   "run_at": ("next_run_at", "timestamptz"), "delay": ("next_run_at", "float8")}
+
+
+def _written_columns(cls: type, special: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Each stored field of the dataclass ``cls``: the column it fills and its SQL type, ``special``'s or its
+    own name and the type of its annotation (``str | None``: text)."""
+    written = {}
+    for f in fields(cls):
+        if f.name not in stored_fields(cls):
+            continue
+        kind = str(f.type).split(" | ")[0]
+        if f.name not in special and kind not in _SQL_TYPES:
+            raise TypeError(f"{cls.__name__}.{f.name}: no SQL type for {f.type}; give its column and type")
+        written[f.name] = special.get(f.name) or (f.name, _SQL_TYPES[kind])
+    return written
+
+
+NEW_JOB_COLUMNS: dict[str, tuple[str, str]] = _written_columns(NewJob, _NEW_JOB_FIELDS)
 #: each column a new job fills, in the declaration's order, with its type: its first field's (next_run_at: run_at's)
 _NEW_COLUMNS = {column: next(k for c, k in NEW_JOB_COLUMNS.values() if c == column)
                 for column, _ in NEW_JOB_COLUMNS.values()}
@@ -556,8 +570,18 @@ def _fence(o: str) -> str:
 # it replaces; migration 0006) what the job was. "handler IS NOT NULL" marks such a row.
 _RUN_COLUMNS = ("job_id, claim, attempt, worker_id, status, started_at, completed_at, duration_ms, error, result, "
                 "scheduled_at")
-_DONE_JOB = ("handler", "name", "data", "queue", "priority", "max_attempts", "timeout", "dedup_key", "last_error",
-             "created_at", "last_run_at", "backoff", "concurrency_key")
+
+
+def _kept_in_history(columns: Mapping[str, str], run_columns: str) -> tuple[str, ...]:
+    """The columns of the job row that its history row keeps: those ``columns`` (JOB_COLUMNS) read from the
+    history under their own name, but the run's own (``run_columns``: worker_id, result)."""
+    run = run_columns.split(", ")
+    return tuple(c for c, expr in columns.items() if expr == c and c not in run)
+
+
+#: what a completion copies from the job row into its history row (restore_job copies it back): the
+#: columns JOB_COLUMNS reads from job_runs as themselves
+_DONE_JOB = _kept_in_history(JOB_COLUMNS, _RUN_COLUMNS)
 _DONE_JOB_COLUMNS = ", ".join(_DONE_JOB)
 _DONE = "handler IS NOT NULL"
 
@@ -568,15 +592,15 @@ def _run_values(*, status: str, error: str) -> str:
             f" extract(epoch FROM finished_at - started_at) * 1000, {error}, result::jsonb, scheduled_at")
 
 
-def _counted(gate: int) -> str:
-    """The CTE that adds the completed jobs kept in the history (when ``$gate``) to the counters GET /queues
-    reads (migration 0009). A row per backend, so no completion waits for another's. The statement's own
+def _counted(gate: str) -> str:
+    """The CTE that adds the completed jobs kept in the history (when ``gate``, a placeholder) to the counters
+    GET /queues reads (migration 0009). A row per backend, so no completion waits for another's. The statement's own
     CTE rather than an insert trigger on job_runs, whose transition table copies every row: +1.1-2.5%
     of the claim and completion's server CPU against +3.1-3.2% (docs/performance.md, "Retention and
     the overview")."""
     return f"""done_counted AS (
     INSERT INTO {{schema}}.queue_counts AS c (queue, backend, completed)
-    SELECT queue, pg_backend_pid(), count(*) FROM done WHERE ${gate} GROUP BY queue
+    SELECT queue, pg_backend_pid(), count(*) FROM done WHERE {gate} GROUP BY queue
     ON CONFLICT (queue, backend) DO UPDATE SET completed = c.completed + EXCLUDED.completed
 )"""
 
@@ -611,24 +635,114 @@ def _freed(*rows: str) -> str:
 ), {_counted_holders("limit_freed", "-")}"""
 
 
-def _completed(*, ids: int, worker_id: int, gate: int, control: int) -> str:
-    """The CTEs that complete one-off jobs: their outcomes come in parameters ``$ids`` to ``$ids+5``
-    (ids, tokens, results, start and end times, worker ids or NULL for ``$worker_id``); history rows
-    are written when ``$gate`` is true; ``done_woken`` tells those waiting for a job (``App.wait``)
-    on the channel ``$control``.
+class OutcomeParam(NamedTuple):
+    """One array of a completion's outcomes (see :data:`OUTCOME_PARAMS`)."""
+
+    #: the Outcome attribute each element is read from
+    attribute: str
+    #: how the array is sent (see _ENCODINGS)
+    encoding: str
+    #: the type of its elements in SQL
+    sql_type: str
+
+
+# What a completion sends of its outcomes, declared once: each array's name (the column the statement unnests
+# it as, and its placeholder), the Outcome attribute it is read from, how it is sent, and its SQL type.
+# OUTCOME_PARAMS are the outcomes that update their job's row (the statement "complete"); DONE_OUTCOME_PARAMS
+# the one-off jobs that completed (both statements). Generated from them: each statement's unnest, the
+# numbering of its placeholders (:o_<name>, :d_<name>, then the scalars :worker_id, :history, :control),
+# and the function building its arguments (_outcome_statement). A new outcome field: its entry here, and its
+# use in the statement.
+OUTCOME_PARAMS: dict[str, OutcomeParam] = {
+    "id": OutcomeParam("job_id", "literal", "bigint"), "attempt": OutcomeParam("attempt", "literal", "int"),
+    "token": OutcomeParam("token", "literal", "bigint"),
+    "job_status": OutcomeParam("job_status", "enum", "text"), "run_status": OutcomeParam("run_status", "enum", "text"),
+    "delay": OutcomeParam("delay", "literal", "float8"), "next_run_at": OutcomeParam("next_run_at", "micros", "bigint"),
+    "error": OutcomeParam("error", "sparse", "text"), "result": OutcomeParam("result_json", "sparse", "text"),
+    "started_at": OutcomeParam("started_us", "literal", "bigint"),
+    "finished_at": OutcomeParam("finished_us", "literal", "bigint"),
+    "release": OutcomeParam("release", "flag", "bool"), "reset": OutcomeParam("reset_attempts", "flag", "bool"),
+    "worker_id": OutcomeParam("worker_id", "worker", "text"),
+    "scheduled_at": OutcomeParam("scheduled_at", "micros", "bigint"),
+    "after_cancel": OutcomeParam("after_cancel", "flag", "bool"),
+}
+DONE_OUTCOME_PARAMS: dict[str, OutcomeParam] = {
+    name: OUTCOME_PARAMS[name] for name in ("id", "token", "result", "started_at", "finished_at", "worker_id")}
+
+# Each encoding: the array sent for the values of one attribute over a flush's outcomes; every one is sent as
+# one NULL when no outcome has a value, which unnest pads. "literal": an array literal (numbers, words: nothing
+# to quote); "enum": the literal of the values' .value; "flag": the literal of true, NULL for false; "micros":
+# the literal of microseconds since the epoch (see _micros); "sparse": a list of text; "worker": a list of
+# text, NULL where the batch's worker id (sent once, as :worker_id) applies.
+_ENCODINGS: dict[str, Callable[[list[Any], str | None], Any]] = {
+    "literal": lambda values, _: _literal(values),
+    "enum": lambda values, _: _literal([v.value for v in values]),
+    "flag": lambda values, _: _literal([v or None for v in values]),
+    "micros": lambda values, _: _micros(values),
+    "sparse": lambda values, _: _sparse(values),
+    "worker": lambda values, worker_id: _sparse([None if v == worker_id else v for v in values]),
+}
+_SENT_AS_LIST = ("sparse", "worker")  # the others are text: an array literal
+assert all(p.attribute in {f.name for f in fields(Outcome)} and p.encoding in _ENCODINGS
+           and (p.encoding not in _SENT_AS_LIST or p.sql_type == "text") for p in OUTCOME_PARAMS.values()), \
+    "OUTCOME_PARAMS: attributes of Outcome, known encodings, lists of text"
+_COMPLETE_SCALARS = ("worker_id", "history", "control")
+_BY_JOB_ID = operator.attrgetter("job_id")
+
+
+def _unnest(group: str, params: Mapping[str, OutcomeParam]) -> str:
+    """The unnest of the arrays ``params`` sent as the placeholders ``:<group>_<name>``, each as its column."""
+    return ",\n                 ".join(
+        f"unnest(:{group}_{name}::{'' if p.encoding in _SENT_AS_LIST else 'text::'}{p.sql_type}[]) AS {name}"
+        for name, p in params.items())
+
+
+OutcomeArgs = Callable[[Sequence[Outcome], Sequence[Outcome], "str | None", bool, str], tuple[Any, ...]]
+
+
+def _outcome_statement(groups: Mapping[str, Mapping[str, OutcomeParam]]) -> tuple[list[str], OutcomeArgs]:
+    """A completion statement's parameter names in order (each group's arrays, then the scalars), and the
+    function that builds its arguments ``(rest, done, worker_id, history, control)`` in that order: group
+    ``o`` reads the outcomes that update their row (``rest``), group ``d`` the one-off successes (``done``)."""
+    names = [f"{g}_{name}" for g, params in groups.items() for name in params] + list(_COMPLETE_SCALARS)
+    arrays = [(g == "o", operator.attrgetter(p.attribute), _ENCODINGS[p.encoding])
+              for g, params in groups.items() for p in params.values()]
+
+    def build(rest: Sequence[Outcome], done: Sequence[Outcome], worker_id: str | None, history: bool,
+              control: str) -> tuple[Any, ...]:
+        return (*[encode(list(map(get, rest if of_rest else done)), worker_id) for of_rest, get, encode in arrays],
+                worker_id, history, control)
+
+    return names, build
+
+
+def _numbered(sql: str, names: Sequence[str]) -> str:
+    """``sql`` with each placeholder ``:name`` turned into ``$n``, ``name`` the n-th of ``names``; each of
+    ``names`` is used, and nothing else."""
+    position = {name: i for i, name in enumerate(names, 1)}
+    used = set(_NAMED_PARAM.findall(sql))
+    assert used == position.keys(), f"placeholders {sorted(used ^ position.keys())} unused or undeclared"
+    return _NAMED_PARAM.sub(lambda m: f"${position[m.group(1)]}", sql)
+
+
+_COMPLETE_PARAMS, _complete_args = _outcome_statement({"o": OUTCOME_PARAMS, "d": DONE_OUTCOME_PARAMS})
+_COMPLETE_SUCCESS_PARAMS, _complete_success_args = _outcome_statement({"d": DONE_OUTCOME_PARAMS})
+
+
+def _completed() -> str:
+    """The CTEs that complete one-off jobs: their outcomes come in the arrays of DONE_OUTCOME_PARAMS
+    (``:d_<name>``; worker ids NULL for ``:worker_id``); history rows are written when ``:history`` is true;
+    ``done_woken`` tells those waiting for a job (``App.wait``) on the channel ``:control``.
 
     Each job's row leaves jobs, and RETURNING hands what it was to its history row, with the attempt
     and the due time the claim found (unchanged since: the row was running).
     """
-    p = [f"${ids + k}" for k in range(6)]
     return f"""d AS MATERIALIZED (
-    SELECT u.id, u.token, u.result, COALESCE(u.worker_id, ${worker_id}) AS worker_id,
+    SELECT u.id, u.token, u.result, COALESCE(u.worker_id, :worker_id) AS worker_id,
            {_from_micros("started_at")},
            {_from_micros("finished_at")},
            'running'::text AS running
-    FROM (SELECT unnest({p[0]}::text::bigint[]) AS id, unnest({p[1]}::text::bigint[]) AS token,
-                 unnest({p[2]}::text[]) AS result, unnest({p[3]}::text::bigint[]) AS started_at,
-                 unnest({p[4]}::text::bigint[]) AS finished_at, unnest({p[5]}::text[]) AS worker_id) u
+    FROM (SELECT {_unnest("d", DONE_OUTCOME_PARAMS)}) u
 ), done AS (
     DELETE FROM {{schema}}.jobs j USING d
     WHERE {_fence("d")}
@@ -639,9 +753,9 @@ def _completed(*, ids: int, worker_id: int, gate: int, control: int) -> str:
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS}, {_DONE_JOB_COLUMNS})
     SELECT {_run_values(status="'completed'", error="NULL")}, {_DONE_JOB_COLUMNS}
     FROM done
-    WHERE ${gate}
-), {_counted(gate)}, done_woken AS (
-    SELECT count(pg_notify(${control}, 'done ' || id)) AS n FROM done WHERE awaited
+    WHERE :history
+), {_counted(":history")}, done_woken AS (
+    SELECT count(pg_notify(:control, 'done ' || id)) AS n FROM done WHERE awaited
 ), done_hooked AS (
     -- their deliveries to webhooks (migration 0014), gated: with no webhook, done is not even read
     SELECT {{schema}}.webhook_deliveries(
@@ -762,15 +876,16 @@ WHERE status = 'pending' AND next_run_at > created_at AND next_run_at > now()
   AND queue = ANY($1::text[]) AND handler = ANY($2::text[])""",
     # Completion: every row is fenced by status and claim token; history rows are written only for
     # the rows the fence let through, in the same statement. A one-off job that completed is deleted
-    # into its history row (the CTEs of _completed, outcomes from $19); any other outcome updates its row
-    # (outcomes from $1: a retry, a dead letter, a recurring job's next tick, a release). Numbers,
+    # into its history row (the CTEs of _completed, outcomes :d_*); any other outcome updates its row
+    # (outcomes :o_*: a retry, a dead letter, a recurring job's next tick, a release). The outcomes'
+    # arrays and the placeholders' numbers come from OUTCOME_PARAMS (_outcome_statement). Numbers,
     # flags, statuses and times (microseconds since the epoch) arrive as array literals: asyncpg's
     # binary array encoder dominated a worker's CPU (docs/performance.md). The arrays are unnested in
     # the select list (a ProjectSet, which pads the shorter ones with NULLs as ROWS FROM does), not in
     # FROM, whose function scan copied every row into a tuplestore that the CTE then copied again. o and
     # d stay MATERIALIZED: inlined, they let the planner compare every outcome with every job under
     # stale statistics (tests/integration/test_plans.py).
-    "complete": f"""
+    "complete": _numbered(f"""
 WITH o AS MATERIALIZED (
     SELECT u.id, u.attempt, u.token, u.job_status, u.run_status, u.delay,
            {_from_micros("next_run_at")},
@@ -778,18 +893,11 @@ WITH o AS MATERIALIZED (
            {_from_micros("started_at")},
            {_from_micros("finished_at")},
            COALESCE(u.release, false) AS release, COALESCE(u.reset, false) AS reset,
-           COALESCE(u.worker_id, $15) AS worker_id,
+           COALESCE(u.worker_id, :worker_id) AS worker_id,
            {_from_micros("scheduled_at")},
            -- a run stopped by a cancel finds its job cancelled, not running, under the same token
            CASE WHEN u.after_cancel THEN 'cancelled' ELSE 'running' END AS running
-    FROM (SELECT unnest($1::text::bigint[]) AS id, unnest($2::text::int[]) AS attempt,
-                 unnest($3::text::bigint[]) AS token, unnest($4::text::text[]) AS job_status,
-                 unnest($5::text::text[]) AS run_status, unnest($6::text::float8[]) AS delay,
-                 unnest($7::text::bigint[]) AS next_run_at, unnest($8::text[]) AS error,
-                 unnest($9::text[]) AS result, unnest($10::text::bigint[]) AS started_at,
-                 unnest($11::text::bigint[]) AS finished_at, unnest($12::text::bool[]) AS release,
-                 unnest($13::text::bool[]) AS reset, unnest($14::text[]) AS worker_id,
-                 unnest($16::text::bigint[]) AS scheduled_at, unnest($18::text::bool[]) AS after_cancel) u
+    FROM (SELECT {_unnest("o", OUTCOME_PARAMS)}) u
 ), upd AS (
     UPDATE {{schema}}.jobs j
     SET status = o.job_status,
@@ -820,25 +928,27 @@ WITH o AS MATERIALIZED (
     INSERT INTO {{schema}}.job_runs ({_RUN_COLUMNS})
     SELECT {_run_values(status="run_status", error="error")}
     FROM upd
-    WHERE $17
+    WHERE :history
 ), upd_woken AS (
-    SELECT count(pg_notify($25, 'done ' || id)) AS n FROM upd WHERE awaited AND job_status IN ('failed', 'cancelled')
+    SELECT count(pg_notify(:control, 'done ' || id)) AS n FROM upd
+    WHERE awaited AND job_status IN ('failed', 'cancelled')
 ), upd_hooked AS (
     SELECT {{schema}}.webhook_deliveries(
                array_agg(event), array_agg(id), array_agg(handler), array_agg(queue), array_agg(job_status),
                array_agg(attempt), array_agg(max_attempts), array_agg(error), array_agg(result::jsonb)) AS n
     FROM upd WHERE event IS NOT NULL AND {_WEBHOOKS_EXIST}
     HAVING count(*) > 0
-), {_completed(ids=19, worker_id=15, gate=17, control=25)}, {_freed("upd", "done")}
+), {_completed()}, {_freed("upd", "done")}
 -- the notifications and deliveries run only if read (a CTE that is not read is not run)
 SELECT array_agg(id) FROM (SELECT id FROM upd UNION ALL SELECT id FROM done) applied
 WHERE (SELECT n FROM upd_woken) + (SELECT n FROM done_woken) + (SELECT count(n) FROM upd_hooked)
-      + (SELECT count(n) FROM done_hooked) >= 0""",
+      + (SELECT count(n) FROM done_hooked) >= 0""", _COMPLETE_PARAMS),
     # A flush of one-off jobs that all succeeded (a busy queue's usual flush): the CTEs of _completed
     # alone, six columns where "complete" has twenty-two, so less for the server to read per job.
-    "complete_success": f"""
-WITH {_completed(ids=1, worker_id=7, gate=8, control=9)}, {_freed("done")}
+    "complete_success": _numbered(f"""
+WITH {_completed()}, {_freed("done")}
 SELECT array_agg(id) FROM done WHERE (SELECT n FROM done_woken) + (SELECT count(n) FROM done_hooked) >= 0""",
+                                  _COMPLETE_SUCCESS_PARAMS),
     # Progress reported by running handlers (see progress.py): only a run still going on takes it.
     "set_progress": """
 UPDATE {schema}.jobs j SET progress = u.progress, progress_message = u.message
@@ -1281,9 +1391,6 @@ def _claimed_jobs(rows: Sequence[Any]) -> list[ClaimedJob]:
             for r, data in zip(rows, datas, strict=True)]
 
 
-_NAMED_PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
-
-
 @dataclass(frozen=True)
 class ClaimCondition:
     """A condition a pending job must meet for a worker to claim it: the claim's seam for features.
@@ -1466,37 +1573,22 @@ class Queries:
 
     async def complete(self, db: DB, outcomes: Sequence[Outcome], *, history: bool) -> set[int]:
         """Apply outcomes with fencing; returns the ids whose update went through."""
-        # One worker id for the whole batch is the usual case: send it once. Columns that are
-        # NULL (or false) for every outcome go as one NULL, which unnest pads.
+        # One worker id for the whole batch is the usual case: send it once (OUTCOME_PARAMS says how
+        # each array is sent).
         worker_id = outcomes[0].worker_id if outcomes else None
+        # In id order: the statement then locks the rows in the order an enqueue with parents locks them
+        # (migration 0019), so the two never wait for each other in a cycle.
+        outcomes = sorted(outcomes, key=_BY_JOB_ID)
         # A COMPLETED job status is a one-off job's success, with nothing else to write (see Outcome).
         completed = JobStatus.COMPLETED
         done = [o for o in outcomes if o.job_status is completed]
-        done_args = (_literal([o.job_id for o in done]), _literal([o.token for o in done]),
-                     _sparse([o.result_json for o in done]), _literal([o.started_us for o in done]),
-                     _literal([o.finished_us for o in done]),
-                     _sparse([None if o.worker_id == worker_id else o.worker_id for o in done]))
         if len(done) == len(outcomes):
-            applied = await db.fetchval(self.sql["complete_success"], *done_args, worker_id, history,
-                                        self.control_channel)
+            applied = await db.fetchval(self.sql["complete_success"],
+                                        *_complete_success_args((), done, worker_id, history, self.control_channel))
         else:
             rest = [o for o in outcomes if o.job_status is not completed]
-            applied = await db.fetchval(
-                self.sql["complete"], _literal([o.job_id for o in rest]), _literal([o.attempt for o in rest]),
-                _literal([o.token for o in rest]),
-                _literal([o.job_status.value for o in rest]),
-                _literal([o.run_status.value for o in rest]),
-                _literal([o.delay for o in rest]),
-                _micros([o.next_run_at for o in rest]),
-                _sparse([o.error for o in rest]),
-                _sparse([o.result_json for o in rest]),
-                _literal([o.started_us for o in rest]), _literal([o.finished_us for o in rest]),
-                _literal([o.release or None for o in rest]),
-                _literal([o.reset_attempts or None for o in rest]),
-                _sparse([None if o.worker_id == worker_id else o.worker_id for o in rest]),
-                worker_id, _micros([o.scheduled_at for o in rest]), history,
-                _literal([o.after_cancel or None for o in rest]), *done_args, self.control_channel,
-            )
+            applied = await db.fetchval(self.sql["complete"],
+                                        *_complete_args(rest, done, worker_id, history, self.control_channel))
         return set(applied or ())
 
     async def set_progress(self, db: DB, runs: Sequence[tuple[int, int, float, str | None]]) -> None:

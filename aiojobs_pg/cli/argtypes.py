@@ -1,4 +1,4 @@
-"""argparse value types shared by the command-line commands (``cli`` and ``http.command``)."""
+"""argparse value types shared by the command-line commands (``cli`` and ``cli.serve``)."""
 
 from __future__ import annotations
 

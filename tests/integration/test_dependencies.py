@@ -219,6 +219,32 @@ async def test_dependents_enqueued_while_their_parents_complete_are_never_strand
     assert sum(1 for _, d in runs if d == "c") == len(children)
 
 
+async def test_an_enqueue_after_parents_and_their_completion_never_deadlock(app: App) -> None:
+    """The enqueue locks its parents in id order, as a completion does, whatever plan reads them: here a
+    sequential scan, which meets the parent moved to the end of the heap first. A completion holds the lower
+    parent while the enqueue waits for it, then takes the higher one: had the enqueue locked that one first,
+    each would wait for the other until PostgreSQL failed one of them (DeadlockDetectedError)."""
+    _register(app)
+    a, b = (await app.enqueue_many([{"handler": "echo", "data": "p"} for _ in range(2)])).ids
+    s = app.schema
+    async with app.pool.acquire() as completion, app.pool.acquire() as enqueuing:
+        await completion.execute(f"UPDATE {s}.jobs SET priority = 1 WHERE id = $1", a)  # a's new version: after b's
+        await enqueuing.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        async with completion.transaction():
+            await completion.execute(f"SELECT FROM {s}.jobs WHERE id = $1 FOR UPDATE", a)
+            child = asyncio.create_task(app.enqueue("echo", "c", after=[a, b], connection=enqueuing))
+
+            async def enqueue_waits_for_a_lock() -> bool:
+                return bool(await app.pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                    f"%INSERT INTO {s}.jobs%"))
+            await eventually(enqueue_waits_for_a_lock, message="the enqueue did not wait for the parent's lock")
+            await completion.execute(f"SELECT FROM {s}.jobs WHERE id = $1 FOR UPDATE", b)
+        job = await asyncio.wait_for(child, 10)
+        await enqueuing.execute("RESET ALL")
+    assert job.status is JobStatus.WAITING and set(job.waiting_for or ()) == {a, b}
+
+
 @pytest.mark.usefixtures("ledger")
 async def test_several_processes_run_each_dependent_once_after_all_its_parents(
         app: App, procs: Procs) -> None:  # noqa: F811 (the fixture)

@@ -132,8 +132,8 @@ class Metrics:
     """The metrics of one App in one registry; :func:`instrument` makes one and sets it as ``app.observer``.
 
     Counts are kept as plain numbers and handed to the registry when it collects: a
-    ``prometheus_client`` counter or histogram takes a lock on every change, which cost a
-    no-op job's drain about 7 µs of CPU per job (a third more) where these cost about 1.5.
+    ``prometheus_client`` counter or histogram takes a lock on every change, several times the
+    cost of these (figures in docs/metrics.md).
     """
 
     def __init__(self, app: App, registry: CollectorRegistry, *, read_timeout: float = READ_TIMEOUT) -> None:

@@ -159,7 +159,9 @@ def test_dashboard_in_a_real_browser(browser: WebDriver, live_server: LiveServer
         wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr.run")) == 2,
                  what="the detail again")
         click(browser, "#history details summary")  # unfold a traceback
-        time.sleep(2.5)  # one auto-refresh: the unfolded traceback stays open
+        # one auto-refresh (it reloads the detail, then stamps #updated): the unfolded traceback stays open
+        browser.execute_script("document.getElementById('updated').textContent = ''")
+        wait_for(browser, lambda d: d.find_element(By.ID, "updated").text, what="an auto-refresh")
         assert browser.execute_script("return document.querySelector('#history details').open") is True
         browser.execute_script("document.getElementById('detail').scrollTop = 0")
         detail = tmp_path / "job-detail.png"

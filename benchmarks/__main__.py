@@ -26,6 +26,12 @@ from benchmarks import floor, ours
 from benchmarks.common import CPUS, Config, Result, ServerCpu, bench_dsn, commit, server_settings, tagged
 
 IMPLS: dict[str, ModuleType] = {"floor": floor, "ours": ours}
+try:  # a peer, in the optional `bench` extra: without it, its rows are left out
+    from benchmarks import pgqueuer_peer
+    IMPLS["pgqueuer"] = pgqueuer_peer
+except ImportError:
+    pass
+PEERS = ("floor", "ours", "pgqueuer")  # the implementations of the sections every one of them can do
 SETTINGS = ["server_version", "shared_buffers", "synchronous_commit", "fsync", "autovacuum", "max_connections"]
 # Targets of the performance issue: ours/floor of a figure, and whether higher is better. The single
 # enqueue's 0.90x was retired on 2026-12-06 (docs/performance.md): its row is read beside the others.
@@ -45,10 +51,10 @@ class Case:
 
 def plan(cfg: Config) -> list[Case]:
     def drain(k: int) -> Case:
-        return Case("drain", f"p{k}", lambda m, c: m.drain(c, k))
+        return Case("drain", f"p{k}", lambda m, c: m.drain(c, k), impls=PEERS)
     return [
-        Case("enqueue", "single", lambda m, c: m.enqueue(c, batch=False)),
-        Case("enqueue", "batch", lambda m, c: m.enqueue(c, batch=True)),
+        Case("enqueue", "single", lambda m, c: m.enqueue(c, batch=False), impls=PEERS),
+        Case("enqueue", "batch", lambda m, c: m.enqueue(c, batch=True), impls=PEERS),
         drain(1), drain(2), drain(4),
         Case("drain", "p1 limited", lambda m, c: m.drain(c, 1, limited=True), impls=("ours",)),
         Case("latency", f"{cfg.latency_rate:g}/s",
@@ -90,19 +96,26 @@ def ratio(a: Result | None, b: Result | None, title: str) -> float | None:
 
 
 def table(results: list[Result]) -> str:
-    """One row per (section, variant): each figure for the floor and ours, and ours/floor."""
+    """One row per (section, variant): each figure for the floor, then ours and any peer that ran, each with
+    its ratio to the floor."""
     by = {(r.impl, r.section, r.variant): r for r in results}
     keys = list(dict.fromkeys((r.section, r.variant) for r in results))
+    others = ["ours", *(i for i in IMPLS if i not in ("floor", "ours") and any(r.impl == i for r in results))]
+    # a peer's columns only for the figures it has (none has latencies but ours)
+    cols = {t: [i for i in others if i == "ours" or any(get(r) is not None for r in results if r.impl == i)]
+            for t, get in FIGURES.items()}
     head1, head2, rows = ["", ""], ["section", "variant"], []
     for title in FIGURES:
-        head1 += [title, "", ""]
-        head2 += ["floor", "ours", "ours/floor"]
+        head1 += [title] + [""] * 2 * len(cols[title])
+        head2 += ["floor", *(c for i in cols[title] for c in (i, f"{i}/floor"))]
     for section, variant in keys:
-        f, o = by.get(("floor", section, variant)), by.get(("ours", section, variant))
+        f = by.get(("floor", section, variant))
         row = [section, variant]
         for title, get in FIGURES.items():
-            q = ratio(o, f, title)
-            row += [_fmt(None if r is None else get(r), title) for r in (f, o)] + ["-" if q is None else f"{q:.2f}x"]
+            row.append(_fmt(None if f is None else get(f), title))
+            for i in cols[title]:
+                o, q = by.get((i, section, variant)), ratio(by.get((i, section, variant)), f, title)
+                row += [_fmt(None if o is None else get(o), title), "-" if q is None else f"{q:.2f}x"]
         rows.append(row)
     widths = [max(len(line[i]) for line in [head1, head2, *rows]) for i in range(len(head2))]
 
@@ -145,8 +158,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    " (with --long: memory over 200,000 jobs)")
     p.add_argument("--long", action="store_true", help="also the memory run (1,000,000 jobs)")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="floor, ours, a section (enqueue, drain, latency, soak, deferred, overview, memory) or"
-                   " ours.drain; repeatable")
+                   help="floor, ours, pgqueuer, a section (enqueue, drain, latency, soak, deferred, overview, memory)"
+                   " or ours.drain; repeatable")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results and the run's metadata there")
     p.add_argument("--dsn", default=None, help="default: $AIOJOBS_PG_BENCH_DSN, else the local test server")
     p.add_argument("-n", type=int, help="jobs enqueued one by one (20,000; --quick 2,000); ten times as many"
@@ -197,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  soak_seconds=args.soak_seconds or (4.0 if quick else 30.0),
                  memory_jobs=200_000 if quick else 1_000_000, overview_runs=20_000 if quick else 1_000_000)
     todo = selected(plan(cfg), args.only, args.long)
+    if any(i not in IMPLS for _, i in todo):
+        print("pgqueuer rows skipped: pgqueuer is not installed (pip install -e '.[bench]')")
+        todo = [(c, i) for c, i in todo if i in IMPLS]
     if args.list or not todo:
         for case, impl in selected(plan(cfg), args.only, True):
             print(f"{impl}.{case.section} {case.variant}{'  (--long)' if case.long else ''}")

@@ -226,6 +226,26 @@ class Meter:
 
 
 @contextlib.asynccontextmanager
+async def admin_on(dsn: str, schema: str) -> AsyncIterator[Conn]:
+    """An admin connection for a measurement in ``schema``, which is dropped before (a killed run's
+    leftovers) and after."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        yield admin
+    finally:
+        try:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await admin.close()
+
+
+async def count(admin: Conn, sql: str, schema: str) -> int:
+    """``sql``'s count, ``{s}`` in it naming ``schema``."""
+    return int(await admin.fetchval(sql.format(s=schema)))
+
+
+@contextlib.asynccontextmanager
 async def measured(admin: Conn) -> AsyncIterator[Meter]:
     """Time the block: wall clock, this process's CPU, the server's CPU, the machine's busy and stolen time.
 

@@ -21,7 +21,19 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.common import Config, Conn, Result, done, drain_processes, measured, paced, ready, schema_name, warm_up
+from benchmarks.common import (
+    Config,
+    Conn,
+    Result,
+    admin_on,
+    done,
+    drain_processes,
+    measured,
+    paced,
+    ready,
+    schema_name,
+    warm_up,
+)
 
 IMPL = "floor"
 SCHEMA = schema_name(IMPL)
@@ -54,16 +66,9 @@ async def _noop(data: Any) -> None:
 @contextlib.asynccontextmanager
 async def _fresh(dsn: str) -> AsyncIterator[Conn]:
     """An admin connection, with the schema created afresh; dropped on exit."""
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    async with admin_on(dsn, SCHEMA) as admin:
         await admin.execute(DDL.format(s=SCHEMA))
         yield admin
-    finally:
-        try:
-            await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        finally:
-            await admin.close()
 
 
 async def _count(admin: Conn, status: str) -> int:

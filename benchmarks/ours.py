@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from aiojobs_pg import App, JobContext, Worker
 from benchmarks.common import (
     Config,
     Conn,
     Result,
+    admin_on,
+    count,
     done,
     drain_processes,
     measured,
@@ -53,17 +53,9 @@ def _app(dsn: str, schema: str = SCHEMA) -> App:
 @contextlib.asynccontextmanager
 async def _fresh(dsn: str) -> AsyncIterator[tuple[App, Conn]]:
     """An open App on a freshly migrated schema, and an admin connection; the schema is dropped on exit."""
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        async with _app(dsn) as app:
-            await app.migrate()
-            yield app, admin
-    finally:
-        try:
-            await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        finally:
-            await admin.close()
+    async with admin_on(dsn, SCHEMA) as admin, _app(dsn) as app:
+        await app.migrate()
+        yield app, admin
 
 
 async def listening(worker: Worker) -> None:
@@ -75,7 +67,7 @@ async def listening(worker: Worker) -> None:
 
 
 async def _count(admin: Conn, sql: str) -> int:
-    return int(await admin.fetchval(sql.format(s=SCHEMA)))
+    return await count(admin, sql, SCHEMA)
 
 
 async def _preload(admin: Conn, n: int, handler: str = HANDLER) -> None:

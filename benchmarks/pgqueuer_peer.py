@@ -31,7 +31,7 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from pgqueuer.domain.settings import db_settings
 from pgqueuer.domain.types import QueueExecutionMode
 
-from benchmarks.common import Config, Conn, Result, done, drain_processes, measured, ready, schema_name
+from benchmarks.common import Config, Conn, Result, admin_on, count, done, drain_processes, measured, ready, schema_name
 
 IMPL = "pgqueuer"
 SCHEMA = schema_name(IMPL)
@@ -49,20 +49,13 @@ def _use(schema: str) -> None:
 async def _fresh(dsn: str) -> AsyncIterator[Conn]:
     """An admin connection, with pgqueuer installed afresh in the schema; the schema is dropped on exit."""
     _use(SCHEMA)
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    async with admin_on(dsn, SCHEMA) as admin:
         await Queries(AsyncpgDriver(admin)).install()
         yield admin
-    finally:
-        try:
-            await admin.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        finally:
-            await admin.close()
 
 
 async def _count(admin: Conn, sql: str) -> int:
-    return int(await admin.fetchval(sql.format(s=SCHEMA)))
+    return await count(admin, sql, SCHEMA)
 
 
 def _payloads(n: int) -> list[bytes | None]:

@@ -15,6 +15,11 @@ A lane is also a :class:`~aiojobs_pg.queries.ConnectionSource`: the app's enqueu
 calls run each statement on it through a :class:`~aiojobs_pg.queries.GuardedDB`,
 which closes a connection the server dropped and runs a statement again on a fresh
 one when that cannot repeat a write (docs/reliability.md, "Outages").
+
+A lane may set its kept connection up for its statements (``setup``: the worker's
+claim and completion lanes run :data:`~aiojobs_pg.queries.HOT_PATH_SETTINGS`). The
+settings last while the lane keeps the connection: the pool's reset on release
+(``RESET ALL``) undoes them before anyone else acquires it.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ class Lanes:
         self.closed = False
         self._lanes: list[Lane] = []
 
-    def lane(self) -> Lane:
-        """A new lane on this pool."""
-        lane = Lane(self)
+    def lane(self, *, setup: str | None = None) -> Lane:
+        """A new lane on this pool; ``setup`` (SQL) runs on each connection the lane keeps, before its first
+        statement there."""
+        lane = Lane(self, setup=setup)
         self._lanes.append(lane)
         return lane
 
@@ -55,9 +61,10 @@ class Lanes:
 class Lane(ConnectionSource):
     """One statement at a time on a connection kept from the pool between calls."""
 
-    def __init__(self, lanes: Lanes) -> None:
+    def __init__(self, lanes: Lanes, *, setup: str | None = None) -> None:
         super().__init__(lanes.pool)
         self._lanes = lanes
+        self._setup = setup
         self._conn: Any = None
         self._closed = False
         #: a statement is running on this lane (a second caller must use the pool)
@@ -87,6 +94,9 @@ class Lane(ConnectionSource):
             if conn is None:
                 conn = await lanes.pool.acquire()
             try:
+                # Set up only a connection the lane will keep: one acquired per call is not worth a round trip.
+                if self._setup is not None and conn is not self._conn and self._can_keep():
+                    await conn.execute(self._setup)
                 result = await fn(conn, *args, **kwargs)
             except BaseException:
                 with contextlib.suppress(Exception):  # the statement's own error is the one to report
@@ -98,7 +108,7 @@ class Lane(ConnectionSource):
                 if self._conn is conn:
                     if self._closed or lanes.closed:
                         await self._give_back(conn)
-                elif not (self._closed or lanes.closed) and lanes.kept < lanes.limit:
+                elif self._can_keep():
                     self._conn = conn
                     lanes.kept += 1
                 else:
@@ -106,6 +116,9 @@ class Lane(ConnectionSource):
             return result
         finally:
             self.busy = False
+
+    def _can_keep(self) -> bool:
+        return not (self._closed or self._lanes.closed) and self._lanes.kept < self._lanes.limit
 
     async def use(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``await fn(connection)``: on the lane, or on a pool connection of its own while the lane is busy."""

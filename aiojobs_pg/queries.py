@@ -345,6 +345,17 @@ _UPDATE_SET = ",\n    ".join(f"{c} = CASE WHEN '{c}' = ANY($2::text[]) THEN ${_U
                                for c, kind in _NEW_COLUMNS.items())
 
 
+#: The session settings of a worker's claim and completion lanes (lane.py): their statements are planned once per
+#: connection, as the same plan whatever the statistics say. Each is a probe by primary key or an ordered range
+#: of an index, so one plan serves any table. Left to itself, PostgreSQL plans the claim again at every call (its
+#: LIMIT $2 makes any plan made without the value look costly), which costs more server time than running it at
+#: small batches, and keeps the first generic plan of the completion even when it was made from the statistics
+#: of an empty table: a sequential scan per flush once the table has grown (tests/integration/test_plans.py).
+#: Without sequential scans the cached plan is the index plan whatever the statistics; without JIT, a plan
+#: priced for a large table is not compiled at every call. Figures: docs/performance.md, "Statements".
+HOT_PATH_SETTINGS = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off"
+
+
 # What a claim returns, in the order of ClaimedJob's fields, so each row builds one positionally (all but
 # claimed_at, the worker's clock when the claim returned: one datetime for the batch instead of a
 # timestamp per row to decode). data comes as text, decoded by load_json in one call per claim, which

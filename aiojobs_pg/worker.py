@@ -33,7 +33,16 @@ from .notifier import Notifier
 from .observers import Observer
 from .producer import Producer
 from .progress import ProgressWriter
-from .queries import DB_ERRORS, WEBHOOK_HANDLER, WEBHOOK_QUEUE, ClaimCondition, Connection, Pool, Queries
+from .queries import (
+    DB_ERRORS,
+    HOT_PATH_SETTINGS,
+    WEBHOOK_HANDLER,
+    WEBHOOK_QUEUE,
+    ClaimCondition,
+    Connection,
+    Pool,
+    Queries,
+)
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.worker")
@@ -110,7 +119,11 @@ class Worker:
         self.stopped = anyio.Event()
         #: counters of claims, flushes, rescues and prunes, to wait on in tests (see :class:`Signals`)
         self.signals = Signals()
-        self.completer = Completer(lanes.lane(), queries, history=settings.history, on_flushed=self._on_flushed,
+        # The claim and completion lanes plan their statements once per connection (HOT_PATH_SETTINGS), where
+        # the session is ours to set: not through PgBouncer in transaction mode, whose sessions are shared.
+        hot_path = None if xact_locks else HOT_PATH_SETTINGS
+        self.completer = Completer(lanes.lane(setup=hot_path), queries, history=settings.history,
+                                   on_flushed=self._on_flushed,
                                    owned=self.inflight.__contains__, steps=completion_steps, signals=self.signals)
         #: jobs whose run is being stopped because the job was cancelled
         self._cancelling: set[int] = set()
@@ -120,7 +133,7 @@ class Worker:
         self._webhooks_on = False
         #: a notification said there is something to deliver while a check of the database was in flight
         self._webhooks_told = False
-        self.producer = Producer(lanes.lane(), queries, worker_id=self.id, queues=settings.queues,
+        self.producer = Producer(lanes.lane(setup=hot_path), queries, worker_id=self.id, queues=settings.queues,
                                  handlers=[h for h in executor.handlers if not (webhooks and h == WEBHOOK_HANDLER)],
                                  lease=settings.lease,
                                  poll_interval=settings.poll_interval, free_slots=self.free_slots,

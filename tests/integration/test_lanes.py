@@ -212,3 +212,42 @@ async def test_session_state_left_on_the_pool_is_reset_before_the_engine_reuses_
     finally:
         for conn in held:
             await app.pool.release(conn)
+
+
+async def _plan_cache_mode(conn: Any) -> str:
+    return str(await conn.fetchval("SHOW plan_cache_mode"))
+
+
+async def test_a_lane_sets_up_the_connection_it_keeps_and_the_pool_resets_it(pool: asyncpg.Pool) -> None:
+    lane = Lanes(pool, reserve=2).lane(setup="SET plan_cache_mode = force_generic_plan")
+    kept = await lane.run(backend)
+    assert await lane.run(_plan_cache_mode) == "force_generic_plan"
+    await lane.close()
+    # Back in the pool, the connection is everyone's again: the reset on release undid the lane's settings.
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        again = next(c for c in held if c.get_server_pid() == kept)
+        assert await _plan_cache_mode(again) == "auto"
+    finally:
+        for conn in held:
+            await pool.release(conn)
+
+
+async def test_a_lane_over_its_budget_sets_up_nothing(pool: asyncpg.Pool) -> None:
+    # It acquires and releases per call: a setup would be a round trip per statement, undone at once.
+    lane = Lanes(pool, reserve=pool.get_max_size()).lane(setup="SET plan_cache_mode = force_generic_plan")
+    assert await lane.run(_plan_cache_mode) == "auto"
+    await lane.close()
+
+
+@pytest.mark.parametrize("pgbouncer", [False, True])
+async def test_the_worker_claims_and_completes_on_lanes_that_plan_once(pg_dsn: str, own_schema: str,
+                                                                      pgbouncer: bool) -> None:
+    # Not through PgBouncer in transaction mode: a session setting there would reach other clients' statements.
+    app = App(pg_dsn, schema=own_schema, pgbouncer=pgbouncer, listen_dsn=pg_dsn)
+    async with app:
+        worker = app.create_worker()
+        modes = [await worker.producer.lane.run(_plan_cache_mode), await worker.completer.lane.run(_plan_cache_mode)]
+        await worker.producer.lane.close()
+        await worker.completer.lane.close()
+    assert modes == ["auto"] * 2 if pgbouncer else ["force_generic_plan"] * 2

@@ -6,7 +6,9 @@ statistics of a busy queue are always stale (the last ANALYZE saw no running job
 Under those guesses completion once joined every outcome with every outcome or every
 running job: a flush of 1,000 jobs compared a million pairs. These tests run the
 statements under both plan modes, after an ANALYZE that saw nothing running, and read
-the executed plan.
+the executed plan. The worker's claim and completion lanes force the generic plan
+(queries.HOT_PATH_SETTINGS): the last test makes that plan while the table is empty and
+runs it on a full one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from aiojobs_pg import App
 from aiojobs_pg.executor import Backoff, Executor
 from aiojobs_pg.models import JobStatus, RunStatus, micros
+from aiojobs_pg.queries import HOT_PATH_SETTINGS
 
 BATCH = 300
 TABLE_ROWS = 20_000
@@ -46,18 +49,39 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
+def _literal(value: Any) -> str:
+    """``value`` as an SQL literal that EXECUTE coerces to its parameter's type (EXECUTE takes no parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        items = ("NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+        return _literal("{" + ",".join(items) + "}")
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _execute(args: Sequence[Any]) -> str:
+    return "EXECUTE hot(" + ", ".join(map(_literal, args)) + ")"
+
+
 async def _executed_plan(app: App, mode: str, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    """The plan of ``sql`` as a prepared statement runs it under ``mode``. EXPLAIN of the statement itself
+    would plan it with the arguments' values whatever the mode: EXPLAIN EXECUTE goes through the plan cache."""
     async with app.pool.acquire() as conn:
         await conn.execute(f"SET plan_cache_mode = {mode}")
+        await conn.execute(f"PREPARE hot AS {sql}")
         try:
             tr = conn.transaction()
             await tr.start()
             try:
-                raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
+                raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _execute(args))
             finally:
                 await tr.rollback()
         finally:
-            await conn.execute("RESET plan_cache_mode")
+            await conn.execute("DEALLOCATE hot; RESET plan_cache_mode")
     return list(_nodes(json.loads(raw)[0]["Plan"]))
 
 
@@ -126,3 +150,68 @@ async def test_lease_renewal_probes_each_job_once(app: App, running: list[Any], 
     await app.queries.renew_leases(capture, [(j.id, j.token) for j in running], 30.0)  # type: ignore[arg-type]
     nodes = await _executed_plan(app, mode, app.queries.sql["renew_leases"], capture.args)
     _assert_linear(nodes, BATCH)
+
+
+async def _outcome_args(app: App, jobs: Sequence[Any], failures: int) -> tuple[str, Sequence[Any]]:
+    """The completion statement and arguments a worker sends for ``jobs``, the first ``failures`` of them failed."""
+    ex = Executor({}, worker_id="w1", backoff=Backoff())
+    outcomes = [ex.failure(job, micros(job.claimed_at), "boom") if i < failures else
+                ex.outcome(job, micros(job.claimed_at), JobStatus.COMPLETED, RunStatus.COMPLETED, result_json="1")
+                for i, job in enumerate(jobs)]
+    capture = _Capture()
+    await app.queries.complete(capture, outcomes, history=True)  # type: ignore[arg-type]
+    return capture.query, capture.args
+
+
+async def _pending(app: App, n: int) -> None:
+    await app.pool.execute(f"INSERT INTO {app.schema}.jobs (handler, data)"
+                           " SELECT 'noop', jsonb_build_object('i', g) FROM generate_series(1, $1) g", n)
+
+
+@pytest.mark.parametrize("statement", ["claim", "complete_success", "complete"])
+async def test_the_worker_lanes_plan_once_and_a_plan_made_on_an_empty_table_still_probes_by_key(
+        app: App, statement: str) -> None:
+    # The worker's claim and completion lanes run HOT_PATH_SETTINGS. A plan cached there while the table was
+    # empty, and its statistics said so, must serve a table of any size with the same probes by key: left to
+    # PostgreSQL, the completion's cached plan scanned the whole table at every flush from then on.
+    claim = app.queries.claim_for(["noop"])
+    claim_args = (["default"], BATCH, 30.0, "w1", claim.handlers)
+    failures = BATCH // 2 if statement == "complete" else 0
+    await app.pool.execute(f"ANALYZE {app.schema}.jobs")  # the statistics of an empty table
+    async with app.pool.acquire() as conn:
+        await conn.execute(HOT_PATH_SETTINGS)
+        # Six runs on a handful of jobs: PostgreSQL makes five custom plans before it may cache a generic one.
+        for i in range(6):
+            await _pending(app, 2)
+            if statement == "claim":
+                sql, args = claim.sql, claim_args
+            else:
+                small = await app.queries.claim(app.pool, ["default"], 2, 30.0, "w1", claim)
+                sql, args = await _outcome_args(app, small, min(failures, 1))
+            if i == 0:
+                assert sql == app.queries.sql[statement] or statement == "claim"
+                await conn.execute(f"PREPARE hot AS {sql}")
+            await conn.execute(_execute(args))
+        await _pending(app, TABLE_ROWS)  # no ANALYZE since: the statistics still say empty
+        running = await app.queries.claim(app.pool, ["default"], BATCH, 30.0, "w1", claim)
+        args = claim_args if statement == "claim" else (await _outcome_args(app, running, failures))[1]
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _execute(args))
+        finally:
+            await tr.rollback()
+        plans = await conn.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                                    " WHERE name = 'hot'")
+    # Planned once, not at every call (the claim's LIMIT $2 made PostgreSQL plan it again each time).
+    assert (plans["generic_plans"], plans["custom_plans"]) == (7, 0)
+    nodes = list(_nodes(json.loads(raw)[0]["Plan"]))
+    if statement != "claim":
+        _assert_linear(nodes, BATCH)
+        return
+    # The claim reads the claim index in claim order, as far as it takes, and the claimed rows by key.
+    on_jobs = [(n["Node Type"], n.get("Index Name")) for n in nodes
+               if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
+    assert sorted(on_jobs) == [("Index Scan", "jobs_claim_idx"), ("Index Scan", "jobs_pkey")]
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes if n.get("Index Name") == "jobs_claim_idx")
+    assert read == BATCH

@@ -19,7 +19,7 @@ import anyio
 from .executor import next_run_after, now_us
 from .logs import get_logger
 from .models import JobStatus, Outcome, RunStatus, micros
-from .queries import DB_ERRORS, Conn, ExpiredLease, Pool, Pruned, Queries
+from .queries import DB_ERRORS, HOT_PATH_LOCAL, Conn, ExpiredLease, Pool, Pruned, Queries
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.maintenance")
@@ -75,6 +75,7 @@ class Maintenance:
         total = 0
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(HOT_PATH_LOCAL)  # planned as the worker's completions are (queries.py)
                 rows = await self.queries.expired_leases(conn, self.batch)
                 if not rows:
                     return total

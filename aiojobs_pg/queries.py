@@ -354,6 +354,9 @@ _UPDATE_SET = ",\n    ".join(f"{c} = CASE WHEN '{c}' = ANY($2::text[]) THEN ${_U
 #: Without sequential scans the cached plan is the index plan whatever the statistics; without JIT, a plan
 #: priced for a large table is not compiled at every call. Figures: docs/performance.md, "Statements".
 HOT_PATH_SETTINGS = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off"
+#: The same for one transaction, for the probes by key the engine runs on the shared pool (lease renewal, the
+#: rescue): see :func:`planned_once`.
+HOT_PATH_LOCAL = HOT_PATH_SETTINGS.replace("SET ", "SET LOCAL ")
 
 
 # What a claim returns, in the order of ClaimedJob's fields, so each row builds one positionally (all but
@@ -1901,6 +1904,18 @@ def discard(conn: Any) -> None:
     """Close a lost connection now, so that nothing uses it again. The pool replaces one of its own."""
     with contextlib.suppress(Exception):  # released to its pool, or closed, already
         conn.terminate()
+
+
+async def planned_once(pool: Pool, fn: Callable[[Any], Awaitable[_T]]) -> _T:
+    """``await fn(connection)`` in a transaction on a pool connection (:func:`on_pool`), planned as the worker's
+    lanes plan (:data:`HOT_PATH_LOCAL`): for that transaction only, so the pool's other users keep their
+    settings, and so does a PgBouncer server connection."""
+    async def planned(conn: Any) -> _T:
+        async with conn.transaction():
+            await conn.execute(HOT_PATH_LOCAL)
+            return await fn(conn)
+
+    return await on_pool(pool, planned)
 
 
 async def on_pool(pool: Pool, fn: Callable[[Any], Awaitable[_T]]) -> _T:

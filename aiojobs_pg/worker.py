@@ -42,6 +42,7 @@ from .queries import (
     Connection,
     Pool,
     Queries,
+    planned_once,
 )
 from .signals import Signals
 
@@ -362,7 +363,8 @@ class Worker:
         if not jobs:
             return
         sent_at = time.monotonic()
-        renewed = await self.queries.renew_leases(self.pool, jobs, self.settings.lease)
+        lease = self.settings.lease
+        renewed = await planned_once(self.pool, lambda conn: self.queries.renew_leases(conn, jobs, lease))
         lost = set()
         for job_id, token in jobs:
             current = self.inflight.get(job_id)
@@ -375,7 +377,8 @@ class Worker:
             # else the handler is done and its outcome, flushed or not, is fenced like any other
         if lost:
             # A cancel whose notification this worker missed: stop the run and record it, as on the notification.
-            cancelled = await self.queries.cancelled_runs(self.pool, [(j, self.inflight[j].token) for j in lost])
+            runs = [(j, self.inflight[j].token) for j in lost]
+            cancelled = await planned_once(self.pool, lambda conn: self.queries.cancelled_runs(conn, runs))
             for job_id in cancelled:
                 self.cancel_run(job_id)
             self._lose(lost - cancelled, "lease not renewed: the job was rescued or deleted")

@@ -22,7 +22,7 @@ import pytest
 from aiojobs_pg import App
 from aiojobs_pg.executor import Backoff, Executor
 from aiojobs_pg.models import JobStatus, RunStatus, micros
-from aiojobs_pg.queries import HOT_PATH_SETTINGS
+from aiojobs_pg.queries import HOT_PATH_LOCAL, HOT_PATH_SETTINGS, planned_once
 
 BATCH = 300
 TABLE_ROWS = 20_000
@@ -168,33 +168,41 @@ async def _pending(app: App, n: int) -> None:
                            " SELECT 'noop', jsonb_build_object('i', g) FROM generate_series(1, $1) g", n)
 
 
-@pytest.mark.parametrize("statement", ["claim", "complete_success", "complete"])
-async def test_the_worker_lanes_plan_once_and_a_plan_made_on_an_empty_table_still_probes_by_key(
+async def _worker_statement(app: App, statement: str, jobs: Sequence[Any], rows: int) -> tuple[str, Sequence[Any]]:
+    """What a worker sends for ``statement``: a claim of ``rows``, or a completion (half of it failures, for
+    "complete") or lease renewal of the running ``jobs``."""
+    if statement == "claim":
+        claim = app.queries.claim_for(["noop"])
+        return claim.sql, (["default"], rows, 30.0, "w1", claim.handlers)
+    if statement == "renew_leases":
+        capture = _Capture()
+        await app.queries.renew_leases(capture, [(j.id, j.token) for j in jobs], 30.0)  # type: ignore[arg-type]
+        return capture.query, capture.args
+    return await _outcome_args(app, jobs, max(1, len(jobs) // 2) if statement == "complete" else 0)
+
+
+@pytest.mark.parametrize("statement", ["claim", "complete_success", "complete", "renew_leases"])
+async def test_the_worker_plans_once_and_a_plan_made_on_an_empty_table_still_probes_by_key(
         app: App, statement: str) -> None:
-    # The worker's claim and completion lanes run HOT_PATH_SETTINGS. A plan cached there while the table was
-    # empty, and its statistics said so, must serve a table of any size with the same probes by key: left to
-    # PostgreSQL, the completion's cached plan scanned the whole table at every flush from then on.
+    # The worker's claim and completion lanes run HOT_PATH_SETTINGS, its lease renewals and rescues the same
+    # for their transaction (HOT_PATH_LOCAL). A plan cached there while the table was empty, and its statistics
+    # said so, must serve a table of any size with the same probes by key: left to PostgreSQL, the cached plans
+    # of the completion and the renewal scanned the whole table at every call from then on.
     claim = app.queries.claim_for(["noop"])
-    claim_args = (["default"], BATCH, 30.0, "w1", claim.handlers)
-    failures = BATCH // 2 if statement == "complete" else 0
     await app.pool.execute(f"ANALYZE {app.schema}.jobs")  # the statistics of an empty table
     async with app.pool.acquire() as conn:
         await conn.execute(HOT_PATH_SETTINGS)
         # Six runs on a handful of jobs: PostgreSQL makes five custom plans before it may cache a generic one.
         for i in range(6):
             await _pending(app, 2)
-            if statement == "claim":
-                sql, args = claim.sql, claim_args
-            else:
-                small = await app.queries.claim(app.pool, ["default"], 2, 30.0, "w1", claim)
-                sql, args = await _outcome_args(app, small, min(failures, 1))
+            small = await app.queries.claim(app.pool, ["default"], 2, 30.0, "w1", claim)
+            sql, args = await _worker_statement(app, statement, small, 2)
             if i == 0:
-                assert sql == app.queries.sql[statement] or statement == "claim"
                 await conn.execute(f"PREPARE hot AS {sql}")
             await conn.execute(_execute(args))
         await _pending(app, TABLE_ROWS)  # no ANALYZE since: the statistics still say empty
         running = await app.queries.claim(app.pool, ["default"], BATCH, 30.0, "w1", claim)
-        args = claim_args if statement == "claim" else (await _outcome_args(app, running, failures))[1]
+        sql, args = await _worker_statement(app, statement, running, BATCH)
         tr = conn.transaction()
         await tr.start()
         try:
@@ -203,6 +211,7 @@ async def test_the_worker_lanes_plan_once_and_a_plan_made_on_an_empty_table_stil
             await tr.rollback()
         plans = await conn.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
                                     " WHERE name = 'hot'")
+    assert statement == "claim" or sql == app.queries.sql[statement]
     # Planned once, not at every call (the claim's LIMIT $2 made PostgreSQL plan it again each time).
     assert (plans["generic_plans"], plans["custom_plans"]) == (7, 0)
     nodes = list(_nodes(json.loads(raw)[0]["Plan"]))
@@ -215,3 +224,17 @@ async def test_the_worker_lanes_plan_once_and_a_plan_made_on_an_empty_table_stil
     assert sorted(on_jobs) == [("Index Scan", "jobs_claim_idx"), ("Index Scan", "jobs_pkey")]
     read = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes if n.get("Index Name") == "jobs_claim_idx")
     assert read == BATCH
+
+
+async def test_the_probes_on_the_shared_pool_plan_once_for_their_transaction_only(app: App) -> None:
+    # Lease renewal and the rescue run on the pool, which the application shares (and, through PgBouncer, other
+    # clients too): their settings end with their transaction.
+    async def modes(conn: Any) -> tuple[str, str]:
+        return await conn.fetchval("SHOW plan_cache_mode"), await conn.fetchval("SHOW enable_seqscan")
+
+    assert await planned_once(app.pool, modes) == ("force_generic_plan", "off")
+    async with app.pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(HOT_PATH_LOCAL)
+            assert await modes(conn) == ("force_generic_plan", "off")
+        assert await modes(conn) == ("auto", "on")

@@ -781,6 +781,9 @@ def _completed() -> str:
 )"""
 
 
+# A worker is alive while its last heartbeat is younger than its lease (list_workers, unserved; {w}: the alias).
+_ALIVE = "{w}heartbeat_at > now() - make_interval(secs => {w}lease)"
+
 #: the built-in webhook delivery handler and its queue (webhooks.py; migration 0014 names them too)
 WEBHOOK_HANDLER = "aiojobs_pg.webhook"
 WEBHOOK_QUEUE = "aiojobs_pg.webhooks"
@@ -992,22 +995,22 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues, h
     "worker_remove": "DELETE FROM {schema}.workers WHERE id = $1",
     # Pending jobs that no live worker can claim: their (queue, handler) is served by none. One pass over
     # the pending part of the claim index, grouped, then each group checked against the few workers.
-    "unserved": """
+    "unserved": f"""
 WITH p AS (
-    SELECT queue, handler, count(*) AS count FROM {schema}.jobs WHERE status = 'pending' GROUP BY queue, handler
+    SELECT queue, handler, count(*) AS count FROM {{schema}}.jobs WHERE status = 'pending' GROUP BY queue, handler
 )
 SELECT p.queue, p.handler, p.count FROM p
 WHERE NOT EXISTS (
-    SELECT 1 FROM {schema}.workers w
-    WHERE w.heartbeat_at > now() - make_interval(secs => w.lease)
+    SELECT 1 FROM {{schema}}.workers w
+    WHERE {_ALIVE.format(w="w.")}
       AND p.queue = ANY(w.queues) AND p.handler = ANY(w.handlers))
 ORDER BY p.queue, p.handler""",
     "workers_prune": """
 DELETE FROM {schema}.workers WHERE heartbeat_at < now() - make_interval(secs => $1)""",
-    "list_workers": """
+    "list_workers": f"""
 SELECT id, hostname, pid, queues, concurrency, handlers, started_at, heartbeat_at,
-       heartbeat_at > now() - make_interval(secs => lease) AS alive
-FROM {schema}.workers ORDER BY started_at""",
+       {_ALIVE.format(w="")} AS alive
+FROM {{schema}}.workers ORDER BY started_at""",
     # --- pruning (maintenance; one pruner at a time per schema, under this session lock) ---
     "prune_lock": "SELECT pg_try_advisory_lock(hashtext($1))",
     "prune_unlock": "SELECT pg_advisory_unlock(hashtext($1))",

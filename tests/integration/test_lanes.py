@@ -250,4 +250,4 @@ async def test_the_worker_claims_and_completes_on_lanes_that_plan_once(pg_dsn: s
         modes = [await worker.producer.lane.run(_plan_cache_mode), await worker.completer.lane.run(_plan_cache_mode)]
         await worker.producer.lane.close()
         await worker.completer.lane.close()
-    assert modes == ["auto"] * 2 if pgbouncer else ["force_generic_plan"] * 2
+    assert modes == (["auto"] * 2 if pgbouncer else ["force_generic_plan"] * 2)

@@ -6,9 +6,9 @@ statistics of a busy queue are always stale (the last ANALYZE saw no running job
 Under those guesses completion once joined every outcome with every outcome or every
 running job: a flush of 1,000 jobs compared a million pairs. These tests run the
 statements under both plan modes, after an ANALYZE that saw nothing running, and read
-the executed plan. The worker's claim and completion lanes force the generic plan
-(queries.HOT_PATH_SETTINGS): the last test makes that plan while the table is empty and
-runs it on a full one.
+the executed plan, as the plan cache gives it. The worker forces the generic plan
+(queries.HOT_PATH_SETTINGS): test_the_worker_plans_once_... makes that plan while the table
+is empty and runs it on a full one.
 """
 
 from __future__ import annotations
@@ -74,14 +74,19 @@ async def _executed_plan(app: App, mode: str, sql: str, args: Sequence[Any]) -> 
         await conn.execute(f"SET plan_cache_mode = {mode}")
         await conn.execute(f"PREPARE hot AS {sql}")
         try:
-            tr = conn.transaction()
-            await tr.start()
-            try:
-                raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _execute(args))
-            finally:
-                await tr.rollback()
+            return await _explain_hot(conn, args)
         finally:
             await conn.execute("DEALLOCATE hot; RESET plan_cache_mode")
+
+
+async def _explain_hot(conn: Any, args: Sequence[Any]) -> list[dict[str, Any]]:
+    """The executed plan of the prepared statement ``hot`` with ``args``, its writes rolled back."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _execute(args))
+    finally:
+        await tr.rollback()
     return list(_nodes(json.loads(raw)[0]["Plan"]))
 
 
@@ -203,18 +208,12 @@ async def test_the_worker_plans_once_and_a_plan_made_on_an_empty_table_still_pro
         await _pending(app, TABLE_ROWS)  # no ANALYZE since: the statistics still say empty
         running = await app.queries.claim(app.pool, ["default"], BATCH, 30.0, "w1", claim)
         sql, args = await _worker_statement(app, statement, running, BATCH)
-        tr = conn.transaction()
-        await tr.start()
-        try:
-            raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _execute(args))
-        finally:
-            await tr.rollback()
+        nodes = await _explain_hot(conn, args)
         plans = await conn.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
                                     " WHERE name = 'hot'")
     assert statement == "claim" or sql == app.queries.sql[statement]
     # Planned once, not at every call (the claim's LIMIT $2 made PostgreSQL plan it again each time).
     assert (plans["generic_plans"], plans["custom_plans"]) == (7, 0)
-    nodes = list(_nodes(json.loads(raw)[0]["Plan"]))
     if statement != "claim":
         _assert_linear(nodes, BATCH)
         return

@@ -57,6 +57,8 @@ def plan(cfg: Config) -> list[Case]:
         Case("enqueue", "batch", lambda m, c: m.enqueue(c, batch=True), impls=PEERS),
         drain(1), drain(2), drain(4),
         Case("drain", "p1 limited", lambda m, c: m.drain(c, 1, limited=True), impls=("ours",)),
+        # what a worker started with the defaults does: concurrency 10, so claims and flushes of ten
+        Case("drain", "p1 c10", lambda m, c: m.drain(c, 1, concurrency=10), impls=("ours",)),
         Case("latency", f"{cfg.latency_rate:g}/s",
              lambda m, c: m.stream(c, "latency", c.latency_rate, c.latency_seconds)),
         Case("soak", f"{cfg.soak_rate:g}/s", lambda m, c: m.stream(c, "soak", c.soak_rate, c.soak_seconds)),

@@ -105,21 +105,23 @@ async def enqueue(cfg: Config, batch: bool) -> Result:
     return res
 
 
-async def drain(cfg: Config, processes: int, limited: bool = False) -> Result:
-    """``bulk`` no-op jobs loaded first (not measured), then drained by ``processes`` burst worker processes.
+async def drain(cfg: Config, processes: int, limited: bool = False, concurrency: int | None = None) -> Result:
+    """``bulk`` no-op jobs loaded first (not measured), then drained by ``processes`` burst worker processes
+    of ``concurrency`` (default: ``--concurrency``).
 
     ``limited``: the queue has a concurrency limit that never binds (10^6), so every claim and
     completion does the limit's bookkeeping (docs/limits.md).
     """
-    n = cfg.bulk
+    n, label = cfg.bulk, f"p{processes}" + (" limited" if limited else "") + (f" c{concurrency}" if concurrency else "")
+    concurrency = concurrency or cfg.concurrency
     async with _fresh(cfg.dsn) as (app, admin):
         await _preload(admin, n)
         if limited:
             await app.set_queue("default", concurrency_limit=1_000_000)
-        args = ["--dsn", cfg.dsn, "--schema", SCHEMA, "--concurrency", str(cfg.concurrency)]
+        args = ["--dsn", cfg.dsn, "--schema", SCHEMA, "--concurrency", str(concurrency)]
         m, dones = await drain_processes("benchmarks.ours", args, processes, admin, wait_s=60 + n / 200)
-        res = m.fill(Result(IMPL, "drain", f"p{processes}" + (" limited" if limited else ""), n), n)
-        res.extra.update(concurrency=cfg.concurrency, claimed_per_process=[d["claimed"] for d in dones])
+        res = m.fill(Result(IMPL, "drain", label, n), n)
+        res.extra.update(concurrency=concurrency, claimed_per_process=[d["claimed"] for d in dones])
         res.check("jobs claimed", sum(d["claimed"] for d in dones), n)
         await _check_completed(admin, res, n)
     return res

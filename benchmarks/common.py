@@ -7,6 +7,7 @@ server CPU and notes on the machine in.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -291,6 +292,16 @@ async def done(claimed: int, cpu0: float) -> None:
     """In a drain worker process: report the jobs it claimed and its CPU time since ``cpu0``; wait for EOF."""
     emit("DONE", {"claimed": claimed, "cpu_s": time.process_time() - cpu0})
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+def drain_worker_args(module: str) -> argparse.Namespace:
+    """The command line of a drain worker process, ``python -m <module> --dsn DSN --schema S [--concurrency N]``
+    (drain_processes starts them)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description="one drain worker process")
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--schema", required=True)
+    p.add_argument("--concurrency", type=int, default=100, help="handlers in flight (the floor's loop ignores it)")
+    return p.parse_args()
 
 
 class Child:

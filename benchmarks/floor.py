@@ -11,7 +11,6 @@ Its drain worker processes run ``python -m benchmarks.floor --dsn DSN --schema S
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -28,6 +27,7 @@ from benchmarks.common import (
     admin_on,
     done,
     drain_processes,
+    drain_worker_args,
     measured,
     paced,
     ready,
@@ -186,8 +186,5 @@ async def _child(dsn: str, schema: str) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m benchmarks.floor", description="one drain worker process")
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--schema", required=True)
-    args = p.parse_args()
+    args = drain_worker_args("benchmarks.floor")
     asyncio.run(_child(args.dsn, args.schema))

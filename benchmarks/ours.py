@@ -27,6 +27,7 @@ from benchmarks.common import (
     count,
     done,
     drain_processes,
+    drain_worker_args,
     measured,
     paced,
     ready,
@@ -347,8 +348,4 @@ async def _child(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ours", description="one drain worker process")
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--schema", required=True)
-    p.add_argument("--concurrency", type=int, default=100)
-    asyncio.run(_child(p.parse_args()))
+    asyncio.run(_child(drain_worker_args("benchmarks.ours")))

@@ -31,7 +31,19 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from pgqueuer.domain.settings import db_settings
 from pgqueuer.domain.types import QueueExecutionMode
 
-from benchmarks.common import Config, Conn, Result, admin_on, count, done, drain_processes, measured, ready, schema_name
+from benchmarks.common import (
+    Config,
+    Conn,
+    Result,
+    admin_on,
+    count,
+    done,
+    drain_processes,
+    drain_worker_args,
+    measured,
+    ready,
+    schema_name,
+)
 
 IMPL = "pgqueuer"
 SCHEMA = schema_name(IMPL)
@@ -135,8 +147,4 @@ async def _child(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pgqueuer_peer", description="one drain worker process")
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--schema", required=True)
-    p.add_argument("--concurrency", type=int, default=100)
-    asyncio.run(_child(p.parse_args()))
+    asyncio.run(_child(drain_worker_args("benchmarks.pgqueuer_peer")))

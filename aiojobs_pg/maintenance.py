@@ -19,7 +19,7 @@ import anyio
 from .executor import next_run_after, now_us
 from .logs import get_logger
 from .models import JobStatus, Outcome, RunStatus, micros
-from .queries import DB_ERRORS, HOT_PATH_LOCAL, Conn, ExpiredLease, Pool, Pruned, Queries
+from .queries import DB_ERRORS, Conn, ExpiredLease, Pool, Pruned, Queries, planned_once
 from .signals import Signals
 
 log = get_logger("aiojobs_pg.maintenance")
@@ -72,22 +72,23 @@ class Maintenance:
         The rows are locked and completed in one transaction with the same fenced
         statement the completer uses, so a worker that comes back late is fenced off.
         """
+        async def rescue_batch(conn: Conn) -> tuple[list[Outcome], set[int]]:
+            outcomes = [lost_worker(row) for row in await self.queries.expired_leases(conn, self.batch)]
+            return outcomes, (await self.queries.complete(conn, outcomes, history=self.history) if outcomes else set())
+
         total = 0
         while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(HOT_PATH_LOCAL)  # planned as the worker's completions are (queries.py)
-                rows = await self.queries.expired_leases(conn, self.batch)
-                if not rows:
-                    return total
-                outcomes = [lost_worker(row) for row in rows]
-                applied = await self.queries.complete(conn, outcomes, history=self.history)
+            # planned as the worker's completions are (queries.planned_once)
+            outcomes, applied = await planned_once(self.pool, rescue_batch)
+            if not outcomes:
+                return total
             for o in outcomes:
                 if o.job_id in applied:
                     log.warning("job_rescued", job_id=o.job_id, attempt=o.attempt, worker_id=o.worker_id,
                                 status=o.job_status.value)
             total += len(applied)
             self.rescued += len(applied)
-            if len(rows) < self.batch:
+            if len(outcomes) < self.batch:
                 return total
 
     async def prune(self) -> Pruned | None:
